@@ -1,0 +1,1 @@
+"""SimpSON Erase backend: daemon, pipeline, engines and models."""

@@ -1,0 +1,221 @@
+"""Command line: the daemon (`serve`) and one-process commands for scripts and batch work.
+
+    python -m backend serve [--endpoint tcp://127.0.0.1:5557] [--curve-dir DIR]
+    python -m backend select IMAGE --click X,Y [--click X,Y ...] [--neg X,Y ...] -o MASK.png
+    python -m backend similar IMAGE --click X,Y -o MASK.png [--instances DIR]
+    python -m backend erase IMAGE --mask MASK.png -o OUT.png [--engine NAME] [--dilation PX]
+    python -m backend doctor
+    python -m backend keygen DIR
+
+Masks are 8-bit single-channel PNGs, 255 = selected. Exit codes: 0 ok, 1 the operation failed,
+2 bad arguments or unreadable input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from simpson_client import protocol, settings as client_settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y (e.g. 120,45)") from None
+    return x, y
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m backend", description="SimpSON Erase backend.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the daemon")
+    s.add_argument("--endpoint", default=None, help="tcp://HOST:PORT (default: the configured one, "
+                   f"else tcp://127.0.0.1:{client_settings.DEFAULT_PORT}); non-loopback needs --curve-dir")
+    s.add_argument("--curve-dir", type=Path, default=None, help="CURVE keys: server.key_secret + clients/*.key")
+    s.add_argument("--workers", type=int, default=2)
+
+    for name, text in (("select", "select the object at the clicks"), ("similar", "select every similar object")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("image", type=Path)
+        c.add_argument("--click", type=_point, action="append", default=[], metavar="X,Y", required=True)
+        c.add_argument("-o", "--output", type=Path, required=True, metavar="MASK.png")
+        c.add_argument("--engine", default=None)
+        if name == "select":
+            c.add_argument("--neg", type=_point, action="append", default=[], metavar="X,Y")
+            c.add_argument("--previous", type=Path, default=None, metavar="MASK.png")
+        else:
+            c.add_argument("--instances", type=Path, default=None, metavar="DIR",
+                           help="also write each instance's mask (full size) and instances.json here")
+
+    e = sub.add_parser("erase", help="fill the masked area")
+    e.add_argument("image", type=Path)
+    e.add_argument("--mask", type=Path, required=True)
+    e.add_argument("-o", "--output", type=Path, required=True)
+    e.add_argument("--engine", default=None)
+    e.add_argument("--dilation", type=int, default=None, help="pixels (default: automatic per object)")
+
+    sub.add_parser("doctor", help="check the installation")
+    k = sub.add_parser("keygen", help="make CURVE keys for remote use")
+    k.add_argument("dir", type=Path)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "keygen":
+        return keygen(args.dir)
+    if args.command == "doctor":
+        return doctor()
+    return run_one(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+    from .server import Server, StartupError
+
+    cfg = client_settings.load()
+    endpoint = args.endpoint or cfg.endpoint
+    log_path = setup_logging(cfg.log_path)
+    try:
+        server = Server(endpoint, Pipeline(), curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path))
+    except StartupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        logging.getLogger("simpson").error("start-up failed: %s", e)
+        return EXIT_FAILED
+    ready = f"SimpSON backend ready on {endpoint} (pid {os.getpid()}, log {log_path})"
+
+    def on_ready() -> None:
+        logging.getLogger("simpson").info(ready)
+        print(ready, flush=True)
+
+    try:
+        server.serve_forever(on_ready)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return EXIT_OK
+
+
+def setup_logging(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=2, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def run_one(args: argparse.Namespace) -> int:
+    """select / similar / erase in this process, without a daemon."""
+    from . import images
+    from .engines import EngineUnavailable
+    from .pipeline import Pipeline
+
+    try:
+        pixels = images.load_image(args.image)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    pipeline = Pipeline()
+    entry = pipeline.entry(pixels)
+    h, w = pixels.shape[:2]
+    start = time.perf_counter()
+    try:
+        if args.command in ("select", "similar"):
+            pts = [(x, y, True) for x, y in args.click] + [(x, y, False) for x, y in getattr(args, "neg", [])]
+            points = protocol.points([[x, y, p] for x, y, p in pts], w, h)
+        if args.command == "select":
+            previous = images.load_mask(args.previous, w, h) if args.previous else None
+            mask, name = pipeline.select(entry, points, previous, args.engine)
+            images.save_mask(args.output, mask)
+            print(f"{args.output}: {int((mask > 0).sum())} pixels selected by {name} in {time.perf_counter() - start:.2f} s")
+        elif args.command == "similar":
+            union, found, name = pipeline.similar(entry, points, None, args.engine)
+            images.save_mask(args.output, union)
+            if args.instances:
+                write_instances(args.instances, found, w, h)
+            print(f"{args.output}: {len(found)} objects ({len(found) - 1} similar to the clicked one) "
+                  f"found by {name} in {time.perf_counter() - start:.2f} s")
+        else:
+            mask = images.load_mask(args.mask, w, h)
+            box, patch, name = pipeline.erase(entry, mask, args.engine, args.dilation)
+            out = pixels.copy()
+            x, y, bw, bh = box
+            out[y:y + bh, x:x + bw] = patch
+            images.save_image(args.output, out)
+            print(f"{args.output}: erased {bw}x{bh} px at ({x}, {y}) with {name} in {time.perf_counter() - start:.2f} s")
+    except protocol.ProtocolError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return EXIT_USAGE if e.code == "bad_request" else EXIT_FAILED
+    except EngineUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def write_instances(folder: Path, found: list, width: int, height: int) -> None:
+    import numpy as np
+
+    from . import images
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = []
+    for i, f in enumerate(found):
+        full = np.zeros((height, width), np.uint8)
+        x, y, w, h = f.box
+        full[y:y + h, x:x + w] = np.where(f.mask, 255, 0)
+        name = f"instance_{i:03d}.png"
+        images.save_mask(folder / name, full)
+        listing.append({"file": name, "box": list(f.box), "score": round(float(f.score), 4), "seed": i == 0})
+    (folder / "instances.json").write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
+
+
+def doctor() -> int:
+    """Print versions, engines and the daemon's state; exit 1 if something essential is missing."""
+    from .pipeline import Pipeline
+    cfg = client_settings.load()
+    info = Pipeline().info()
+    print(f"SimpSON Erase backend, protocol {info['protocol']}")
+    for k, v in info["versions"].items():
+        print(f"  {k:9s} {v}")
+    print(f"  device    {info['device']} ({info['threads']} threads)")
+    print(f"  home      {cfg.home}")
+    print(f"  endpoint  {cfg.endpoint}")
+    print("engines:")
+    for name, e in info["engines"].items():
+        print(f"  {name:9s} {'/'.join(e['ops']):22s} {e['status']}")
+    print("defaults: " + ", ".join(f"{op}={name or 'NONE'}" for op, name in info["defaults"].items()))
+    ok = all(info["defaults"].values())
+    print("doctor: OK" if ok else "doctor: PROBLEM: an operation has no working engine")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def keygen(folder: Path) -> int:
+    import zmq.auth
+    (folder / "clients").mkdir(parents=True, exist_ok=True)
+    server_pub, _ = zmq.auth.create_certificates(str(folder), "server")
+    client_pub, client_secret = zmq.auth.create_certificates(str(folder), "client")
+    os.replace(client_pub, folder / "clients" / "client.key")
+    pub, sec = zmq.auth.load_certificate(client_secret)
+    spub, _ = zmq.auth.load_certificate(server_pub)
+    print(f"Keys in {folder}. Start the daemon with --curve-dir {folder}; put these in the client's config.json:")
+    print(json.dumps({"curve_server_public": spub.decode(), "curve_client_public": pub.decode(),
+                      "curve_client_secret": sec.decode()}, indent=2))
+    return EXIT_OK

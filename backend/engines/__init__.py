@@ -1,0 +1,97 @@
+"""Engines: named implementations of select / similar / erase behind one small interface.
+
+Engines are built lazily (models load on first use) and know nothing of sockets.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from ..cache import ImageEntry
+
+Point = tuple[float, float, bool]
+Progress = Callable[[float, str], None]   # raises Cancelled when the request was cancelled
+
+
+class Found(NamedTuple):
+    """One instance found by `similar`: box (x, y, w, h), mask: h×w bool inside the box, score 0..1."""
+
+    box: tuple[int, int, int, int]
+    mask: np.ndarray
+    score: float
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot run here (e.g. its weights are missing). str() is for the user."""
+
+
+class Engine:
+    name = ""
+    ops: frozenset[str] = frozenset()
+
+    def status(self) -> str:
+        """'ready', or one sentence saying why the engine cannot run."""
+        return "ready"
+
+    def select(self, entry: ImageEntry, points: list[Point], previous: np.ndarray | None,
+               progress: Progress) -> np.ndarray:
+        """H×W bool mask of the object at the points (True = add, False = subtract)."""
+        raise NotImplementedError
+
+    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress) -> list[Found]:
+        """Other instances of the object in the H×W bool seed mask (the seed itself excluded)."""
+        raise NotImplementedError
+
+    def erase(self, rgb: np.ndarray, hole: np.ndarray, progress: Progress) -> np.ndarray:
+        """rgb: h×w×3 uint8 crop, hole: h×w bool -> h×w×3 uint8 with the hole filled."""
+        raise NotImplementedError
+
+
+# name -> "module:Class", imported on first use so that start-up stays fast.
+REGISTRY = {
+    "classic": "backend.engines.classic:ClassicEngine",
+}
+
+# Preferred engines per op, best first; the first one whose status() is "ready" is the default.
+PREFERENCE = {
+    "select": ["dsn", "classic"],
+    "similar": ["classic"],
+    "erase": ["classic"],
+}
+
+_built: dict[str, Engine] = {}
+
+
+def get(name: str) -> Engine:
+    if name not in REGISTRY:
+        raise EngineUnavailable(f"There is no engine called {name!r}; known: {', '.join(sorted(REGISTRY))}.")
+    if name not in _built:
+        module, cls = REGISTRY[name].split(":")
+        _built[name] = getattr(importlib.import_module(module), cls)()
+    return _built[name]
+
+
+def choose(op: str, name: str | None) -> Engine:
+    """The engine to run op with: the named one (checked), else the best ready one."""
+    if name:
+        engine = get(name)
+        if op not in engine.ops:
+            raise EngineUnavailable(f"Engine {name!r} cannot {op}; engines that can: "
+                                    f"{', '.join(n for n in sorted(REGISTRY) if op in get(n).ops)}.")
+        status = engine.status()
+        if status != "ready":
+            raise EngineUnavailable(status)
+        return engine
+    for candidate in PREFERENCE[op]:
+        if candidate in REGISTRY:
+            engine = get(candidate)
+            if op in engine.ops and engine.status() == "ready":
+                return engine
+    raise EngineUnavailable(f"No engine can {op} on this machine.")
+
+
+def describe() -> dict[str, dict[str, object]]:
+    """name -> {ops, status} for doctor/info."""
+    return {name: {"ops": sorted(get(name).ops), "status": get(name).status()} for name in sorted(REGISTRY)}

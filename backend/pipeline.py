@@ -1,0 +1,274 @@
+"""The pipeline: protocol requests -> engine calls on cached images -> replies.
+
+This is where wire bytes become arrays and back. It knows the engines and the image cache,
+nothing of sockets; the server hands it decoded messages and a progress callback.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import cv2
+import numpy as np
+
+from simpson_client import protocol
+from simpson_client.protocol import Message, ProtocolError
+
+from . import engines, images
+from .cache import ImageCache, ImageEntry
+from .engines import EngineUnavailable, Found, Point
+
+Progress = Callable[[float, str], None]
+Reply = tuple[dict[str, Any], list[Any]]
+
+MAX_AUTO_DILATION = 40
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback when the client cancelled the request."""
+
+
+def no_progress(fraction: float, message: str) -> None:
+    pass
+
+
+class Pipeline:
+    def __init__(self, cache: Optional[ImageCache] = None):
+        self.cache = cache or ImageCache()
+
+    # ---- protocol entry point ----
+    def handle(self, msg: Message, progress: Progress = no_progress) -> Reply:
+        header = msg.header
+        op = header.get("op")
+        handler = {"select": self._select_request, "similar": self._similar_request,
+                   "erase": self._erase_request, "info": lambda h, p, pr: (self.info(), [])}.get(op)
+        if handler is None:
+            raise ProtocolError("unknown_op", f"Unknown op {op!r}; known: {', '.join(protocol.OPS)}.")
+        try:
+            return handler(header, msg.frames, progress)
+        except EngineUnavailable as e:
+            raise ProtocolError("unavailable", str(e)) from None
+
+    # ---- typed operations (also used by the one-process CLI) ----
+    def entry(self, pixels: np.ndarray, key: Optional[str] = None) -> ImageEntry:
+        """Wrap RGBA pixels (uint8 or uint16) as a cache entry; cached when a key is given."""
+        fmt = images.wire_format(pixels)
+        key = key or protocol.image_hash(pixels.shape[1], pixels.shape[0], fmt, images.to_wire(pixels))
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        return self.cache.put(ImageEntry(key, pixels, images.to_rgb8(pixels)))
+
+    def select(self, entry: ImageEntry, points: list[Point], previous: Optional[np.ndarray] = None,
+               engine: Optional[str] = None, progress: Progress = no_progress) -> tuple[np.ndarray, str]:
+        """-> (H×W uint8 mask 0/255, engine name)."""
+        if not points:
+            raise ProtocolError("bad_request", "Select needs at least one point.")
+        if not any(p for _, _, p in points) and (previous is None or not previous.any()):
+            raise ProtocolError("bad_request", "Select needs a positive point or a previous mask.")
+        chosen = engines.choose("select", engine)
+        prev = None if previous is None else previous > 127
+        mask = chosen.select(entry, points, prev, progress)
+        return np.where(mask, 255, 0).astype(np.uint8), chosen.name
+
+    def similar(self, entry: ImageEntry, points: list[Point], seed: Optional[np.ndarray] = None,
+                engine: Optional[str] = None, progress: Progress = no_progress
+                ) -> tuple[np.ndarray, list[Found], str]:
+        """-> (union mask 0/255, instances with the seed first, engine name)."""
+        if seed is None:
+            if not points:
+                raise ProtocolError("bad_request", "Similar needs a seed mask or at least one point.")
+            progress(0.05, "Selecting the clicked object")
+            seed, _ = self.select(entry, points, None, None, progress)
+        seed_bool = seed > 127
+        if not seed_bool.any():
+            raise ProtocolError("bad_request", "The seed selection is empty: click on an object first.")
+        chosen = engines.choose("similar", engine)
+        progress(0.2, "Looking for similar objects")
+        found = chosen.similar(entry, seed_bool, progress)[:protocol.MAX_INSTANCES - 1]
+        ys, xs = np.nonzero(seed_bool)
+        x0, y0 = int(xs.min()), int(ys.min())
+        box = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
+        first = Found(box, seed_bool[y0:y0 + box[3], x0:x0 + box[2]], 1.0)
+        union = seed_bool.copy()
+        for f in found:
+            x, y, w, h = f.box
+            union[y:y + h, x:x + w] |= f.mask
+        return np.where(union, 255, 0).astype(np.uint8), [first] + found, chosen.name
+
+    def erase(self, entry: ImageEntry, mask: np.ndarray, engine: Optional[str] = None,
+              dilation: Optional[int] = None, progress: Progress = no_progress
+              ) -> tuple[tuple[int, int, int, int], np.ndarray, str]:
+        """-> (box, patch pixels in the image's own format, engine name). Only the grown hole changes."""
+        hole = mask > 127
+        if not hole.any():
+            raise ProtocolError("bad_request", "The mask is empty: there is nothing to erase.")
+        chosen = engines.choose("erase", engine)
+        grown = grow_hole(hole, dilation)
+        ys, xs = np.nonzero(grown)
+        bx0, by0, bx1, by1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        filled = entry.rgb[by0:by1, bx0:bx1].copy()
+        regions = context_regions(grown, entry.width, entry.height)
+        for i, (x0, y0, x1, y1) in enumerate(regions):
+            progress(0.05 + 0.9 * i / len(regions), f"Filling region {i + 1} of {len(regions)}")
+            result = chosen.erase(entry.rgb[y0:y1, x0:x1], grown[y0:y1, x0:x1], progress)
+            # copy back the hole pixels of this region that lie in the output box
+            sub = grown[y0:y1, x0:x1]
+            ox0, oy0 = max(x0, bx0), max(y0, by0)
+            ox1, oy1 = min(x1, bx1), min(y1, by1)
+            s = sub[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0]
+            dst = filled[oy0 - by0:oy1 - by0, ox0 - bx0:ox1 - bx0]
+            dst[s] = result[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0][s]
+        progress(0.97, "Blending")
+        patch = blend(entry.pixels[by0:by1, bx0:bx1], filled, grown[by0:by1, bx0:bx1])
+        return (bx0, by0, bx1 - bx0, by1 - by0), patch, chosen.name
+
+    def info(self) -> dict[str, Any]:
+        import torch  # noqa: PLC0415 - only for its version
+        return {
+            "kind": "result", "op": "info", "protocol": protocol.VERSION,
+            "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "opencv": cv2.__version__,
+                         "torch": torch.__version__, "platform": platform.platform()},
+            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "threads": torch.get_num_threads(),
+            "engines": engines.describe(),
+            "defaults": {op: _default_name(op) for op in ("select", "similar", "erase")},
+            "cache": self.cache.stats(),
+            "limits": {"max_pixels": protocol.MAX_PIXELS, "max_side": protocol.MAX_SIDE,
+                       "max_message_bytes": protocol.MAX_MESSAGE_BYTES, "max_points": protocol.MAX_POINTS},
+        }
+
+    # ---- request parsing ----
+    def _image(self, header: dict[str, Any], payload: list[Any]) -> ImageEntry:
+        spec = protocol.field(header, "image", dict)
+        w, h, fmt, digest = protocol.image_spec(spec)
+        if "frame" not in spec:
+            entry = self.cache.get(digest)
+            if entry is None:
+                raise ProtocolError("image_unknown", "The daemon does not have this image; send its pixels.")
+            return entry
+        data = protocol.frame_ref(spec, "image", payload, w * h * protocol.FORMATS[fmt])
+        if protocol.image_hash(w, h, fmt, data) != digest:
+            raise ProtocolError("bad_request", "The image hash does not match its pixels.")
+        return self.entry(images.from_wire(data, w, h, fmt), digest)
+
+    def _mask(self, header: dict[str, Any], payload: list[Any], entry: ImageEntry, required: bool) -> Optional[np.ndarray]:
+        if header.get("mask") is None:
+            if required:
+                raise ProtocolError("bad_request", "Missing field 'mask'.")
+            return None
+        data = protocol.frame_ref(header["mask"], "mask", payload, entry.width * entry.height)
+        return np.frombuffer(data, np.uint8).reshape(entry.height, entry.width)
+
+    def _points(self, header: dict[str, Any], entry: ImageEntry) -> list[Point]:
+        return protocol.points(header.get("points", []), entry.width, entry.height)
+
+    def _select_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
+        engine = protocol.field(header, "engine", str, None)
+        entry = self._image(header, payload)
+        points = self._points(header, entry)
+        previous = self._mask(header, payload, entry, required=False)
+        start = time.perf_counter()
+        mask, name = self.select(entry, points, previous, engine, progress)
+        return ({"kind": "result", "op": "select", "engine": name, "seconds": round(time.perf_counter() - start, 4),
+                 "mask": {"frame": 0}}, [mask.tobytes()])
+
+    def _similar_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
+        engine = protocol.field(header, "engine", str, None)
+        entry = self._image(header, payload)
+        points = self._points(header, entry)
+        seed = self._mask(header, payload, entry, required=False)
+        start = time.perf_counter()
+        union, found, name = self.similar(entry, points, seed, engine, progress)
+        frames: list[Any] = [union.tobytes()]
+        instances = []
+        for f in found:
+            instances.append({"box": list(f.box), "score": round(float(f.score), 4), "frame": len(frames)})
+            frames.append(np.where(f.mask, 255, 0).astype(np.uint8).tobytes())
+        return ({"kind": "result", "op": "similar", "engine": name, "seconds": round(time.perf_counter() - start, 4),
+                 "mask": {"frame": 0}, "instances": instances}, frames)
+
+    def _erase_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
+        engine = protocol.field(header, "engine", str, None)
+        dilation = protocol.field(header, "dilation", int, None)
+        if dilation is not None and not 0 <= dilation <= protocol.MAX_DILATION:
+            raise ProtocolError("bad_request", f"Dilation must be 0..{protocol.MAX_DILATION} pixels.")
+        entry = self._image(header, payload)
+        mask = self._mask(header, payload, entry, required=True)
+        start = time.perf_counter()
+        box, patch, name = self.erase(entry, mask, engine, dilation, progress)
+        return ({"kind": "result", "op": "erase", "engine": name, "seconds": round(time.perf_counter() - start, 4),
+                 "patch": {"box": list(box), "format": images.wire_format(patch), "frame": 0}},
+                [images.to_wire(patch)])
+
+
+def _default_name(op: str) -> str:
+    try:
+        return engines.choose(op, None).name
+    except EngineUnavailable:
+        return ""
+
+
+def grow_hole(hole: np.ndarray, dilation: Optional[int]) -> np.ndarray:
+    """Dilate the hole so halos, soft edges and shadows go too.
+
+    dilation=None: per object, about 3 % of its size plus 2 px (at least 3, at most 40 px)."""
+    if dilation is not None:
+        if dilation == 0:
+            return hole.copy()
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
+        return cv2.dilate(hole.astype(np.uint8), k) > 0
+    out = hole.copy()
+    h, w = hole.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    for i in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        r = int(min(MAX_AUTO_DILATION, max(3, round(0.03 * max(bw, bh)) + 2)))
+        x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        part = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
+        out[y0:y1, x0:x1] |= cv2.dilate(part, k) > 0
+    return out
+
+
+def context_regions(hole: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) around groups of hole pixels, each with context on every side.
+
+    Context is max(64 px, the group's size); boxes that overlap are merged, so each engine
+    call sees a hole with real surroundings and a 24-MP photo with small holes stays cheap."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    boxes = []
+    for i in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        m = max(64, max(bw, bh))
+        boxes.append([max(0, x - m), max(0, y - m), min(width, x + bw + m), min(height, y + bh + m)])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(b) for b in boxes]
+
+
+def blend(original: np.ndarray, filled_rgb: np.ndarray, hole: np.ndarray, feather: float = 3.0) -> np.ndarray:
+    """Original RGBA patch with the hole replaced by filled_rgb, feathered over `feather` px inside
+    the hole's edge. Pixels outside the hole are returned unchanged; alpha is kept."""
+    inside = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
+    weight = np.clip(inside / feather, 0.0, 1.0)[..., None]
+    out = original.copy()
+    top = 65535.0 if original.dtype == np.uint16 else 255.0
+    fill = filled_rgb.astype(np.float32) * (top / 255.0)
+    rgb = original[..., :3].astype(np.float32)
+    mixed = rgb * (1.0 - weight) + fill * weight
+    out[..., :3][hole] = np.clip(np.rint(mixed[hole]), 0, top).astype(original.dtype)
+    return out

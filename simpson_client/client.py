@@ -1,0 +1,253 @@
+"""The client both plug-ins use: one request at a time, progress, cancel, clear errors (stdlib only)."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any, Callable, NamedTuple, Sequence
+
+from . import daemon, protocol
+from .errors import (BackendStopped, BackendTimeout, BackendUnavailable, Cancelled, ProtocolMismatch,
+                     RequestRejected, SimpsonError)
+from .settings import Settings, load
+from .transport import Connection, TransportClosed, connect
+
+Progress = Callable[[float, str], Any]   # (fraction 0..1, message); return False to cancel
+Point = tuple[float, float, bool]        # x, y in image pixels; True = add, False = subtract
+
+
+class Image:
+    """Pixels to send: width × height in format 'rgba8' or 'rgba16' (little-endian), no row padding."""
+
+    __slots__ = ("width", "height", "format", "data", "_hash")
+
+    def __init__(self, width: int, height: int, data: bytes | bytearray | memoryview, format: str = "rgba8"):
+        if format not in protocol.FORMATS:
+            raise ValueError(f"unknown pixel format {format!r}")
+        expected = width * height * protocol.FORMATS[format]
+        if protocol.nbytes(data) != expected:
+            raise ValueError(f"{width}x{height} {format} needs {expected} bytes, got {protocol.nbytes(data)}")
+        self.width, self.height, self.format, self.data = width, height, format, data
+        self._hash = ""
+
+    @property
+    def hash(self) -> str:
+        if not self._hash:
+            self._hash = protocol.image_hash(self.width, self.height, self.format, self.data)
+        return self._hash
+
+    def spec(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height, "format": self.format, "hash": self.hash}
+
+
+class Mask(NamedTuple):
+    width: int
+    height: int
+    data: bytes          # width*height bytes, 255 = selected
+    engine: str
+
+
+class Instance(NamedTuple):
+    box: tuple[int, int, int, int]   # x, y, w, h in image pixels
+    score: float
+    mask: bytes                      # w*h bytes for the box, 255 = selected
+
+
+class Similar(NamedTuple):
+    mask: Mask                       # union of all instances
+    instances: list[Instance]
+
+
+class Patch(NamedTuple):
+    box: tuple[int, int, int, int]   # where the patch goes; pixels outside it are unchanged
+    format: str
+    data: bytes                      # box w*h pixels in format
+    engine: str
+
+
+class Client:
+    """Talks to the daemon; starts it on demand. Not thread-safe except cancel()."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or load()
+        self._cancel = threading.Event()
+
+    # ---- operations ----
+    def info(self, timeout: float = 10.0) -> dict[str, Any]:
+        header, _ = self._call({"op": "info"}, timeout=timeout)
+        return header
+
+    def select(self, image: Image, points: Sequence[Point], previous: bytes | None = None,
+               engine: str | None = None, progress: Progress | None = None) -> Mask:
+        header: dict[str, Any] = {"op": "select", "points": _points(points)}
+        frames: list[Any] = []
+        if previous is not None:
+            _check_mask(previous, image)
+            header["mask"] = {"frame": 0}
+            frames.append(previous)
+        if engine:
+            header["engine"] = engine
+        reply, payload = self._call(header, frames, image, progress)
+        return self._mask(reply, payload, image)
+
+    def similar(self, image: Image, points: Sequence[Point] = (), mask: bytes | None = None,
+                engine: str | None = None, progress: Progress | None = None) -> Similar:
+        header: dict[str, Any] = {"op": "similar", "points": _points(points)}
+        frames: list[Any] = []
+        if mask is not None:
+            _check_mask(mask, image)
+            header["mask"] = {"frame": 0}
+            frames.append(mask)
+        if engine:
+            header["engine"] = engine
+        reply, payload = self._call(header, frames, image, progress)
+        instances = []
+        for inst in reply.get("instances", []):
+            x, y, w, h = protocol.box(inst.get("box"))
+            data = protocol.frame_ref(inst, "instance mask", payload, w * h)
+            instances.append(Instance((x, y, w, h), float(inst.get("score", 0.0)), bytes(data)))
+        return Similar(self._mask(reply, payload, image), instances)
+
+    def erase(self, image: Image, mask: bytes, engine: str | None = None, dilation: int | None = None,
+              progress: Progress | None = None) -> Patch:
+        _check_mask(mask, image)
+        header: dict[str, Any] = {"op": "erase", "mask": {"frame": 0}}
+        if engine:
+            header["engine"] = engine
+        if dilation is not None:
+            header["dilation"] = int(dilation)
+        reply, payload = self._call(header, [mask], image, progress)
+        patch = protocol.field(reply, "patch", dict)
+        x, y, w, h = protocol.box(patch.get("box"))
+        data = protocol.frame_ref(patch, "patch", payload, w * h * protocol.FORMATS[image.format])
+        return Patch((x, y, w, h), image.format, bytes(data), str(reply.get("engine", "")))
+
+    def cancel(self) -> None:
+        """Ask the running request to stop (safe to call from another thread)."""
+        self._cancel.set()
+
+    def close(self) -> None:
+        """Nothing stays open between requests; kept so `with Client() as c:` reads naturally."""
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- internals ----
+    def _mask(self, reply: dict[str, Any], payload: list[Any], image: Image) -> Mask:
+        data = protocol.frame_ref(reply.get("mask"), "mask", payload, image.width * image.height)
+        return Mask(image.width, image.height, bytes(data), str(reply.get("engine", "")))
+
+    def _connect(self, progress: Progress | None) -> Connection:
+        """A fresh connection per request: a restarted daemon is simply found again."""
+        try:
+            return connect(self.settings)
+        except TransportClosed:
+            if not self.settings.autostart:
+                raise BackendUnavailable(f"The SimpSON backend is not running at {self.settings.endpoint}. "
+                                         "Start it with `python -m backend serve`.") from None
+        say = (lambda text: progress(0.0, text)) if progress else None
+        daemon.start(self.settings, self._ping, say)
+        try:
+            return connect(self.settings)
+        except TransportClosed:
+            raise BackendUnavailable(f"The SimpSON backend started but does not answer at {self.settings.endpoint}; "
+                                     f"see {self.settings.log_path}.") from None
+
+    def _ping(self) -> bool:
+        try:
+            conn = connect(self.settings)
+        except TransportClosed:
+            return False
+        try:
+            rid = uuid.uuid4().hex[:16]
+            conn.send(protocol.encode({"op": "info", "id": rid}))
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                frames = conn.recv(deadline - time.monotonic())
+                if frames is None:
+                    return False
+                if protocol.decode(frames).header.get("id") == rid:
+                    return True
+            return False
+        except (TransportClosed, protocol.ProtocolError):
+            return False
+        finally:
+            conn.close()
+
+    def _call(self, header: dict[str, Any], frames: Sequence[Any] = (), image: Image | None = None,
+              progress: Progress | None = None, timeout: float | None = None) -> tuple[dict[str, Any], list[Any]]:
+        """Send one request and wait for its result, passing progress on. Handles the image cache."""
+        self._cancel.clear()
+        conn = self._connect(progress)
+        try:
+            if image is None:
+                return self._exchange(conn, header, list(frames), progress, timeout)
+            header = dict(header, image=image.spec())
+            try:
+                return self._exchange(conn, header, list(frames), progress, timeout)
+            except RequestRejected as e:
+                if e.code != "image_unknown":
+                    raise
+            # The daemon has not seen this image (or evicted it): send the pixels once.
+            header["image"] = dict(header["image"], frame=len(frames))
+            return self._exchange(conn, header, list(frames) + [image.data], progress, timeout)
+        except TransportClosed as e:
+            raise BackendStopped(f"The SimpSON backend stopped while working ({e}). "
+                                 f"Try again; see {self.settings.log_path} if it keeps happening.") from None
+        finally:
+            conn.close()
+
+    def _exchange(self, conn: Connection, header: dict[str, Any], frames: list[Any], progress: Progress | None,
+                  timeout: float | None) -> tuple[dict[str, Any], list[Any]]:
+        rid = uuid.uuid4().hex[:16]
+        conn.send(protocol.encode(dict(header, id=rid), frames))
+        idle = timeout or self.settings.idle_timeout
+        cancel_sent = False
+        last = time.monotonic()
+        while True:
+            if self._cancel.is_set() and not cancel_sent:
+                conn.send(protocol.encode({"op": "cancel", "id": uuid.uuid4().hex[:16], "target": rid}))
+                cancel_sent = True
+            got = conn.recv(0.1)
+            if got is None:
+                if time.monotonic() - last > idle:
+                    raise BackendTimeout(f"The SimpSON backend did not answer within {idle:.0f} s; "
+                                         f"see {self.settings.log_path}.")
+                continue
+            last = time.monotonic()
+            try:
+                msg = protocol.decode(got)
+            except protocol.ProtocolError as e:
+                if e.code == "version":
+                    raise ProtocolMismatch("The SimpSON backend and this plug-in have different versions. "
+                                           "Run `python3 install.py` again to update both.") from None
+                raise SimpsonError(f"The SimpSON backend sent a malformed reply ({e.message}).") from None
+            reply = msg.header
+            if reply.get("id") != rid:
+                continue  # a late reply to an earlier, abandoned request
+            kind = reply.get("kind")
+            if kind == "progress":
+                if progress is not None and progress(float(reply.get("fraction", 0.0)), str(reply.get("message", ""))) is False:
+                    self._cancel.set()
+                continue
+            if kind == "error":
+                code, text = str(reply.get("code", "internal")), str(reply.get("message", "unknown error"))
+                if code == "cancelled":
+                    raise Cancelled("Cancelled.", code)
+                if code == "version":
+                    raise ProtocolMismatch("The SimpSON backend and this plug-in have different versions. "
+                                           "Run `python3 install.py` again to update both.", code)
+                raise RequestRejected(text, code)
+            return reply, msg.frames
+
+
+def _points(points: Sequence[Point]) -> list[list[Any]]:
+    return [[float(x), float(y), bool(pos)] for x, y, pos in points]
+
+
+def _check_mask(mask: bytes, image: Image) -> None:
+    if protocol.nbytes(mask) != image.width * image.height:
+        raise ValueError(f"mask must be {image.width}x{image.height} bytes")

@@ -1,0 +1,56 @@
+"""Pixel-layout helpers without numpy: colour order, masks and patches as plain bytes.
+
+Conventions: rows top to bottom, pixels left to right, no row padding. RGBA is what travels
+on the wire; Krita's BGRA is converted here, at the edge. 16-bit samples are little-endian.
+"""
+from __future__ import annotations
+
+
+def bgra_to_rgba(data: bytes, bytes_per_sample: int = 1) -> bytearray:
+    """Swap the blue and red channels (Krita's pixelData order <-> wire order). Works both ways."""
+    s = bytes_per_sample
+    px = 4 * s
+    out = bytearray(data)
+    for k in range(s):
+        out[k::px] = data[2 * s + k::px]
+        out[2 * s + k::px] = data[k::px]
+    return out
+
+
+rgba_to_bgra = bgra_to_rgba
+
+
+def paste(dest: bytearray, dest_width: int, patch: bytes, box: tuple[int, int, int, int], bytes_per_pixel: int) -> None:
+    """Copy patch (box w×h pixels) into dest (dest_width pixels per row) at box's x, y."""
+    x, y, w, h = box
+    row = w * bytes_per_pixel
+    stride = dest_width * bytes_per_pixel
+    for r in range(h):
+        start = (y + r) * stride + x * bytes_per_pixel
+        dest[start:start + row] = patch[r * row:(r + 1) * row]
+
+
+def crop(src: bytes, src_width: int, box: tuple[int, int, int, int], bytes_per_pixel: int) -> bytes:
+    """The box (x, y, w, h) of an image as contiguous bytes."""
+    x, y, w, h = box
+    stride = src_width * bytes_per_pixel
+    return b"".join(src[(y + r) * stride + x * bytes_per_pixel:(y + r) * stride + (x + w) * bytes_per_pixel]
+                    for r in range(h))
+
+
+def mask_box(mask: bytes, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """Bounding box (x, y, w, h) of the nonzero pixels, or None if the mask is empty."""
+    rows = [r for r in range(height) if mask[r * width:(r + 1) * width].strip(b"\x00")]
+    if not rows:
+        return None
+    left, right = width, 0
+    for r in rows:
+        line = mask[r * width:(r + 1) * width]
+        left = min(left, len(line) - len(line.lstrip(b"\x00")))
+        right = max(right, len(line.rstrip(b"\x00")))
+    return left, rows[0], right - left, rows[-1] - rows[0] + 1
+
+
+def image_to_layer(x: float, y: float, offset_x: int, offset_y: int) -> tuple[float, float]:
+    """A point in image coordinates -> the same point in a layer placed at (offset_x, offset_y)."""
+    return x - offset_x, y - offset_y

@@ -1,0 +1,198 @@
+"""SimpSON Erase wire protocol: message layout, limits and checks (stdlib only).
+
+A message is a ZeroMQ multipart message: frame 0 is a UTF-8 JSON header, frames 1..n are raw
+byte buffers (pixels, masks) that the header refers to by index. See docs/protocol.md.
+This module is the one place where the layout, the limits and the error codes are defined;
+the client and the daemon both import it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, NamedTuple, Sequence
+
+VERSION = 1
+
+# Limits. A daemon refuses anything larger with code "too_large".
+MAX_PIXELS = 40_000_000          # per image (a 40-MP photo)
+MAX_SIDE = 30_000                # per image side
+MAX_HEADER_BYTES = 256 * 1024
+MAX_POINTS = 64
+MAX_INSTANCES = 500
+MAX_ID_CHARS = 64
+MAX_DILATION = 256
+MAX_MESSAGE_BYTES = MAX_PIXELS * 8 + MAX_PIXELS + MAX_HEADER_BYTES  # rgba16 image + mask + header
+
+# Bytes per pixel of each pixel format on the wire. rgba16 is little-endian.
+FORMATS = {"rgba8": 4, "rgba16": 8}
+MASK_FORMAT = "gray8"            # masks: 1 byte per pixel, 0 = not selected, 255 = selected
+
+OPS = ("info", "select", "similar", "erase", "cancel")
+
+# Error codes (reply kind "error").
+ERROR_CODES = (
+    "bad_request",      # malformed message: bad JSON, missing or wrong fields, wrong frame sizes
+    "version",          # protocol version not supported
+    "unknown_op",       # op is not one of OPS
+    "too_large",        # an image or message exceeds the limits above
+    "image_unknown",    # the image hash is not cached: send the request again with the pixels
+    "cancelled",        # the request was cancelled by the client
+    "busy",             # too many requests queued
+    "unavailable",      # the requested engine or its weights are not available
+    "internal",         # a bug or resource failure in the daemon; see its log
+)
+
+
+class ProtocolError(Exception):
+    """A request or reply that breaks the protocol. code is one of ERROR_CODES."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Message(NamedTuple):
+    header: dict[str, Any]
+    frames: list[Any]  # bytes-like (bytes, memoryview, zmq.Frame buffers)
+
+
+def image_hash(width: int, height: int, fmt: str, data: Any) -> str:
+    """Content hash of an image as it travels on the wire (hex, 32 chars)."""
+    h = hashlib.sha256()
+    h.update(f"{width}x{height}:{fmt}:".encode())
+    h.update(data)
+    return h.hexdigest()[:32]
+
+
+def encode(header: dict[str, Any], frames: Sequence[Any] = ()) -> list[Any]:
+    """Header dict + payload buffers -> frames to send. Adds the version and frame sizes."""
+    head = dict(header)
+    head["v"] = VERSION
+    head["sizes"] = [nbytes(f) for f in frames]
+    return [json.dumps(head, separators=(",", ":"), allow_nan=False).encode()] + list(frames)
+
+
+def decode(frames: Sequence[Any]) -> Message:
+    """Frames received -> Message. Checks JSON, version and declared frame sizes."""
+    if not frames:
+        raise ProtocolError("bad_request", "Empty message.")
+    raw = bytes(frames[0])
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ProtocolError("too_large", f"Header is {len(raw)} bytes; the limit is {MAX_HEADER_BYTES}.")
+    try:
+        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ProtocolError("bad_request", f"Header is not valid JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_request", "Header must be a JSON object.")
+    v = header.get("v")
+    if v != VERSION:
+        raise ProtocolError("version", f"Protocol version {v!r} is not supported; this side speaks {VERSION}.")
+    payload = list(frames[1:])
+    sizes = header.get("sizes", [])
+    if not isinstance(sizes, list) or len(sizes) != len(payload):
+        raise ProtocolError("bad_request", f"Header declares {_count(sizes)} payload frames, {len(payload)} arrived.")
+    for i, (declared, frame) in enumerate(zip(sizes, payload)):
+        if declared != nbytes(frame):
+            raise ProtocolError("bad_request", f"Payload frame {i} is {nbytes(frame)} bytes, header says {declared!r}.")
+    return Message(header, payload)
+
+
+# ---- field checks shared by the daemon (requests) and the client (replies) ----
+
+def field(header: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    """header[name], type-checked; default if absent (required when no default)."""
+    if name not in header or header[name] is None:
+        if default is ...:
+            raise ProtocolError("bad_request", f"Missing field {name!r}.")
+        return default
+    value = header[name]
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise ProtocolError("bad_request", f"Field {name!r} must be a number.")
+    if not isinstance(value, kind):
+        raise ProtocolError("bad_request", f"Field {name!r} has the wrong type.")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError("bad_request", f"Field {name!r} must be finite.")
+    return value
+
+
+def request_id(header: dict[str, Any]) -> str:
+    rid = field(header, "id", str)
+    if not 0 < len(rid) <= MAX_ID_CHARS:
+        raise ProtocolError("bad_request", f"Field 'id' must be 1..{MAX_ID_CHARS} characters.")
+    return rid
+
+
+def image_spec(spec: Any) -> tuple[int, int, str, str]:
+    """An "image" object -> (width, height, format, hash), checked against the limits."""
+    if not isinstance(spec, dict):
+        raise ProtocolError("bad_request", "Field 'image' must be an object.")
+    w = field(spec, "width", int)
+    h = field(spec, "height", int)
+    fmt = field(spec, "format", str)
+    digest = field(spec, "hash", str)
+    if fmt not in FORMATS:
+        raise ProtocolError("bad_request", f"Image format {fmt!r} is not one of {sorted(FORMATS)}.")
+    if w < 1 or h < 1:
+        raise ProtocolError("bad_request", f"Image size {w}x{h} is empty.")
+    if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+        raise ProtocolError("too_large", f"Image {w}x{h} is larger than the limit of {MAX_PIXELS // 1_000_000} megapixels.")
+    if len(digest) != 32 or any(c not in "0123456789abcdef" for c in digest):
+        raise ProtocolError("bad_request", "Image hash must be 32 lowercase hex characters.")
+    return w, h, fmt, digest
+
+
+def points(value: Any, width: int, height: int) -> list[tuple[float, float, bool]]:
+    """[[x, y, positive], ...] in image pixels (x right, y down, pixel centres at +0.5)."""
+    if not isinstance(value, list) or len(value) > MAX_POINTS:
+        raise ProtocolError("bad_request", f"Field 'points' must be a list of at most {MAX_POINTS} points.")
+    out = []
+    for p in value:
+        if not (isinstance(p, list) and len(p) == 3 and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p[:2])
+                and isinstance(p[2], (bool, int))):
+            raise ProtocolError("bad_request", "Each point must be [x, y, positive].")
+        x, y = float(p[0]), float(p[1])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ProtocolError("bad_request", "Point coordinates must be finite numbers.")
+        if not (0 <= x < width and 0 <= y < height):
+            raise ProtocolError("bad_request", f"Point ({x:g}, {y:g}) is outside the {width}x{height} image.")
+        out.append((x, y, bool(p[2])))
+    return out
+
+
+def frame_ref(spec: Any, what: str, payload: list[Any], size: int) -> Any:
+    """{"frame": i} -> payload[i], which must hold exactly size bytes."""
+    if not isinstance(spec, dict):
+        raise ProtocolError("bad_request", f"Field {what!r} must be an object.")
+    i = field(spec, "frame", int)
+    if not 0 <= i < len(payload):
+        raise ProtocolError("bad_request", f"{what}: frame {i} does not exist.")
+    if nbytes(payload[i]) != size:
+        raise ProtocolError("bad_request", f"{what}: frame {i} is {nbytes(payload[i])} bytes, expected {size}.")
+    return payload[i]
+
+
+def box(value: Any) -> tuple[int, int, int, int]:
+    if not (isinstance(value, list) and len(value) == 4 and all(isinstance(c, int) and not isinstance(c, bool) for c in value)):
+        raise ProtocolError("bad_request", "A box must be [x, y, width, height] integers.")
+    x, y, w, h = value
+    if w < 0 or h < 0:
+        raise ProtocolError("bad_request", "A box must not have a negative size.")
+    return x, y, w, h
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _count(sizes: Any) -> str:
+    return str(len(sizes)) if isinstance(sizes, list) else "invalid"
+
+
+def nbytes(frame: Any) -> int:
+    """Size in bytes of a bytes-like frame."""
+    if isinstance(frame, (bytes, bytearray)):
+        return len(frame)
+    return memoryview(frame).nbytes
