@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"else tcp://127.0.0.1:{client_settings.DEFAULT_PORT}); non-loopback needs --curve-dir")
     s.add_argument("--curve-dir", type=Path, default=None, help="CURVE keys: server.key_secret + clients/*.key")
     s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS",
+                   help="exit after this long without requests (0 = never; the plug-ins' autostart uses 1800)")
 
     for name, text in (("select", "select the object at the clicks"), ("similar", "select every similar object")):
         c = sub.add_parser(name, help=text)
@@ -90,7 +92,8 @@ def serve(args: argparse.Namespace) -> int:
     endpoint = args.endpoint or cfg.endpoint
     log_path = setup_logging(cfg.log_path)
     try:
-        server = Server(endpoint, Pipeline(), curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path))
+        server = Server(endpoint, Pipeline(), curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path),
+                        idle_exit=args.idle_exit)
     except StartupError as e:
         print(f"error: {e}", file=sys.stderr)
         logging.getLogger("simpson").error("start-up failed: %s", e)
@@ -101,12 +104,16 @@ def serve(args: argparse.Namespace) -> int:
         logging.getLogger("simpson").info(ready)
         print(ready, flush=True)
 
+    pid_file = Path(cfg.home) / "daemon.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
     try:
         server.serve_forever(on_ready)
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
     return EXIT_OK
 
 

@@ -46,8 +46,11 @@ class Job:
 
 class Server:
     def __init__(self, endpoint: str, pipeline: Pipeline, curve_dir: Optional[Path] = None,
-                 workers: int = 2, max_jobs: int = 64, log_path: str = "the daemon log"):
+                 workers: int = 2, max_jobs: int = 64, log_path: str = "the daemon log",
+                 idle_exit: float = 0.0):
         self.endpoint = endpoint
+        self.idle_exit = idle_exit      # seconds without requests before the daemon exits; 0 = never
+        self._last_activity = time.monotonic()
         self.pipeline = pipeline
         self.log_path = log_path
         self.max_jobs = max_jobs
@@ -110,8 +113,12 @@ class Server:
                         frames = self.router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
+                    self._last_activity = time.monotonic()
                     self._on_message(frames)
             self._heartbeat()
+            if self.idle_exit and not self._jobs and time.monotonic() - self._last_activity > self.idle_exit:
+                log.info("idle for %.0f s: exiting", self.idle_exit)
+                return
 
     def stop(self) -> None:
         self._stop.set()

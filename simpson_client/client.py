@@ -10,7 +10,7 @@ from . import daemon, protocol
 from .errors import (BackendStopped, BackendTimeout, BackendUnavailable, Cancelled, ProtocolMismatch,
                      RequestRejected, SimpsonError)
 from .settings import Settings, load
-from .transport import Connection, TransportClosed, connect
+from .transport import AuthenticationFailed, Connection, TransportClosed, connect
 
 Progress = Callable[[float, str], Any]   # (fraction 0..1, message); return False to cancel
 Point = tuple[float, float, bool]        # x, y in image pixels; True = add, False = subtract
@@ -144,6 +144,8 @@ class Client:
         """A fresh connection per request: a restarted daemon is simply found again."""
         try:
             return connect(self.settings)
+        except AuthenticationFailed as e:
+            raise BackendUnavailable(f"Cannot connect to the SimpSON backend at {self.settings.endpoint}: {e}") from None
         except TransportClosed:
             if not self.settings.autostart:
                 raise BackendUnavailable(f"The SimpSON backend is not running at {self.settings.endpoint}. "

@@ -49,7 +49,7 @@ def start(settings: Settings, is_ready: Callable[[], bool], progress: Callable[[
     logs = Path(settings.home) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     out_path = logs / "daemon-start.log"
-    cmd = [settings.python, "-m", "backend", "serve", "--endpoint", settings.endpoint]
+    cmd = [settings.python, "-m", "backend", "serve", "--endpoint", settings.endpoint, "--idle-exit", "1800"]
     kwargs: dict = {}
     if sys.platform == "win32":
         kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP

@@ -9,14 +9,14 @@ from typing import Any, Sequence
 
 from . import protocol
 from .settings import Settings, parse_endpoint
-from .zmtp import DealerSocket, TransportClosed
+from .zmtp import AuthenticationFailed, DealerSocket, TransportClosed
 
 try:  # editors' Pythons usually lack pyzmq
     import zmq
 except ImportError:  # pragma: no cover - depends on the interpreter
     zmq = None
 
-__all__ = ["Connection", "TransportClosed", "connect", "pyzmq_available"]
+__all__ = ["AuthenticationFailed", "Connection", "TransportClosed", "connect", "pyzmq_available"]
 
 
 def pyzmq_available() -> bool:
@@ -38,6 +38,8 @@ class StdlibConnection(Connection):
         host, port = parse_endpoint(endpoint)
         try:
             self._sock = DealerSocket(host, port, max_message=protocol.MAX_MESSAGE_BYTES)
+        except TransportClosed:
+            raise
         except OSError as e:  # refused, unreachable, or handshake failure (TransportClosed)
             raise TransportClosed(str(e)) from None
 
@@ -99,7 +101,7 @@ class PyzmqConnection(Connection):
             self._connected = True
         elif event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
             self.close()
-            raise TransportClosed("The daemon refused our keys (authentication failed).")
+            raise AuthenticationFailed("The daemon refused our keys (authentication failed).")
         elif event == zmq.EVENT_DISCONNECTED:
             if self._connected:
                 self.close()
@@ -137,7 +139,7 @@ def connect(settings: Settings) -> Connection:
     if kind not in ("auto", "pyzmq", "stdlib"):
         kind = "auto"
     if settings.curve_server_public and zmq is None:
-        raise TransportClosed("A remote (authenticated) daemon needs pyzmq in this Python.")
+        raise AuthenticationFailed("A remote (authenticated) daemon needs pyzmq in this Python.")
     if kind == "pyzmq" or (kind == "auto" and zmq is not None):
         return PyzmqConnection(settings.endpoint, settings)
     return StdlibConnection(settings.endpoint)

@@ -20,6 +20,10 @@ class TransportClosed(ConnectionError):
     """The peer closed the connection (e.g. the daemon stopped)."""
 
 
+class AuthenticationFailed(TransportClosed):
+    """The peer wants security this side cannot give (or refused our keys)."""
+
+
 class DealerSocket:
     """Connects to tcp://HOST:PORT; send_multipart / recv_multipart like pyzmq's DEALER."""
 
@@ -74,14 +78,19 @@ class DealerSocket:
     def _handshake(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         self._sock.sendall(_GREETING)
-        greeting = self._read_exact(64, deadline)
+        try:
+            greeting = self._read_exact(64, deadline)
+        except TransportClosed:
+            # libzmq hangs up without a word when the mechanisms differ (e.g. it wants CURVE)
+            raise AuthenticationFailed("The daemon closed the connection during the ZeroMQ handshake: it probably "
+                                       "requires CURVE authentication, which needs pyzmq and keys.") from None
         if greeting is None or greeting[0] != 0xFF or greeting[9] != 0x7F:
             raise TransportClosed("The peer is not a ZeroMQ socket.")
         if greeting[10] < 3:
             raise TransportClosed(f"The peer speaks ZMTP {greeting[10]}, not 3.")
         mechanism = greeting[12:32].rstrip(b"\x00")
         if mechanism != b"NULL":
-            raise TransportClosed(f"The peer requires {mechanism.decode(errors='replace')} security; "
+            raise AuthenticationFailed(f"The peer requires {mechanism.decode(errors='replace')} security; "
                                   "install pyzmq to use authenticated connections.")
         self._sock.sendall(_command(b"READY", {b"Socket-Type": b"DEALER", b"Identity": b""}))
         flags, body = self._read_frame(deadline, waiting=True)

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""Set up SimpSON Erase: backend environment, plug-ins for GIMP 3 and Krita 5.2, a first run.
+
+    python3 install.py                 # everything, then a demo on samples/beach.jpg
+    python3 install.py --no-plugins    # backend only
+    python3 install.py --plugins-only --gimp-dir DIR --krita-dir DIR [--kritarc FILE]
+    python3 install.py --uninstall
+
+Stdlib only; Python >= 3.10 on Linux, macOS or Windows. Re-running is safe and quick: the
+environment is rebuilt only when requirements.txt changed. SIMPSON_HOME picks the folder.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))
+
+from simpson_client import settings as client_settings  # noqa: E402
+
+SAMPLE = REPO / "samples" / "beach.jpg"
+SAMPLE_CLICK = (1104, 726)          # a drink can on the pebbles (see samples/README.md)
+GIMP_FOLDER = "simpson-erase"
+KRITA_PACKAGE = "simpson_erase"
+
+
+# ---------------------------------------------------------------- output
+def step(text: str) -> float:
+    print(f"==> {text}", flush=True)
+    return time.monotonic()
+
+
+def done(start: float, text: str = "done") -> None:
+    print(f"    {text} ({time.monotonic() - start:.1f} s)", flush=True)
+
+
+def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    """Run a command, showing a progress line every few seconds; raise SystemExit on failure."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, **kw)
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if time.monotonic() - start > 3 and int(time.monotonic() - start) % 5 == 0:
+                print(f"    … {what} ({time.monotonic() - start:.0f} s)", flush=True)
+                time.sleep(0.5)
+        out.seek(0)
+        text = out.read()
+    if proc.returncode != 0:
+        print(text[-3000:])
+        raise SystemExit(f"install.py: {what} failed (exit {proc.returncode}).")
+    return subprocess.CompletedProcess(cmd, proc.returncode, text, "")
+
+
+# ---------------------------------------------------------------- environment
+def venv_python(env_dir: Path) -> Path:
+    return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def has_nvidia_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+def ensure_env(env_dir: Path, requirements: Path, gpu: bool = False) -> Path:
+    """A virtual environment with requirements installed; skipped when nothing changed."""
+    stamp = env_dir / "simpson-requirements.sha256"
+    wanted = hashlib.sha256(_requirements_text(requirements).encode() + (b"gpu" if gpu else b"cpu")).hexdigest()
+    py = venv_python(env_dir)
+    if py.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
+        print(f"    environment {env_dir} is up to date")
+        return py
+    t = step(f"Creating the backend environment in {env_dir}")
+    if not py.exists():
+        venv.EnvBuilder(with_pip=True, clear=False).create(env_dir)
+    done(t)
+    install_torch(py, requirements, gpu)
+    t = step("Installing the other dependencies (numpy, OpenCV, Pillow, pyzmq…)")
+    run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(requirements)],
+        "pip install", cwd=requirements.parent)
+    done(t)
+    stamp.write_text(wanted + "\n")
+    return py
+
+
+def _requirements_text(path: Path) -> str:
+    text = path.read_text()
+    for line in text.splitlines():
+        if line.startswith("-r "):
+            text += _requirements_text(path.parent / line[3:].strip())
+    return text
+
+
+def _torch_pin() -> str:
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        if line.startswith("torch"):
+            return line.split("#")[0].strip()
+    return "torch"
+
+
+def install_torch(py: Path, requirements: Path, gpu: bool) -> None:
+    """PyTorch: the CPU build unless a GPU build is wanted; never a CUDA build by accident."""
+    pin = _torch_pin()
+    t = step(f"Installing PyTorch ({pin}, {'GPU' if gpu else 'CPU'} build; a few hundred MB)")
+    if gpu or sys.platform == "darwin":
+        run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", pin], "PyTorch")
+        done(t)
+        return
+    # What would the default index give? If it drags in NVIDIA's CUDA wheels, use the CPU index.
+    report = Path(tempfile.mkdtemp()) / "report.json"
+    run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--dry-run", "--ignore-installed",
+         "--report", str(report), pin], "resolving PyTorch")
+    names = [item["metadata"]["name"].lower() for item in json.loads(report.read_text()).get("install", [])]
+    if any(n.startswith("nvidia-") for n in names):
+        print("    the default index offers a CUDA build; using PyTorch's CPU index instead")
+        run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", pin,
+             "--index-url", "https://download.pytorch.org/whl/cpu"], "PyTorch (CPU build)")
+    else:
+        run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", pin], "PyTorch")
+    done(t)
+
+
+def stop_daemon(home: Path) -> None:
+    """Stop a daemon started from an earlier install, so the new code is what runs next."""
+    pid_file = home / "daemon.pid"
+    if not pid_file.exists():
+        return
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 2 if os.name != "nt" else 15)  # SIGINT: a clean shutdown
+    except (ValueError, OSError):
+        pid_file.unlink(missing_ok=True)
+        return
+    for _ in range(50):
+        if not pid_file.exists():
+            break
+        time.sleep(0.1)
+    print(f"    stopped the running daemon (pid {pid})")
+
+
+def copy_app(home: Path) -> Path:
+    """The backend code, its weights and the client, copied so the daemon outlives this clone."""
+    t = step(f"Copying the backend to {home / 'app'}")
+    app = home / "app"
+    tmp = home / "app.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("backend", "simpson_client"):
+        shutil.copytree(REPO / name, tmp / name, ignore=ignore)
+    shutil.rmtree(app, ignore_errors=True)
+    tmp.rename(app)
+    done(t)
+    return app
+
+
+# ---------------------------------------------------------------- plug-ins
+def gimp_plugin_dirs() -> list[Path]:
+    """GIMP 3 user plug-in folders that exist (GIMP has been run once) on this machine."""
+    home = Path.home()
+    roots = []
+    if sys.platform == "win32":
+        roots.append(Path(os.environ.get("APPDATA", home / "AppData/Roaming")) / "GIMP/3.0")
+    elif sys.platform == "darwin":
+        roots.append(home / "Library/Application Support/GIMP/3.0")
+    else:
+        roots.append(Path(os.environ.get("XDG_CONFIG_HOME", home / ".config")) / "GIMP/3.0")
+        roots.append(home / ".var/app/org.gimp.GIMP/config/GIMP/3.0")
+        roots.append(home / "snap/gimp/current/.config/GIMP/3.0")
+    return [r / "plug-ins" for r in roots if r.is_dir()]
+
+
+def krita_dirs() -> list[tuple[Path, Path]]:
+    """(resource folder holding pykrita, kritarc) for each Krita found on this machine."""
+    home = Path.home()
+    found = []
+    if sys.platform == "win32":
+        found.append((Path(os.environ.get("APPDATA", home / "AppData/Roaming")) / "krita",
+                      Path(os.environ.get("LOCALAPPDATA", home / "AppData/Local")) / "kritarc"))
+    elif sys.platform == "darwin":
+        found.append((home / "Library/Application Support/krita", home / "Library/Preferences/kritarc"))
+    else:
+        data = Path(os.environ.get("XDG_DATA_HOME", home / ".local/share"))
+        config = Path(os.environ.get("XDG_CONFIG_HOME", home / ".config"))
+        found.append((data / "krita", config / "kritarc"))
+        found.append((home / ".var/app/org.kde.krita/data/krita", home / ".var/app/org.kde.krita/config/kritarc"))
+    return [(res, rc) for res, rc in found if res.is_dir() or rc.exists()]
+
+
+def install_gimp(plugin_dir: Path) -> Path:
+    target = plugin_dir / GIMP_FOLDER
+    _replace_tree(REPO / "plugin_gimp" / GIMP_FOLDER, target)
+    shutil.copytree(REPO / "simpson_client", target / "simpson_client", ignore=shutil.ignore_patterns("__pycache__"))
+    main = target / f"{GIMP_FOLDER}.py"
+    if main.exists():
+        main.chmod(0o755)
+    return target
+
+
+def install_krita(resource_dir: Path, kritarc: Path) -> Path:
+    pykrita = resource_dir / "pykrita"
+    target = pykrita / KRITA_PACKAGE
+    _replace_tree(REPO / "plugin_krita" / KRITA_PACKAGE, target)
+    shutil.copytree(REPO / "simpson_client", target / "simpson_client", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "plugin_krita" / f"{KRITA_PACKAGE}.desktop", pykrita / f"{KRITA_PACKAGE}.desktop")
+    _kritarc_enable(kritarc, True)
+    return target
+
+
+def _kritarc_enable(kritarc: Path, enable: bool) -> None:
+    """Set (or remove) [python] enable_simpson_erase in kritarc, keeping everything else."""
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # keep key case
+    if kritarc.exists():
+        parser.read(kritarc, encoding="utf-8")
+    key = f"enable_{KRITA_PACKAGE}"
+    if enable:
+        if not parser.has_section("python"):
+            parser.add_section("python")
+        parser.set("python", key, "true")
+    elif parser.has_section("python"):
+        parser.remove_option("python", key)
+    kritarc.parent.mkdir(parents=True, exist_ok=True)
+    with open(kritarc, "w", encoding="utf-8") as f:
+        parser.write(f, space_around_delimiters=False)
+
+
+def _replace_tree(src: Path, dst: Path) -> None:
+    if not src.is_dir():
+        raise SystemExit(f"install.py: {src} is missing from this checkout.")
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
+
+def install_plugins(args: argparse.Namespace, record: dict) -> None:
+    gimp = [Path(d) for d in args.gimp_dir] if args.gimp_dir else ([] if args.no_gimp else gimp_plugin_dirs())
+    if args.krita_dir:
+        rc = [Path(args.kritarc)] if args.kritarc else [krita_dirs_default_rc()]
+        krita = [(Path(d), rc[0]) for d in args.krita_dir]
+    else:
+        krita = [] if args.no_krita else krita_dirs()
+    t = step("Installing the plug-ins")
+    for d in gimp:
+        target = install_gimp(d)
+        record.setdefault("installed", []).append(str(target))
+        print(f"    GIMP 3:  {target}")
+    for res, rc in krita:
+        target = install_krita(res, rc)
+        record.setdefault("installed", []).append(str(target))
+        record.setdefault("installed", []).append(str(res / "pykrita" / f"{KRITA_PACKAGE}.desktop"))
+        record.setdefault("kritarc", []).append(str(rc))
+        print(f"    Krita:   {target} (enabled in {rc})")
+    if not gimp and not args.no_gimp:
+        print("    GIMP 3 not found (run it once, or pass --gimp-dir .../GIMP/3.0/plug-ins)")
+    if not krita and not args.no_krita:
+        print("    Krita not found (run it once, or pass --krita-dir <folder holding pykrita>)")
+    done(t)
+
+
+def krita_dirs_default_rc() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData/Local")) / "kritarc"
+    if sys.platform == "darwin":
+        return Path.home() / "Library/Preferences/kritarc"
+    return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "kritarc"
+
+
+# ---------------------------------------------------------------- checks and demo
+def doctor(py: Path, settings: client_settings.Settings) -> None:
+    t = step("Checking the backend (doctor)")
+    out = run([str(py), "-m", "backend", "doctor"], "doctor", cwd=settings.app_dir,
+              env=dict(os.environ, SIMPSON_HOME=settings.home))
+    print("    " + out.stdout.strip().replace("\n", "\n    "))
+    from simpson_client import Client
+    info = Client(settings).info(timeout=30)   # starts the daemon on demand, as the plug-ins will
+    print(f"    daemon answers on {settings.endpoint}: protocol {info['protocol']}, device {info['device']}")
+    done(t)
+
+
+def demo(py: Path, settings: client_settings.Settings) -> None:
+    out = Path(settings.home) / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = SAMPLE_CLICK
+    env = dict(os.environ, SIMPSON_HOME=settings.home)
+    t = step(f"Running SimpSON Erase on {SAMPLE.name}: select at ({x}, {y}), select similar, erase")
+    for cmd in (["select", str(SAMPLE), "--click", f"{x},{y}", "-o", str(out / "selected.png")],
+                ["similar", str(SAMPLE), "--click", f"{x},{y}", "-o", str(out / "similar.png"),
+                 "--instances", str(out / "instances")],
+                ["erase", str(SAMPLE), "--mask", str(out / "similar.png"), "-o", str(out / "erased.png")]):
+        result = run([str(py), "-m", "backend", *cmd], cmd[0], cwd=settings.app_dir, env=env)
+        print("    " + result.stdout.strip().splitlines()[-1])
+    done(t)
+    print(f"\nDone. Results of the demo are in {out}: selected.png, similar.png, erased.png")
+
+
+# ---------------------------------------------------------------- uninstall
+def uninstall(home: Path) -> None:
+    record_path = home / "installed.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    t = step("Removing SimpSON Erase")
+    for p in record.get("installed", []):
+        path = Path(p)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+        print(f"    removed {path}")
+    for rc in record.get("kritarc", []):
+        if Path(rc).exists():
+            _kritarc_enable(Path(rc), False)
+    if home.exists():
+        shutil.rmtree(home, ignore_errors=True)
+        print(f"    removed {home}")
+    done(t)
+
+
+# ---------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Install SimpSON Erase.")
+    p.add_argument("--home", default=None, help="install folder (default: SIMPSON_HOME or the per-user data folder)")
+    p.add_argument("--gimp-dir", action="append", default=[], help="a GIMP 3 plug-ins folder (repeatable)")
+    p.add_argument("--krita-dir", action="append", default=[], help="a Krita resource folder holding pykrita (repeatable)")
+    p.add_argument("--kritarc", default=None, help="the kritarc to enable the plug-in in (with --krita-dir)")
+    p.add_argument("--no-plugins", action="store_true", help="do not install the plug-ins")
+    p.add_argument("--no-gimp", action="store_true")
+    p.add_argument("--no-krita", action="store_true")
+    p.add_argument("--plugins-only", action="store_true", help="only (re)install the plug-ins")
+    p.add_argument("--gpu", action="store_true", help="install the CUDA build of PyTorch (NVIDIA GPUs)")
+    p.add_argument("--no-demo", action="store_true", help="skip the first run on the sample photo")
+    p.add_argument("--uninstall", action="store_true")
+    args = p.parse_args(argv)
+    if sys.version_info < (3, 10):
+        raise SystemExit("install.py needs Python 3.10 or newer.")
+    home = Path(args.home).expanduser() if args.home else client_settings.default_home()
+    if args.uninstall:
+        stop_daemon(home)
+        uninstall(home)
+        return 0
+    record_path = home / "installed.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    home.mkdir(parents=True, exist_ok=True)
+    if not args.plugins_only:
+        py = ensure_env(home / "venv", REPO / "requirements.txt", gpu=args.gpu or has_nvidia_gpu())
+        stop_daemon(home)
+        app = copy_app(home)
+        settings = client_settings.load(home)
+        settings.python, settings.app_dir = str(py), str(app)
+        print(f"    settings: {client_settings.save(settings)}")
+    if not args.no_plugins:
+        install_plugins(args, record)
+    record["installed"] = sorted(set(record.get("installed", [])))
+    record["kritarc"] = sorted(set(record.get("kritarc", [])))
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+    if not args.plugins_only:
+        doctor(py, settings)
+        if not args.no_demo:
+            demo(py, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
