@@ -91,8 +91,10 @@ def serve(args: argparse.Namespace) -> int:
     cfg = client_settings.load()
     endpoint = args.endpoint or cfg.endpoint
     log_path = setup_logging(cfg.log_path)
+    pipeline = Pipeline()
+    pipeline.info()   # imports torch and checks the engines now, so the first request is quick
     try:
-        server = Server(endpoint, Pipeline(), curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path),
+        server = Server(endpoint, pipeline, curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path),
                         idle_exit=args.idle_exit)
     except StartupError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -187,7 +189,7 @@ def write_instances(folder: Path, found: list, width: int, height: int) -> None:
     for i, f in enumerate(found):
         full = np.zeros((height, width), np.uint8)
         x, y, w, h = f.box
-        full[y:y + h, x:x + w] = np.where(f.mask, 255, 0)
+        full[y:y + h, x:x + w][f.mask] = 255
         name = f"instance_{i:03d}.png"
         images.save_mask(folder / name, full)
         listing.append({"file": name, "box": list(f.box), "score": round(float(f.score), 4), "seed": i == 0})

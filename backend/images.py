@@ -10,10 +10,12 @@ from simpson_client import protocol
 
 
 def from_wire(data: object, width: int, height: int, fmt: str) -> np.ndarray:
-    """Wire bytes -> H×W×4 array (uint8 for rgba8, uint16 for rgba16). Copies: frames are transient."""
+    """Wire bytes -> H×W×4 read-only array (uint8 for rgba8, uint16 for rgba16).
+
+    No copy on little-endian machines: the array keeps the received frame alive."""
     wire = np.dtype(np.uint8) if fmt == "rgba8" else np.dtype("<u2")
     native = np.dtype(np.uint8) if fmt == "rgba8" else np.dtype(np.uint16)
-    return np.frombuffer(data, dtype=wire).reshape(height, width, 4).astype(native, copy=True)
+    return np.frombuffer(data, dtype=wire).reshape(height, width, 4).astype(native, copy=False)
 
 
 def to_wire(pixels: np.ndarray) -> bytes:
@@ -28,10 +30,11 @@ def wire_format(pixels: np.ndarray) -> str:
 
 def to_rgb8(pixels: np.ndarray) -> np.ndarray:
     """RGBA (8 or 16 bit) -> RGB uint8 for the engines (alpha ignored)."""
-    rgb = pixels[..., :3]
-    if rgb.dtype == np.uint16:
+    import cv2
+    if pixels.dtype == np.uint16:
+        rgb = pixels[..., :3]
         return ((rgb.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return np.ascontiguousarray(rgb)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
 
 
 def load_image(path: Path) -> np.ndarray:

@@ -6,6 +6,7 @@ nothing of sockets; the server hands it decoded messages and a progress callback
 from __future__ import annotations
 
 import platform
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -71,7 +72,7 @@ class Pipeline:
         chosen = engines.choose("select", engine)
         prev = None if previous is None else previous > 127
         mask = chosen.select(entry, points, prev, progress)
-        return np.where(mask, 255, 0).astype(np.uint8), chosen.name
+        return mask255(mask), chosen.name
 
     def similar(self, entry: ImageEntry, points: list[Point], seed: Optional[np.ndarray] = None,
                 engine: Optional[str] = None, progress: Progress = no_progress
@@ -96,7 +97,7 @@ class Pipeline:
         for f in found:
             x, y, w, h = f.box
             union[y:y + h, x:x + w] |= f.mask
-        return np.where(union, 255, 0).astype(np.uint8), [first] + found, chosen.name
+        return mask255(union), [first] + found, chosen.name
 
     def erase(self, entry: ImageEntry, mask: np.ndarray, engine: Optional[str] = None,
               dilation: Optional[int] = None, progress: Progress = no_progress
@@ -150,9 +151,13 @@ class Pipeline:
                 raise ProtocolError("image_unknown", "The daemon does not have this image; send its pixels.")
             return entry
         data = protocol.frame_ref(spec, "image", payload, w * h * protocol.FORMATS[fmt])
-        if protocol.image_hash(w, h, fmt, data) != digest:
-            raise ProtocolError("bad_request", "The image hash does not match its pixels.")
-        return self.entry(images.from_wire(data, w, h, fmt), digest)
+        pixels = images.from_wire(data, w, h, fmt)
+        with ThreadPoolExecutor(max_workers=1) as pool:   # check the hash while converting the pixels
+            check = pool.submit(protocol.image_hash, w, h, fmt, data)
+            rgb = images.to_rgb8(pixels)
+            if check.result() != digest:
+                raise ProtocolError("bad_request", "The image hash does not match its pixels.")
+        return self.cache.put(ImageEntry(digest, pixels, rgb))
 
     def _mask(self, header: dict[str, Any], payload: list[Any], entry: ImageEntry, required: bool) -> Optional[np.ndarray]:
         if header.get("mask") is None:
@@ -186,7 +191,7 @@ class Pipeline:
         instances = []
         for f in found:
             instances.append({"box": list(f.box), "score": round(float(f.score), 4), "frame": len(frames)})
-            frames.append(np.where(f.mask, 255, 0).astype(np.uint8).tobytes())
+            frames.append(mask255(f.mask).tobytes())
         return ({"kind": "result", "op": "similar", "engine": name, "seconds": round(time.perf_counter() - start, 4),
                  "mask": {"frame": 0}, "instances": instances}, frames)
 
@@ -202,6 +207,11 @@ class Pipeline:
         return ({"kind": "result", "op": "erase", "engine": name, "seconds": round(time.perf_counter() - start, 4),
                  "patch": {"box": list(box), "format": images.wire_format(patch), "frame": 0}},
                 [images.to_wire(patch)])
+
+
+def mask255(mask: np.ndarray) -> np.ndarray:
+    """bool mask -> uint8 0/255 (without a wide temporary)."""
+    return mask.astype(bool, copy=False).view(np.uint8) * np.uint8(255)
 
 
 def _default_name(op: str) -> str:

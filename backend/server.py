@@ -7,6 +7,7 @@ which the main thread forwards. The server knows nothing of arrays or models.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +59,6 @@ class Server:
         self._stop = threading.Event()
         self._jobs: dict[tuple[bytes, str], Job] = {}
         self._jobs_lock = threading.Lock()
-        self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simpson-worker")
         self._auth = None
         host, _ = parse_endpoint(endpoint)
@@ -80,6 +80,14 @@ class Server:
                                if e.errno == zmq.EADDRINUSE else f"Cannot listen on {endpoint}: {e.strerror}") from None
         self.outbox = self.ctx.socket(zmq.PULL)
         self.outbox.bind(OUTBOX)
+        # One PUSH socket per worker, connected now: a pipe attached while the main loop is
+        # already polling is noticed late, so none may appear later. Workers borrow them.
+        self._pushes: queue.SimpleQueue[zmq.Socket] = queue.SimpleQueue()
+        for _ in range(workers):
+            push = self.ctx.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 0)
+            push.connect(OUTBOX)
+            self._pushes.put(push)
 
     def _enable_curve(self, curve_dir: Path) -> None:
         from zmq.auth import load_certificate
@@ -190,17 +198,14 @@ class Server:
                                           "message": job.message})
 
     # ---- workers ----
-    def _worker_socket(self) -> zmq.Socket:
-        sock = getattr(self._local, "push", None)
-        if sock is None:
-            sock = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(OUTBOX)
-            self._local.push = sock
-        return sock
-
     def _run(self, key: tuple[bytes, str], job: Job, msg: protocol.Message) -> None:
-        out = self._worker_socket()
+        out = self._pushes.get()   # the queue hands the socket over between threads safely
+        try:
+            self._work(key, job, msg, out)
+        finally:
+            self._pushes.put(out)
+
+    def _work(self, key: tuple[bytes, str], job: Job, msg: protocol.Message, out: zmq.Socket) -> None:
 
         def progress(fraction: float, message: str) -> None:
             if job.cancel.is_set():

@@ -71,6 +71,7 @@ class Client:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or load()
         self._cancel = threading.Event()
+        self._heard = False   # did the daemon answer anything on the current connection?
 
     # ---- operations ----
     def info(self, timeout: float = 10.0) -> dict[str, Any]:
@@ -142,14 +143,19 @@ class Client:
 
     def _connect(self, progress: Progress | None) -> Connection:
         """A fresh connection per request: a restarted daemon is simply found again."""
-        try:
-            return connect(self.settings)
-        except AuthenticationFailed as e:
-            raise BackendUnavailable(f"Cannot connect to the SimpSON backend at {self.settings.endpoint}: {e}") from None
-        except TransportClosed:
-            if not self.settings.autostart:
-                raise BackendUnavailable(f"The SimpSON backend is not running at {self.settings.endpoint}. "
-                                         "Start it with `python -m backend serve`.") from None
+        for attempt in range(3):
+            try:
+                return connect(self.settings)
+            except AuthenticationFailed as e:
+                # a daemon that wants keys, or one that is just dying: look again before saying so
+                if attempt == 2:
+                    raise BackendUnavailable(f"Cannot connect to the SimpSON backend at {self.settings.endpoint}: {e}") from None
+                time.sleep(0.3)
+            except TransportClosed:
+                break
+        if not self.settings.autostart:
+            raise BackendUnavailable(f"The SimpSON backend is not running at {self.settings.endpoint}. "
+                                     "Start it with `python -m backend serve`.")
         say = (lambda text: progress(0.0, text)) if progress else None
         daemon.start(self.settings, self._ping, say)
         try:
@@ -181,26 +187,39 @@ class Client:
 
     def _call(self, header: dict[str, Any], frames: Sequence[Any] = (), image: Image | None = None,
               progress: Progress | None = None, timeout: float | None = None) -> tuple[dict[str, Any], list[Any]]:
-        """Send one request and wait for its result, passing progress on. Handles the image cache."""
+        """Send one request and wait for its result, passing progress on. Handles the image cache.
+
+        A connection that drops before the daemon said anything (a daemon that was just
+        stopping) is retried once on a fresh connection; requests have no side effects."""
         self._cancel.clear()
-        conn = self._connect(progress)
-        try:
-            if image is None:
-                return self._exchange(conn, header, list(frames), progress, timeout)
-            header = dict(header, image=image.spec())
+        for attempt in (0, 1):
+            self._heard = False
+            conn = self._connect(progress)
             try:
-                return self._exchange(conn, header, list(frames), progress, timeout)
-            except RequestRejected as e:
-                if e.code != "image_unknown":
-                    raise
-            # The daemon has not seen this image (or evicted it): send the pixels once.
-            header["image"] = dict(header["image"], frame=len(frames))
-            return self._exchange(conn, header, list(frames) + [image.data], progress, timeout)
-        except TransportClosed as e:
-            raise BackendStopped(f"The SimpSON backend stopped while working ({e}). "
-                                 f"Try again; see {self.settings.log_path} if it keeps happening.") from None
-        finally:
-            conn.close()
+                return self._request(conn, header, frames, image, progress, timeout)
+            except TransportClosed as e:
+                if attempt == 0 and not self._heard:
+                    time.sleep(0.5)
+                    continue
+                raise BackendStopped(f"The SimpSON backend stopped while working ({e}). "
+                                     f"Try again; see {self.settings.log_path} if it keeps happening.") from None
+            finally:
+                conn.close()
+        raise AssertionError("unreachable")
+
+    def _request(self, conn: Connection, header: dict[str, Any], frames: Sequence[Any], image: Image | None,
+                 progress: Progress | None, timeout: float | None) -> tuple[dict[str, Any], list[Any]]:
+        if image is None:
+            return self._exchange(conn, header, list(frames), progress, timeout)
+        header = dict(header, image=image.spec())
+        try:
+            return self._exchange(conn, header, list(frames), progress, timeout)
+        except RequestRejected as e:
+            if e.code != "image_unknown":
+                raise
+        # The daemon has not seen this image (or evicted it): send the pixels once.
+        header["image"] = dict(header["image"], frame=len(frames))
+        return self._exchange(conn, header, list(frames) + [image.data], progress, timeout)
 
     def _exchange(self, conn: Connection, header: dict[str, Any], frames: list[Any], progress: Progress | None,
                   timeout: float | None) -> tuple[dict[str, Any], list[Any]]:
@@ -220,6 +239,7 @@ class Client:
                                          f"see {self.settings.log_path}.")
                 continue
             last = time.monotonic()
+            self._heard = True
             try:
                 msg = protocol.decode(got)
             except protocol.ProtocolError as e:

@@ -5,6 +5,7 @@ recv raises TransportClosed when the daemon went away (process killed, connectio
 """
 from __future__ import annotations
 
+import socket
 from typing import Any, Sequence
 
 from . import protocol
@@ -62,7 +63,7 @@ class PyzmqConnection(Connection):
     name = "pyzmq"
 
     def __init__(self, endpoint: str, settings: Settings, connect_timeout: float = 5.0):
-        parse_endpoint(endpoint)
+        _probe(*parse_endpoint(endpoint))
         ctx = zmq.Context.instance()
         self._sock = ctx.socket(zmq.DEALER)
         self._curve = bool(settings.curve_server_public)
@@ -129,6 +130,16 @@ class PyzmqConnection(Connection):
             self._sock.disable_monitor()
             self._monitor.close(linger=0)
             self._sock.close(linger=0)
+
+
+def _probe(host: str, port: int) -> None:
+    """Fail at once when nothing listens (libzmq would silently keep retrying)."""
+    try:
+        with socket.create_connection((host, port), timeout=2.0) as s:
+            if s.getsockname() == s.getpeername():
+                raise ConnectionRefusedError("self-connect")
+    except OSError as e:
+        raise TransportClosed(f"Connection refused ({e}).") from None
 
 
 def connect(settings: Settings) -> Connection:

@@ -30,6 +30,9 @@ class DealerSocket:
     def __init__(self, host: str, port: int, connect_timeout: float = 5.0, max_message: int = 1 << 31):
         self.max_message = max_message
         self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+        if self._sock.getsockname() == self._sock.getpeername():  # TCP self-connect: nobody listens
+            self._sock.close()
+            raise ConnectionRefusedError("Connection refused.")
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
         try:

@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmarks: a daemon on a free port, timing, a table printer."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BenchDaemon:
+    def __init__(self) -> None:
+        self.home = tempfile.mkdtemp(prefix="simpson-bench-")
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        env = dict(os.environ, SIMPSON_HOME=self.home, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--endpoint", self.endpoint],
+                                     cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+        if "ready" not in self.proc.stdout.readline():
+            raise RuntimeError("daemon did not start")
+
+    def settings(self, transport: str):
+        from simpson_client import Settings
+        return Settings(endpoint=self.endpoint, autostart=False, transport=transport, home=self.home,
+                        idle_timeout=120.0)
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10)
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
