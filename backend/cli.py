@@ -211,9 +211,20 @@ def doctor() -> int:
     for name, e in info["engines"].items():
         print(f"  {name:9s} {'/'.join(e['ops']):22s} {e['status']}")
     print("defaults: " + ", ".join(f"{op}={name or 'NONE'}" for op, name in info["defaults"].items()))
+    print(f"daemon:   {_daemon_state(cfg)}")
     ok = all(info["defaults"].values())
     print("doctor: OK" if ok else "doctor: PROBLEM: an operation has no working engine")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _daemon_state(cfg: client_settings.Settings) -> str:
+    from simpson_client import Client, SimpsonError
+    import dataclasses
+    try:
+        info = Client(dataclasses.replace(cfg, autostart=False)).info(timeout=3)
+    except SimpsonError as e:
+        return f"not running ({e.user_message.rstrip('.')}); the plug-ins start it on demand"
+    return f"running on {cfg.endpoint} (device {info['device']}, {info['cache']['images']} images cached)"
 
 
 def keygen(folder: Path) -> int:

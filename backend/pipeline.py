@@ -177,8 +177,9 @@ class Pipeline:
         previous = self._mask(header, payload, entry, required=False)
         start = time.perf_counter()
         mask, name = self.select(entry, points, previous, engine, progress)
+        box, crop = mask_crop(mask)
         return ({"kind": "result", "op": "select", "engine": name, "seconds": round(time.perf_counter() - start, 4),
-                 "mask": {"frame": 0}}, [mask.tobytes()])
+                 "mask": {"frame": 0, "box": box}}, [crop])
 
     def _similar_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
         engine = protocol.field(header, "engine", str, None)
@@ -187,13 +188,14 @@ class Pipeline:
         seed = self._mask(header, payload, entry, required=False)
         start = time.perf_counter()
         union, found, name = self.similar(entry, points, seed, engine, progress)
-        frames: list[Any] = [union.tobytes()]
+        box, crop = mask_crop(union)
+        frames: list[Any] = [crop]
         instances = []
         for f in found:
             instances.append({"box": list(f.box), "score": round(float(f.score), 4), "frame": len(frames)})
             frames.append(mask255(f.mask).tobytes())
         return ({"kind": "result", "op": "similar", "engine": name, "seconds": round(time.perf_counter() - start, 4),
-                 "mask": {"frame": 0}, "instances": instances}, frames)
+                 "mask": {"frame": 0, "box": box}, "instances": instances}, frames)
 
     def _erase_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
         engine = protocol.field(header, "engine", str, None)
@@ -207,6 +209,16 @@ class Pipeline:
         return ({"kind": "result", "op": "erase", "engine": name, "seconds": round(time.perf_counter() - start, 4),
                  "patch": {"box": list(box), "format": images.wire_format(patch), "frame": 0}},
                 [images.to_wire(patch)])
+
+
+def mask_crop(mask: np.ndarray) -> tuple[list[int], bytes]:
+    """A 0/255 mask -> ([x, y, w, h] of its nonzero pixels, those w×h bytes); [0, 0, 0, 0] if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return [0, 0, 0, 0], b""
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return [x0, y0, x1 - x0, y1 - y0], mask[y0:y1, x0:x1].tobytes()
 
 
 def mask255(mask: np.ndarray) -> np.ndarray:

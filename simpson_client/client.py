@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, Callable, NamedTuple, Sequence
 
-from . import daemon, protocol
+from . import daemon, pixels, protocol
 from .errors import (BackendStopped, BackendTimeout, BackendUnavailable, Cancelled, ProtocolMismatch,
                      RequestRejected, SimpsonError)
 from .settings import Settings, load
@@ -45,6 +45,7 @@ class Mask(NamedTuple):
     height: int
     data: bytes          # width*height bytes, 255 = selected
     engine: str
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)   # bounding box of the selected pixels; w = 0 if none
 
 
 class Instance(NamedTuple):
@@ -138,8 +139,15 @@ class Client:
 
     # ---- internals ----
     def _mask(self, reply: dict[str, Any], payload: list[Any], image: Image) -> Mask:
-        data = protocol.frame_ref(reply.get("mask"), "mask", payload, image.width * image.height)
-        return Mask(image.width, image.height, bytes(data), str(reply.get("engine", "")))
+        """The reply carries the mask's bounding box only; rebuild the full-size mask."""
+        spec = reply.get("mask")
+        x, y, w, h = protocol.box(spec.get("box") if isinstance(spec, dict) else None)
+        if x < 0 or y < 0 or x + w > image.width or y + h > image.height:
+            raise SimpsonError("The SimpSON backend sent a mask outside the image.")
+        crop = protocol.frame_ref(spec, "mask", payload, w * h)
+        full = bytearray(image.width * image.height)
+        pixels.paste(full, image.width, crop, (x, y, w, h), 1)
+        return Mask(image.width, image.height, bytes(full), str(reply.get("engine", "")), (x, y, w, h))
 
     def _connect(self, progress: Progress | None) -> Connection:
         """A fresh connection per request: a restarted daemon is simply found again."""

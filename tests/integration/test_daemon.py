@@ -34,6 +34,9 @@ def test_select_similar_erase_round_trip(daemon, transport):
     disc = (xx - x) ** 2 + (yy - y) ** 2 <= 18 ** 2
     iou = (disc & (sel > 0)).sum() / (disc | (sel > 0)).sum()
     assert iou > 0.8
+    bx, by, bw, bh = mask.box                     # the reply carried only the bounding box
+    ys, xs = np.nonzero(sel)
+    assert (bx, by, bw, bh) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
 
     sim = client.similar(img, [(x, y, True)])
     assert len(sim.instances) >= 4                # the clicked disc and three more

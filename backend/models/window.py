@@ -1,0 +1,53 @@
+"""Square windows of an image, resized to the network input (shared by training and inference).
+
+A window is (x0, y0, side) in whole source pixels; parts outside the source are zero-padded.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+
+class Window(NamedTuple):
+    x0: int
+    y0: int
+    side: int
+
+    def to_window(self, x: float, y: float, out: int) -> tuple[float, float]:
+        """Source pixel coordinates → coordinates in the out×out resized window."""
+        s = out / self.side
+        return (x - self.x0) * s, (y - self.y0) * s
+
+
+def fit_window(cx: float, cy: float, side: float, width: int, height: int) -> Window:
+    """Square window of `side` centred near (cx, cy), shifted to stay inside the image
+    where it fits (centred on the image along an axis where it does not)."""
+    side = max(int(round(side)), 1)
+
+    def axis(c: float, n: int) -> int:
+        if side >= n:
+            return (n - side) // 2
+        return int(min(max(round(c - side / 2), 0), n - side))
+    return Window(axis(cx, width), axis(cy, height), side)
+
+
+def crop_resize(img: np.ndarray, win: Window, out: int, interp_up: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """img H×W[×C] → out×out[×C] view of `win` (zero outside the image), same dtype."""
+    h, w = img.shape[:2]
+    s = out / win.side
+    sx0, sy0 = max(0, win.x0), max(0, win.y0)
+    sx1, sy1 = min(w, win.x0 + win.side), min(h, win.y0 + win.side)
+    res = np.zeros((out, out) + img.shape[2:], img.dtype)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return res
+    dx0, dy0 = int(round((sx0 - win.x0) * s)), int(round((sy0 - win.y0) * s))
+    dx1, dy1 = int(round((sx1 - win.x0) * s)), int(round((sy1 - win.y0) * s))
+    dx0, dy0, dx1, dy1 = max(dx0, 0), max(dy0, 0), min(dx1, out), min(dy1, out)
+    if dx1 <= dx0 or dy1 <= dy0:
+        return res
+    part = img[sy0:sy1, sx0:sx1]
+    interp = cv2.INTER_AREA if s < 1 else interp_up
+    res[dy0:dy1, dx0:dx1] = cv2.resize(part, (dx1 - dx0, dy1 - dy0), interpolation=interp)
+    return res

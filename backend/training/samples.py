@@ -1,0 +1,147 @@
+"""Training/validation samples for 1C-DSN: scale-matched crops, simulated clicks, previous masks."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+
+from ..models.dsn import click_maps
+from ..models.window import Window, crop_resize, fit_window
+from .synth import Scene, random_blob
+
+Point = tuple[float, float, bool]
+
+
+class Sample(NamedTuple):
+    """image 3×S×S float 0..255; pos/neg 2×S×S; prev 1×S×S; target 1×S×S (all float32)."""
+    image: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    prev: torch.Tensor
+    target: torch.Tensor
+
+
+def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def choose_window(mask: np.ndarray, rng: np.random.Generator, fill: float) -> Window:
+    """Square window where the object's box covers `fill` of the area, object inside."""
+    x0, y0, x1, y1 = bbox(mask)
+    bw, bh = x1 - x0, y1 - y0
+    side = max(np.sqrt(bw * bh / fill), 1.1 * max(bw, bh), 32.0)
+    cx = (x0 + x1) / 2 + rng.uniform(-0.4, 0.4) * max(side - bw, 0)
+    cy = (y0 + y1) / 2 + rng.uniform(-0.4, 0.4) * max(side - bh, 0)
+    return fit_window(cx, cy, side, mask.shape[1], mask.shape[0])
+
+
+def click_inside(mask: np.ndarray, rng: np.random.Generator, central: bool) -> tuple[float, float] | None:
+    """A pixel centre inside `mask` (bool): near the interior if central, else anywhere >= 2 px in."""
+    dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    if dist.max() <= 0:
+        return None
+    thr = 0.5 * dist.max() if central else min(2.0, dist.max())
+    cand = np.argwhere(dist >= thr)
+    y, x = cand[rng.integers(len(cand))]
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def error_click(gt: np.ndarray, prev: np.ndarray, rng: np.random.Generator) -> Point | None:
+    """Click at the interior of the largest error region: positive if missed, negative if extra."""
+    best: tuple[float, Point] | None = None
+    for region, positive in ((gt & ~prev, True), (prev & ~gt, False)):
+        if not region.any():
+            continue
+        dist = cv2.distanceTransform(np.pad(region, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        m = float(dist.max())
+        cand = np.argwhere(dist >= 0.8 * m)
+        y, x = cand[rng.integers(len(cand))]
+        if best is None or m > best[0]:
+            best = (m, (float(x) + 0.5, float(y) + 0.5, positive))
+    return best[1] if best else None
+
+
+def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A plausible wrong previous prediction made from the ground truth."""
+    m = gt.astype(np.uint8)
+    s = m.shape[0]
+    r = rng.random()
+    if r < 0.25:
+        k = int(rng.integers(3, max(4, s // 12)))
+        op = cv2.erode if rng.random() < 0.5 else cv2.dilate
+        m = op(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    elif r < 0.5:  # a missing part
+        x0, y0, x1, y1 = bbox(gt)
+        bh, bw = max((y1 - y0) // 2, 4), max((x1 - x0) // 2, 4)
+        y, x = int(rng.integers(y0, max(y1 - bh // 2, y0 + 1))), int(rng.integers(x0, max(x1 - bw // 2, x0 + 1)))
+        hole = np.zeros_like(m)
+        blob = random_blob(rng, bh, bw) > 0
+        hole[y:y + bh, x:x + bw] = blob[: s - y, : s - x]
+        m = m & (1 - hole)
+    elif r < 0.75 and others:  # bled into a neighbour
+        m = m | others[rng.integers(len(others))].astype(np.uint8)
+    else:  # an extra blob touching the object
+        bh, bw = int(rng.integers(8, s // 3)), int(rng.integers(8, s // 3))
+        ys, xs = np.nonzero(cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)))
+        if len(ys):
+            i = rng.integers(len(ys))
+            y, x = max(ys[i] - bh // 2, 0), max(xs[i] - bw // 2, 0)
+            blob = (random_blob(rng, bh, bw) > 0).astype(np.uint8)
+            m[y:y + bh, x:x + bw] |= blob[: s - y, : s - x]
+    return m.astype(bool)
+
+
+def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 320,
+                fill: float | None = None, refine: bool | None = None) -> Sample:
+    """Crop around instance `index` at a random scale; simulate 1-3 clicks (+ previous mask)."""
+    mask = scene.masks[index]
+    if fill is None:
+        fill = rng.uniform(0.1, 0.6) if rng.random() < 0.75 else float(np.exp(rng.uniform(np.log(0.005), np.log(0.1))))
+    win = choose_window(mask, rng, fill)
+    image = crop_resize(scene.image, win, size)
+    gt = crop_resize(mask.astype(np.float32), win, size) > 0.5
+    others = [crop_resize(m.astype(np.float32), win, size) > 0.5 for i, m in enumerate(scene.masks) if i != index]
+    others = [o for o in others if o.any()]
+    if not gt.any():  # vanished at this scale: fall back to a comfortable window
+        return make_sample(scene, index, rng, size, 0.3, refine)
+    first = click_inside(gt, rng, central=rng.random() < 0.5)
+    points: list[Point] = [(first[0], first[1], True)]
+    prev = np.zeros_like(gt)
+    if refine is None:
+        refine = rng.random() < 0.35
+    if refine:
+        prev = perturb_mask(gt, others, rng)
+        for _ in range(int(rng.integers(1, 3))):
+            p = error_click(gt, prev, rng)
+            if p is None:
+                break
+            points.append(p)
+            if rng.random() < 0.5:  # the next error region (as if the net fixed the first)
+                x, y = int(p[0]), int(p[1])
+                fix = np.zeros_like(gt)
+                cv2.circle(fix.view(np.uint8), (x, y), int(rng.integers(6, 30)), 1, -1)
+                prev = np.where(fix, gt, prev)
+    else:
+        r = rng.random()
+        if r < 0.15 and others:  # negative click on a neighbour
+            o = others[rng.integers(len(others))]
+            c = click_inside(o, rng, central=True)
+            if c:
+                points.append((c[0], c[1], False))
+        elif r < 0.25:  # a second positive click
+            c = click_inside(gt, rng, central=False)
+            if c:
+                points.append((c[0], c[1], True))
+    pos, neg = click_maps(points, size, size)
+    return Sample(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float(), pos, neg,
+                  torch.from_numpy(prev.astype(np.float32))[None], torch.from_numpy(gt.astype(np.float32))[None])
+
+
+def pick_instance(scene: Scene, rng: np.random.Generator, min_area: int = 64) -> int:
+    ok = [i for i, m in enumerate(scene.masks) if m.sum() >= min_area]
+    if not ok:
+        ok = list(range(len(scene.masks)))
+    return int(ok[rng.integers(len(ok))])

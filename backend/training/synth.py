@@ -1,0 +1,384 @@
+"""Deterministic DistractorSyn-style scene generator.
+
+A scene = a background photo crop + 1-10 copies of one object (group 0) placed spread out
+at distance-map maxima of a region, + 1-3 other objects (groups 1..) as negatives, some
+of them look-alikes (same object recoloured, or another object in the same colour).
+Objects are openclipart PNG cut-outs (alpha = exact mask), blob-shaped cut-outs of other
+photos, or procedural shapes. Without the Debian image packages everything falls back to
+procedural backgrounds and objects, so tests always run.
+
+Sources are split into train/val by a stable hash of the file (or wallpaper) name:
+validation backgrounds and objects are never trained on.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+BG_ROOTS = [Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers"), Path("/usr/share/desktop-base")]
+CLIPART_ROOT = Path("/usr/share/openclipart/png")
+BG_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
+BG_MIN_BYTES = 100_000
+BG_SKIP = re.compile(r"screenshot|grub|/emerald-theme/|/softwaves-theme/", re.I)
+CLIP_SKIP = re.compile(r"/(special|gradients|patterns|borders|frames|geography)/", re.I)
+VAL_PERCENT = 20
+BG_MAX_SIDE = 1600
+OBJ_MAX_SIDE = 320
+
+
+@dataclass
+class Scene:
+    """image: H×W×3 uint8 RGB; masks: visible part of each instance, H×W bool;
+    groups: group id per instance (0 = the repeated object, >0 = other objects)."""
+    image: np.ndarray
+    masks: list[np.ndarray] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+
+
+def split_of(name: str) -> str:
+    """Stable train/val split of a source name (wallpaper or object base name)."""
+    h = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+    return "val" if h % 100 < VAL_PERCENT else "train"
+
+
+def _bg_name(p: Path) -> str:
+    parts = p.parts
+    if "wallpapers" in parts:  # /usr/share/wallpapers/<Name>/contents/images/WxH.ext
+        return parts[parts.index("wallpapers") + 1]
+    return re.sub(r"-[dl]$", "", p.stem)  # gnome light/dark variants stay together
+
+
+def _obj_name(p: Path) -> str:
+    return re.sub(r"([_\-]?\d+)?_?[a-z]?$", "", p.stem.lower()) or p.stem.lower()
+
+
+@lru_cache(maxsize=None)
+def list_backgrounds(split: str) -> tuple[Path, ...]:
+    """Largest raster file of each wallpaper in the split (SVG and small files skipped)."""
+    best: dict[str, Path] = {}
+    for root in BG_ROOTS:
+        if not root.is_dir():
+            continue
+        for p in sorted(root.rglob("*")):
+            if p.suffix.lower() not in BG_EXTS or BG_SKIP.search(str(p)) or p.stat().st_size < BG_MIN_BYTES:
+                continue
+            name = _bg_name(p)
+            if split_of("bg:" + name) == split and (name not in best or p.stat().st_size > best[name].stat().st_size):
+                best[name] = p
+    return tuple(best[k] for k in sorted(best))
+
+
+@lru_cache(maxsize=None)
+def list_objects(split: str) -> tuple[Path, ...]:
+    if not CLIPART_ROOT.is_dir():
+        return ()
+    return tuple(p for p in sorted(CLIPART_ROOT.rglob("*.png"))
+                 if not CLIP_SKIP.search(str(p)) and split_of("obj:" + _obj_name(p)) == split)
+
+
+@lru_cache(maxsize=64)
+def load_background(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read background {path}")
+    s = BG_MAX_SIDE / max(img.shape[:2])
+    if s < 1:
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+@lru_cache(maxsize=4096)
+def load_clipart(path: Path) -> np.ndarray | None:
+    """RGBA cropped to the alpha box, long side <= OBJ_MAX_SIDE; None if unusable."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 3 or img.shape[2] != 4 or min(img.shape[:2]) < 24:
+        return None
+    a = img[:, :, 3]
+    ys, xs = np.nonzero(a > 127)
+    if len(ys) < 400:
+        return None
+    img = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    fill = (img[:, :, 3] > 127).mean()
+    h, w = img.shape[:2]
+    if fill < 0.08 or fill > 0.97 or max(h, w) > 8 * min(h, w):
+        return None
+    s = OBJ_MAX_SIDE / max(h, w)
+    if s < 1:
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+
+
+# ---------------------------------------------------------------- procedural material
+
+def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+    """H×W float32 in ~[0, 1], smooth random field with about `cells` cells per side."""
+    small = rng.random((cells + 1, cells + 1)).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def procedural_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    base = rng.uniform(30, 225, 3)
+    img = np.zeros((h, w, 3), np.float32) + base
+    for cells, amp in ((2, 70), (6, 35), (24, 15)):
+        img += (smooth_noise(rng, h, w, cells)[..., None] - 0.5) * amp * rng.uniform(0.5, 1.5, 3)
+    for _ in range(rng.integers(0, 6)):  # a few lines / edges
+        p1 = tuple(int(v) for v in rng.integers(0, [w, h]))
+        p2 = tuple(int(v) for v in rng.integers(0, [w, h]))
+        cv2.line(img, p1, p2, tuple(float(c) for c in rng.uniform(0, 255, 3)), int(rng.integers(1, 6)))
+    return img.clip(0, 255).astype(np.uint8)
+
+
+def random_blob(rng: np.random.Generator, h: int, w: int, irregular: float = 0.35) -> np.ndarray:
+    """H×W uint8 0/255: a smooth random star-shaped blob filling most of the box."""
+    n = 24
+    ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = 1 + irregular * (rng.random(n) - 0.5) * 2
+    r = np.convolve(np.concatenate([r[-2:], r, r[:2]]), np.ones(5) / 5, "valid")
+    pts = np.stack([(0.5 + 0.48 * r * np.cos(ang)) * w, (0.5 + 0.48 * r * np.sin(ang)) * h], 1)
+    m = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(m, [pts.astype(np.int32)], 255)
+    return m
+
+
+def procedural_object(rng: np.random.Generator, size: int) -> np.ndarray:
+    """RGBA procedural object: a blob (sometimes with holes/parts) with 1-3 colour parts."""
+    h = int(size * rng.uniform(0.5, 1.0))
+    w = size
+    if rng.random() < 0.5:
+        h, w = w, h
+    a = random_blob(rng, h, w, rng.uniform(0.1, 0.6))
+    if rng.random() < 0.3:  # a hole
+        hh, hw = max(h // 4, 2), max(w // 4, 2)
+        y, x = h // 2 - hh // 2, w // 2 - hw // 2
+        a[y:y + hh, x:x + hw] &= 255 - random_blob(rng, hh, hw)
+    rgb = np.zeros((h, w, 3), np.float32) + rng.uniform(0, 255, 3)
+    for _ in range(rng.integers(0, 3)):  # extra colour parts
+        part = random_blob(rng, h, w, 0.8)
+        shift = rng.integers(-w // 3, w // 3 + 1)
+        part = np.roll(part, shift, axis=1) > 0
+        rgb[part] = rng.uniform(0, 255, 3)
+    rgb *= (0.75 + 0.5 * smooth_noise(rng, h, w, 3))[..., None]
+    edge = cv2.morphologyEx(a, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    if rng.random() < 0.5:
+        rgb[edge] = rgb[edge] * 0.3
+    return np.dstack([rgb.clip(0, 255).astype(np.uint8), a])
+
+
+def photo_cutout(rng: np.random.Generator, photo: np.ndarray, size: int) -> np.ndarray:
+    """RGBA blob-shaped cut-out of a photo (textured object such as a puddle or a stone)."""
+    h = int(size * rng.uniform(0.5, 1.0))
+    w = size
+    ph, pw = photo.shape[:2]
+    scale = rng.uniform(0.3, 1.0)
+    ch, cw = max(int(min(ph, h / scale)), 8), max(int(min(pw, w / scale)), 8)
+    y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+    rgb = cv2.resize(photo[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA)
+    return np.dstack([rgb, random_blob(rng, h, w, rng.uniform(0.2, 0.8))])
+
+
+# ---------------------------------------------------------------- appearance changes
+
+def recolour(rgba: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Hue shift (strength 0..1 of a full turn), saturation and brightness jitter."""
+    hsv = cv2.cvtColor(rgba[:, :, :3], cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + strength * 180 * rng.uniform(-1, 1)) % 180
+    hsv[..., 1] *= rng.uniform(1 - 0.3 * strength, 1 + 0.3 * strength)
+    hsv[..., 2] *= rng.uniform(1 - 0.25 * strength, 1 + 0.15 * strength)
+    rgb = cv2.cvtColor(hsv.clip(0, [179, 255, 255]).astype(np.uint8), cv2.COLOR_HSV2RGB)
+    return np.dstack([rgb, rgba[:, :, 3]])
+
+
+def tint_to(rgba: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Shift an object's mean colour to `colour` (different object, same colour)."""
+    a = rgba[:, :, 3] > 127
+    rgb = rgba[:, :, :3].astype(np.float32)
+    mean = rgb[a].mean(0) if a.any() else rgb.reshape(-1, 3).mean(0)
+    rgb = rgb * 0.5 + (rgb - mean + colour) * 0.5 + (colour - mean) * 0.25
+    return np.dstack([rgb.clip(0, 255).astype(np.uint8), rgba[:, :, 3]])
+
+
+def transform(rgba: np.ndarray, long_side: float, angle: float, flip: bool) -> np.ndarray:
+    h, w = rgba.shape[:2]
+    s = long_side / max(h, w)
+    out = cv2.resize(rgba, (max(int(w * s), 3), max(int(h * s), 3)),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    if flip:
+        out = out[:, ::-1]
+    if abs(angle) > 0.5:
+        h, w = out.shape[:2]
+        d = int(np.ceil(np.hypot(h, w)))
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        m[:, 2] += [(d - w) / 2, (d - h) / 2]
+        out = cv2.warpAffine(out, m, (d, d), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
+        ys, xs = np.nonzero(out[:, :, 3] > 0)
+        if len(ys):
+            out = out[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------- generator
+
+class SceneGenerator:
+    """scene(seed) is a pure function of (split, seed, available sources, procedural)."""
+
+    def __init__(self, split: str = "train", procedural: bool | None = None,
+                 size: tuple[int, int] = (448, 768)):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+        self.split = split
+        self.size = size
+        self.backgrounds = list_backgrounds(split)
+        self.objects = list_objects(split)
+        if procedural is None:
+            procedural = not self.backgrounds or not self.objects
+        self.procedural = procedural
+
+    # -- sources
+    def _background(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        if self.procedural or rng.random() < 0.12:
+            return procedural_background(rng, h, w)
+        photo = load_background(self.backgrounds[rng.integers(len(self.backgrounds))])
+        ph, pw = photo.shape[:2]
+        s = rng.uniform(max(h / ph, w / pw), 1.6 * max(h / ph, w / pw) + 0.5)
+        ch, cw = min(ph, int(h / s) + 1), min(pw, int(w / s) + 1)
+        y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+        crop = photo[y:y + ch, x:x + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+
+    def _object(self, rng: np.random.Generator) -> np.ndarray:
+        r = rng.random()
+        if self.procedural or r < 0.12:
+            return procedural_object(rng, int(rng.integers(96, 256)))
+        if r < 0.25 and self.backgrounds:
+            photo = load_background(self.backgrounds[rng.integers(len(self.backgrounds))])
+            return photo_cutout(rng, photo, int(rng.integers(96, 256)))
+        for _ in range(20):
+            obj = load_clipart(self.objects[rng.integers(len(self.objects))])
+            if obj is not None:
+                return obj
+        return procedural_object(rng, 160)
+
+    # -- placement
+    @staticmethod
+    def _place(rng: np.random.Generator, free: np.ndarray, oh: int, ow: int) -> tuple[int, int]:
+        """Top-left corner near a maximum of the distance map of `free` (uint8 0/1)."""
+        h, w = free.shape
+        dist = cv2.distanceTransform(free, cv2.DIST_L2, 5)
+        dist[: oh // 2] = 0
+        dist[h - (oh - oh // 2):] = 0
+        dist[:, : ow // 2] = 0
+        dist[:, w - (ow - ow // 2):] = 0
+        if dist.max() <= 0:
+            cy, cx = rng.integers(oh // 2, max(h - oh // 2, oh // 2 + 1)), rng.integers(ow // 2, max(w - ow // 2, ow // 2 + 1))
+        else:
+            cand = np.argwhere(dist >= 0.85 * dist.max())
+            cy, cx = cand[rng.integers(len(cand))]
+        return int(cy - oh // 2), int(cx - ow // 2)
+
+    def scene(self, seed: int) -> Scene:
+        rng = np.random.default_rng([seed, 0 if self.split == "train" else 1])
+        lo, hi = self.size
+        h, w = int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1))
+        img = self._background(rng, h, w).astype(np.float32)
+
+        region = np.ones((h, w), np.uint8)
+        if rng.random() < 0.6:
+            rh, rw = int(h * rng.uniform(0.5, 1)), int(w * rng.uniform(0.5, 1))
+            y, x = rng.integers(0, h - rh + 1), rng.integers(0, w - rw + 1)
+            region[:] = 0
+            region[y:y + rh, x:x + rw] = random_blob(rng, rh, rw, 0.5) > 0
+        main = self._object(rng)
+        side = min(h, w) * np.exp(rng.uniform(np.log(0.06), np.log(0.4)))
+        n_copies = int(rng.integers(1, 11))
+        area_ratio = region.sum() / (side * side * 1.5)
+        n_copies = max(1, min(n_copies, int(area_ratio)))
+        main = recolour(main, rng, 0.05)
+
+        items: list[tuple[np.ndarray, int, np.ndarray | None]] = []  # (rgba, group, region)
+        base_angle, flip = rng.uniform(-15, 15), rng.random() < 0.2
+        for _ in range(n_copies):
+            o = transform(main, side * rng.uniform(0.85, 1.15), base_angle + rng.uniform(-10, 10), flip)
+            items.append((recolour(o, rng, 0.03), 0, region))
+        n_neg = int(rng.integers(1, 4))
+        mean_col = main[main[:, :, 3] > 127][:, :3].mean(0) if (main[:, :, 3] > 127).any() else np.full(3, 128.0)
+        for g in range(1, n_neg + 1):
+            r = rng.random()
+            if r < 0.2:  # look-alike: same object, recoloured
+                o = recolour(main, rng, rng.uniform(0.3, 0.6))
+            elif r < 0.4:  # look-alike: another object, same colour
+                o = tint_to(self._object(rng), mean_col)
+            else:
+                o = self._object(rng)
+            o = transform(o, side * np.exp(rng.uniform(-0.6, 0.6)), rng.uniform(-30, 30), rng.random() < 0.5)
+            items.append((o, g, None))
+        order = rng.permutation(len(items))
+
+        free = np.ones((h, w), np.uint8)
+        full_masks: list[np.ndarray] = []
+        groups: list[int] = []
+        blur_obj = rng.random() < 0.3
+        for i in order:
+            rgba, g, reg = items[i]
+            oh, ow = min(rgba.shape[0], h), min(rgba.shape[1], w)
+            rgba = rgba[:oh, :ow]
+            avail = (free & reg) if reg is not None else free
+            if avail.sum() < 0.02 * h * w:
+                avail = free
+            y, x = self._place(rng, avail, oh, ow)
+            alpha = rgba[:, :, 3].astype(np.float32) / 255
+            if rng.random() < 0.25:  # soft edges
+                alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.6, 1.8))
+            col = rgba[:, :, :3].astype(np.float32)
+            if blur_obj:
+                col = cv2.GaussianBlur(col, (0, 0), rng.uniform(0.5, 1.2))
+            sl = (slice(y, y + oh), slice(x, x + ow))
+            if rng.random() < 0.3:  # drop shadow
+                dy, dx = int(rng.integers(2, 8)), int(rng.integers(-6, 7))
+                sh = cv2.GaussianBlur(alpha, (0, 0), 3) * rng.uniform(0.3, 0.6)
+                M = np.float32([[1, 0, dx], [0, 1, dy]])
+                sh = cv2.warpAffine(sh, M, (ow, oh))
+                img[sl] *= (1 - sh)[..., None]
+            img[sl] = img[sl] * (1 - alpha[..., None]) + col * alpha[..., None]
+            m = np.zeros((h, w), bool)
+            m[sl] = alpha > 0.5
+            for prev in full_masks:  # later pastes occlude earlier ones
+                prev &= ~m
+            full_masks.append(m)
+            groups.append(g)
+            free[sl][cv2.dilate(m[sl].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0] = 0
+
+        # global photometric match: same blur / noise / gain over the whole composite
+        if rng.random() < 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.0))
+        img *= rng.uniform(0.85, 1.15)
+        img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
+        image = img.clip(0, 255).astype(np.uint8)
+
+        keep = [i for i, m in enumerate(full_masks) if m.sum() >= 30]
+        # report instances in a stable order: group 0 first
+        keep.sort(key=lambda i: (groups[i], i))
+        return Scene(image, [full_masks[i] for i in keep], [groups[i] for i in keep])
+
+
+def contact_sheet(scenes: list[Scene], cols: int = 4, cell: int = 320) -> np.ndarray:
+    """RGB grid; group 0 outlined green, other objects outlined red."""
+    rows = (len(scenes) + cols - 1) // cols
+    sheet = np.full((rows * cell, cols * cell, 3), 255, np.uint8)
+    for k, sc in enumerate(scenes):
+        img = sc.image.copy()
+        for m, g in zip(sc.masks, sc.groups):
+            cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(img, cnts, -1, (0, 255, 0) if g == 0 else (255, 0, 0), 2)
+        s = cell / max(img.shape[:2])
+        img = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        r, c = divmod(k, cols)
+        sheet[r * cell:r * cell + img.shape[0], c * cell:c * cell + img.shape[1]] = img
+    return sheet

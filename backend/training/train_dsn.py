@@ -1,0 +1,226 @@
+"""Train 1C-DSN on synthetic scenes, bounded by wall time, checkpointed and resumable.
+
+    python -m backend.training.train_dsn --out DIR --minutes M [--resume]
+
+DIR/ckpt.pt (full state, atomic), DIR/best.pt (model weights of the best validation IoU),
+DIR/train.log (loss, learning rate, validation IoU).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ..models.dsn import DistractorSegmenter, build_dsn_lite0
+from .samples import Sample, make_sample, pick_instance
+from .synth import SceneGenerator
+
+SEED = 20260423
+CROP = 320
+SCENES_PER_BATCH = 4
+SAMPLES_PER_SCENE = 2  # batch = 8 crops
+VAL_SCENES = 100
+LR_DECODER = 5e-4
+LR_BACKBONE = 1.5e-4
+WARMUP_STEPS = 100
+CKPT_EVERY_S = 300
+AUX_WEIGHT = 0.4
+
+
+class TrainScenes(Dataset):
+    """Item i = SAMPLES_PER_SCENE crops from training scene SEED + i (deterministic)."""
+
+    def __init__(self, length: int = 10 ** 9):
+        self.length = length
+        self.gen: SceneGenerator | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> list[Sample]:
+        if self.gen is None:
+            self.gen = SceneGenerator("train")
+        rng = np.random.default_rng([SEED, i])
+        scene = self.gen.scene(SEED + i)
+        while not scene.masks:
+            scene = self.gen.scene(int(rng.integers(1 << 30)))
+        return [make_sample(scene, pick_instance(scene, rng), rng, CROP) for _ in range(SAMPLES_PER_SCENE)]
+
+
+def collate(items: list[list[Sample]]) -> Sample:
+    flat = [s for group in items for s in group]
+    return Sample(*(torch.stack(t) for t in zip(*flat)))
+
+
+def val_set(n: int = VAL_SCENES) -> Sample:
+    """Fixed first-click validation crops from held-out backgrounds and objects."""
+    gen = SceneGenerator("val")
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([SEED, 7, i])
+        scene = gen.scene(i)
+        if not scene.masks:
+            continue
+        out.append(make_sample(scene, pick_instance(scene, rng), rng, CROP, refine=False))
+    return collate([out])
+
+
+def worker_init(_: int) -> None:
+    import cv2
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice; logits are upsampled to the target's resolution."""
+    logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    return bce + dice.mean()
+
+
+def set_train(model: DistractorSegmenter) -> None:
+    """Decoder trains; the backbone's BatchNorm statistics stay frozen (batch of 8)."""
+    model.train()
+    for m in model.backbone.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+@torch.no_grad()
+def evaluate(model: DistractorSegmenter, val: Sample, device: torch.device, batch: int = 10) -> float:
+    model.eval()
+    ious = []
+    for i in range(0, len(val.image), batch):
+        s = Sample(*(t[i:i + batch].to(device) for t in val))
+        logits, _ = model(s.image, s.pos, s.neg, s.prev)
+        pred = F.interpolate(logits, size=s.target.shape[-2:], mode="bilinear", align_corners=False) > 0
+        gt = s.target > 0.5
+        inter = (pred & gt).flatten(1).sum(1).float()
+        union = (pred | gt).flatten(1).sum(1).float().clamp(min=1)
+        ious.append((inter / union).cpu())
+    return float(torch.cat(ious).mean())
+
+
+def lr_factor(step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / WARMUP_STEPS)
+    return warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Log:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __call__(self, msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, required=True, help="wall-time budget of this invocation")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--val-scenes", type=int, default=VAL_SCENES)
+    ap.add_argument("--ckpt-every", type=float, default=CKPT_EVERY_S, help="seconds between checkpoints")
+    args = ap.parse_args(argv)
+
+    t_start = time.monotonic()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(SEED)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = Log(args.out / "train.log")
+
+    model = build_dsn_lite0(pretrained_backbone=True).to(device)
+    opt = torch.optim.AdamW([
+        {"params": model.backbone.parameters(), "lr": LR_BACKBONE},
+        {"params": model.decoder.parameters(), "lr": LR_DECODER},
+    ], weight_decay=1e-4)
+    base_lrs = [LR_BACKBONE, LR_DECODER]
+    step, elapsed_before, best, plan_s = 0, 0.0, -1.0, args.minutes * 60
+    ckpt_path = args.out / "ckpt.pt"
+    if args.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed_before, best, plan_s = ck["step"], ck["elapsed"], ck["best"], ck["plan_s"]
+        log(f"resumed at step {step}, {elapsed_before / 60:.1f} min done of a {plan_s / 60:.1f} min plan, best val IoU {best:.4f}")
+    else:
+        log(f"start: device {device}, seed {SEED}, plan {plan_s / 60:.1f} min, crop {CROP}, "
+            f"batch {SCENES_PER_BATCH * SAMPLES_PER_SCENE}")
+
+    val = val_set(args.val_scenes)
+    log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
+    loader = DataLoader(TrainScenes(), batch_size=SCENES_PER_BATCH, collate_fn=collate,
+                        sampler=range(step * SCENES_PER_BATCH, 10 ** 9), num_workers=1,
+                        worker_init_fn=worker_init, prefetch_factor=4, persistent_workers=True)
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - t_start
+
+    def checkpoint(tag: str) -> None:
+        nonlocal best
+        iou = evaluate(model, val, device)
+        set_train(model)
+        if iou > best:
+            best = iou
+            atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, args.out / "best.pt")
+        atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                     "elapsed": elapsed(), "best": best, "plan_s": plan_s}, ckpt_path)
+        log(f"{tag} step {step} ({elapsed() / 60:.1f} min): val IoU {iou:.4f} (best {best:.4f}); checkpoint saved")
+
+    set_train(model)
+    deadline = t_start + args.minutes * 60
+    last_ckpt = time.monotonic()
+    run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
+    it = iter(loader)
+    while time.monotonic() < deadline and elapsed() < plan_s:
+        t0 = time.monotonic()
+        b = next(it)
+        t_data += time.monotonic() - t0
+        b = Sample(*(t.to(device, non_blocking=True) for t in b))
+        f = lr_factor(step, elapsed() / plan_s)
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * f
+        logits2, logits4 = model(b.image, b.pos, b.neg, b.prev)
+        loss = loss_fn(logits2, b.target) + AUX_WEIGHT * loss_fn(logits4, b.target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        run_loss += float(loss)
+        n_loss += 1
+        if step % 25 == 0:
+            dt = (time.monotonic() - t_iter) / n_loss
+            log(f"step {step} loss {run_loss / n_loss:.4f} lr {LR_DECODER * f:.2e} "
+                f"{dt:.2f} s/it (data wait {t_data / n_loss:.2f})")
+            run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
+        if time.monotonic() - last_ckpt >= args.ckpt_every:
+            checkpoint("periodic")
+            last_ckpt = time.monotonic()
+    checkpoint("final")
+    log(f"done: {step} steps, {elapsed() / 60:.1f} min, best val IoU {best:.4f}")
+
+
+if __name__ == "__main__":
+    main()
