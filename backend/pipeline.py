@@ -5,8 +5,9 @@ nothing of sockets; the server hands it decoded messages and a progress callback
 """
 from __future__ import annotations
 
+import logging
 import platform
-from concurrent.futures import ThreadPoolExecutor
+import threading
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -20,6 +21,8 @@ from simpson_client.protocol import Message, ProtocolError
 from . import engines, images
 from .cache import ImageCache, ImageEntry
 from .engines import EngineUnavailable, Found, Point
+
+log = logging.getLogger("simpson.pipeline")
 
 Progress = Callable[[float, str], None]
 Reply = tuple[dict[str, Any], list[Any]]
@@ -38,6 +41,7 @@ def no_progress(fraction: float, message: str) -> None:
 class Pipeline:
     def __init__(self, cache: Optional[ImageCache] = None):
         self.cache = cache or ImageCache()
+        self._pending: dict[str, threading.Event] = {}   # hashes being checked, not cached yet
 
     # ---- protocol entry point ----
     def handle(self, msg: Message, progress: Progress = no_progress) -> Reply:
@@ -147,17 +151,33 @@ class Pipeline:
         w, h, fmt, digest = protocol.image_spec(spec)
         if "frame" not in spec:
             entry = self.cache.get(digest)
+            pending = self._pending.get(digest)
+            if entry is None and pending is not None:   # its pixels arrived a moment ago
+                pending.wait(5.0)
+                entry = self.cache.get(digest)
             if entry is None:
                 raise ProtocolError("image_unknown", "The daemon does not have this image; send its pixels.")
             return entry
         data = protocol.frame_ref(spec, "image", payload, w * h * protocol.FORMATS[fmt])
         pixels = images.from_wire(data, w, h, fmt)
-        with ThreadPoolExecutor(max_workers=1) as pool:   # check the hash while converting the pixels
-            check = pool.submit(protocol.image_hash, w, h, fmt, data)
-            rgb = images.to_rgb8(pixels)
-            if check.result() != digest:
-                raise ProtocolError("bad_request", "The image hash does not match its pixels.")
-        return self.cache.put(ImageEntry(digest, pixels, rgb))
+        entry = ImageEntry(digest, pixels, images.to_rgb8(pixels))
+        # This request works on the pixels it carried, whatever the hash says. Later requests
+        # find the image by hash only once the hash is checked, off the request's path.
+        self._pending.setdefault(digest, threading.Event())
+        threading.Thread(target=self._cache_if_hash_matches, args=(entry, data), daemon=True).start()
+        return entry
+
+    def _cache_if_hash_matches(self, entry: ImageEntry, data: Any) -> None:
+        w, h, fmt = entry.width, entry.height, images.wire_format(entry.pixels)
+        try:
+            if protocol.image_hash(w, h, fmt, data) == entry.key:
+                self.cache.put(entry)
+            else:
+                log.warning("an image's hash does not match its pixels; not cached")
+        finally:
+            event = self._pending.pop(entry.key, None)
+            if event is not None:
+                event.set()
 
     def _mask(self, header: dict[str, Any], payload: list[Any], entry: ImageEntry, required: bool) -> Optional[np.ndarray]:
         if header.get("mask") is None:
