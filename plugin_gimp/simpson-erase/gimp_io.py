@@ -108,10 +108,13 @@ def set_selection(image: Gimp.Image, mask: bytes, px: LayerPixels,
                   op: Gimp.ChannelOps = Gimp.ChannelOps.REPLACE) -> None:
     """Combine a layer-space mask with the selection (a temporary channel + select_item).
 
-    Parts of the layer outside the canvas are cut off; outside the layer counts as unselected."""
+    Only the mask's bounding box is written (the channel starts black). Parts of the layer
+    outside the canvas are cut off; outside the layer counts as unselected."""
     iw, ih = image.get_width(), image.get_height()
     x, y, w, h = px.rect
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(iw, x + w), min(ih, y + h)
+    box = pixels.mask_box(mask, w, h) or (0, 0, 0, 0)
+    bx, by = x + box[0], y + box[1]                       # the box in image pixels
+    x0, y0, x1, y1 = max(0, bx), max(0, by), min(iw, bx + box[2]), min(ih, by + box[3])
     channel = Gimp.Channel.new(image, "SimpSON mask", iw, ih, 100.0, Gegl.Color.new("black"))
     image.insert_channel(channel, None, 0)
     try:

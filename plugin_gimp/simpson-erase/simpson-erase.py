@@ -20,7 +20,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 import gimp_io  # noqa: E402
-from simpson_client import Cancelled, Client, SimpsonError  # noqa: E402
+from simpson_client import Cancelled, Client, Patch, SimpsonError  # noqa: E402
 from task import run_with_progress  # noqa: E402
 
 SELECT_OBJECT = "python-fu-simpson-select-object"
@@ -48,7 +48,7 @@ def clicks(image: Gimp.Image, config: Gimp.ProcedureConfig) -> list[gimp_io.Poin
     return [(x, y, True) for x, y in pos] + [(x, y, False) for x, y in neg]
 
 
-def _pairs(text: str) -> list[tuple[float, float]]:
+def _pairs(text: Optional[str]) -> list[tuple[float, float]]:
     """'x,y x,y ...' (image pixels; spaces or semicolons between points) -> [(x, y), ...]."""
     pairs = []
     for item in (text or "").replace(";", " ").split():
@@ -61,6 +61,7 @@ def _pairs(text: str) -> list[tuple[float, float]]:
 
 
 def layer_clicks(points: list[gimp_io.Point], px: gimp_io.LayerPixels) -> list[gimp_io.Point]:
+    """Image-space clicks -> layer-space clicks, or a sentence saying what is missing."""
     if not points:
         raise SimpsonError(NO_POINTS)
     inside = gimp_io.to_layer(points, px)
@@ -69,13 +70,17 @@ def layer_clicks(points: list[gimp_io.Point], px: gimp_io.LayerPixels) -> list[g
     return inside
 
 
-def compute_select(client: Client, image: Gimp.Image, px: gimp_io.LayerPixels, config) -> bytes:
+def compute_select(client: Client, image: Gimp.Image, px: gimp_io.LayerPixels, config: Gimp.ProcedureConfig,
+                   end: float = 1.0) -> bytes:
+    """The object mask (layer pixels) for the clicks in the arguments or marked in the image."""
     points = layer_clicks(clicks(image, config), px)
     return run_with_progress(client, lambda p: client.select(px.image, points, progress=p).data,
-                             "SimpSON Erase: selecting the object")
+                             "SimpSON Erase: selecting the object", 0.0, end)
 
 
-def compute_erase(client: Client, px: gimp_io.LayerPixels, mask: bytes, config, start: float = 0.0):
+def compute_erase(client: Client, px: gimp_io.LayerPixels, mask: bytes, config: Gimp.ProcedureConfig,
+                  start: float = 0.0) -> Patch:
+    """The filled patch for the mask (layer pixels), with the dilation and engine arguments."""
     dilation = config.get_property("dilation")
     engine = config.get_property("engine") or None
     return run_with_progress(
@@ -83,7 +88,8 @@ def compute_erase(client: Client, px: gimp_io.LayerPixels, mask: bytes, config, 
                                        progress=p), "SimpSON Erase: erasing", start, 1.0)
 
 
-def select_object(client, image, layer, config, run_mode) -> Optional[Apply]:
+def select_object(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: Gimp.ProcedureConfig,
+                  run_mode: Gimp.RunMode) -> Optional[Apply]:
     px = gimp_io.read_layer(image, layer)
     op = OPERATIONS[config.get_property("operation")]
     if run_mode == Gimp.RunMode.INTERACTIVE:
@@ -96,14 +102,16 @@ def select_object(client, image, layer, config, run_mode) -> Optional[Apply]:
     return lambda: gimp_io.set_selection(image, mask, px, op)
 
 
-def select_at_points(client, image, layer, config, run_mode) -> Apply:
+def select_at_points(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: Gimp.ProcedureConfig,
+                     run_mode: Gimp.RunMode) -> Apply:
     px = gimp_io.read_layer(image, layer)
     op = OPERATIONS[config.get_property("operation")]
     mask = compute_select(client, image, px, config)
     return lambda: gimp_io.set_selection(image, mask, px, op)
 
 
-def select_similar(client, image, layer, config, run_mode) -> Apply:
+def select_similar(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: Gimp.ProcedureConfig,
+                   run_mode: Gimp.RunMode) -> Apply:
     px = gimp_io.read_layer(image, layer)
     seed = gimp_io.selection_mask(image, px)
     points = [] if seed is not None else layer_clicks(clicks(image, config), px)
@@ -113,7 +121,8 @@ def select_similar(client, image, layer, config, run_mode) -> Apply:
     return lambda: gimp_io.set_selection(image, found.mask.data, px, Gimp.ChannelOps.ADD)
 
 
-def erase_selection(client, image, layer, config, run_mode) -> Apply:
+def erase_selection(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: Gimp.ProcedureConfig,
+                    run_mode: Gimp.RunMode) -> Apply:
     px = gimp_io.read_layer(image, layer)
     mask = gimp_io.selection_mask(image, px)
     if mask is None:
@@ -122,17 +131,18 @@ def erase_selection(client, image, layer, config, run_mode) -> Apply:
     return lambda: gimp_io.add_result_layer(image, px, patch.box, patch.data)
 
 
-def erase_object(client, image, layer, config, run_mode) -> Optional[Apply]:
+def erase_object(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: Gimp.ProcedureConfig,
+                 run_mode: Gimp.RunMode) -> Optional[Apply]:
     px = gimp_io.read_layer(image, layer)
     if run_mode == Gimp.RunMode.INTERACTIVE:
         import dialog  # noqa: PLC0415
-        mask = dialog.select_object(client, px, "Erase Object")
+        mask = dialog.select_object(client, px, "Erase Object", "_Erase")
         if mask is None:
             return None
         Gimp.progress_init("SimpSON Erase")
         patch = compute_erase(client, px, mask, config)
     else:
-        mask = compute_select(client, image, px, config)
+        mask = compute_select(client, image, px, config, end=0.5)
         patch = compute_erase(client, px, mask, config, start=0.5)
 
     def apply() -> None:
@@ -229,7 +239,7 @@ class SimpsonErase(Gimp.PlugIn):
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
-def _error(procedure, message: str):
+def _error(procedure: Gimp.Procedure, message: str) -> Gimp.ValueArray:
     return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
 
 

@@ -93,10 +93,17 @@ def ok_cases():
         layer = image.get_layers()[0]
         image.add_sample_point(*centres[0])
         r = {"precision": image.get_precision().value_nick, "before": layers(image)}
+        r["menus"] = {name: [PDB.lookup_procedure(name).get_menu_label(), PDB.lookup_procedure(name).get_menu_paths()]
+                      for name in ("python-fu-simpson-select-object", "python-fu-simpson-select-at-points",
+                                   "python-fu-simpson-select-similar", "python-fu-simpson-erase-selection",
+                                   "python-fu-simpson-erase-object")}
         r["select"] = run("python-fu-simpson-select-at-points", image, layer)
         export_selection(image, "sel8")
         r["similar"] = run("python-fu-simpson-select-similar", image, layer)
         export_selection(image, "similar8")
+        r["subtract"] = run("python-fu-simpson-select-object", image, layer, points="%d,%d" % tuple(centres[1]),
+                            operation="subtract")
+        export_selection(image, "subtract8")
         Gimp.Selection.none(image)
         image.select_ellipse(Gimp.ChannelOps.REPLACE, centres[0][0] - 21, centres[0][1] - 21, 42, 42)
         image.clean_all()
@@ -115,7 +122,7 @@ def ok_cases():
 
     @case
     def offsets():
-        """A layer with alpha at an offset in a bigger canvas; the click is a path anchor; Erase Object."""
+        """A layer with alpha at an offset, partly off the canvas; the click is a path anchor; Erase Object."""
         image = Gimp.Image.new(400, 300, Gimp.ImageBaseType.RGB)
         bg = Gimp.Layer.new(image, "Background", 400, 300, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
         image.insert_layer(bg, None, 0)
@@ -123,11 +130,11 @@ def ok_cases():
         layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(f"{IN}/scene.png"))
         image.insert_layer(layer, None, 0)
         layer.add_alpha()
-        layer.set_offsets(37, 21)
+        layer.set_offsets(-25, 21)
         path = Gimp.Path.new(image, "clicks")
         image.insert_path(path, None, 0)
         cx, cy = centres[1]
-        path.bezier_stroke_new_moveto(cx + 37, cy + 21)
+        path.bezier_stroke_new_moveto(cx - 25, cy + 21)
         image.set_selected_paths([path])
         image.set_selected_layers([layer])
         r = {"before": layers(image)}
@@ -152,6 +159,47 @@ def ok_cases():
         export_selection(image, "sel16")
         r["result"] = dump_layer(image.get_layers()[0], "erase16", "R'G'B'A u16")
         r["original"] = dump_layer(image.get_layers()[1], "orig16", "R'G'B'A u16")
+        image.delete()
+        return r
+
+    @case
+    def similar_from_points():
+        """Select Similar with nothing selected starts from the points argument."""
+        image = load("scene.png")
+        r = run("python-fu-simpson-select-similar", image, image.get_layers()[0], points="%d,%d" % tuple(centres[2]))
+        export_selection(image, "similar_points")
+        image.delete()
+        return r
+
+    @case
+    def float_linear():
+        """32-bit float linear precision: travels as rgba16; untouched pixels stay bit-exact floats."""
+        image = load("scene.png")
+        image.convert_precision(Gimp.Precision.FLOAT_LINEAR)
+        layer = image.get_layers()[0]
+        cx, cy = centres[3]
+        r = {"precision": image.get_precision().value_nick}
+        r["erase"] = run("python-fu-simpson-erase-object", image, layer, points=f"{cx},{cy}")
+        r["after"] = layers(image)
+        r["result"] = dump_layer(image.get_layers()[0], "erase_float", "RGBA float")
+        r["original"] = dump_layer(image.get_layers()[1], "orig_float", "RGBA float")
+        image.delete()
+        return r
+
+    @case
+    def gray():
+        """A greyscale image with an alpha channel."""
+        image = load("scene.png")
+        image.convert_grayscale()
+        layer = image.get_layers()[0]
+        layer.add_alpha()
+        cx, cy = centres[0]
+        r = {"base": image.get_base_type().value_nick}
+        r["erase"] = run("python-fu-simpson-erase-object", image, layer, points=f"{cx},{cy}")
+        r["after"] = layers(image)
+        export_selection(image, "sel_gray")
+        r["result"] = dump_layer(image.get_layers()[0], "erase_gray", "Y'A u8")
+        r["original"] = dump_layer(image.get_layers()[1], "orig_gray", "Y'A u8")
         image.delete()
         return r
 
