@@ -24,6 +24,9 @@ class Image:
     def __init__(self, width: int, height: int, data: bytes | bytearray | memoryview, format: str = "rgba8"):
         if format not in protocol.FORMATS:
             raise ValueError(f"unknown pixel format {format!r}")
+        if width * height > protocol.MAX_PIXELS or max(width, height) > protocol.MAX_SIDE:
+            raise RequestRejected(f"The image is {width}×{height} pixels, larger than SimpSON Erase's limit of "
+                                  f"{protocol.MAX_PIXELS // 1_000_000} megapixels.", "too_large")
         expected = width * height * protocol.FORMATS[format]
         if protocol.nbytes(data) != expected:
             raise ValueError(f"{width}x{height} {format} needs {expected} bytes, got {protocol.nbytes(data)}")

@@ -52,13 +52,15 @@ class Engine:
 # name -> "module:Class", imported on first use so that start-up stays fast.
 REGISTRY = {
     "classic": "backend.engines.classic:ClassicEngine",
+    "builtin": "backend.engines.builtin:BuiltinEngine",
+    "lama": "backend.engines.lama:LamaEngine",
 }
 
 # Preferred engines per op, best first; the first one whose status() is "ready" is the default.
 PREFERENCE = {
     "select": ["dsn", "classic"],
     "similar": ["classic"],
-    "erase": ["classic"],
+    "erase": ["lama", "builtin", "classic"],
 }
 
 _built: dict[str, Engine] = {}

@@ -20,7 +20,7 @@ Feats = dict[str, torch.Tensor]
 DISK_RADIUS = 5.0  # pixels of the network input
 GAUSS_SIGMA = 0.04  # fraction of the input's shorter side
 CLICK_CH = 5  # pos disk, pos gauss, neg disk, neg gauss, previous mask
-DECODER_LEVELS = {"s16": 96, "s8": 64, "s4": 48, "s2": 32}
+DECODER_LEVELS = {"s16": 96, "s8": 64, "s4": 48, "s2": 16}
 
 
 def click_maps(points: Sequence[tuple[float, float, bool]], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +64,7 @@ class ClickDecoder(nn.Module):
                                  _cbr(ch["s16"], ch["s16"], dilation=4)),
             "s8": nn.Sequential(_cbr(ch["s8"], ch["s8"]), _cbr(ch["s8"], ch["s8"], dilation=2)),
             "s4": nn.Sequential(_cbr(ch["s4"], ch["s4"]), _cbr(ch["s4"], ch["s4"])),
-            "s2": nn.Sequential(_cbr(ch["s2"], ch["s2"]), _cbr(ch["s2"], ch["s2"])),
+            "s2": _cbr(ch["s2"], ch["s2"]),
         })
         self.out4 = nn.Conv2d(ch["s4"], 1, 1)
         self.out2 = nn.Conv2d(ch["s2"], 1, 1)

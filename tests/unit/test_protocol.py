@@ -62,3 +62,10 @@ def test_encode_refuses_nan():
     with pytest.raises(ValueError):
         protocol.encode({"x": math.nan})
     assert json.loads(protocol.encode({"x": 1.5})[0])["x"] == 1.5
+
+
+def test_client_refuses_oversized_images_before_sending():
+    from simpson_client import Image, RequestRejected
+    with pytest.raises(RequestRejected) as e:
+        Image(10000, 5000, b"", "rgba8")
+    assert e.value.code == "too_large" and "megapixels" in e.value.user_message
