@@ -12,7 +12,6 @@ environment is rebuilt only when requirements.txt changed. SIMPSON_HOME picks th
 from __future__ import annotations
 
 import argparse
-import configparser
 import hashlib
 import json
 import os
@@ -212,26 +211,38 @@ def install_krita(resource_dir: Path, kritarc: Path) -> Path:
     _replace_tree(REPO / "plugin_krita" / KRITA_PACKAGE, target)
     shutil.copytree(REPO / "simpson_client", target / "simpson_client", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(REPO / "plugin_krita" / f"{KRITA_PACKAGE}.desktop", pykrita / f"{KRITA_PACKAGE}.desktop")
+    # Default shortcuts: Krita reads .action files from <resource folder>/actions/ (not from pykrita/).
+    (resource_dir / "actions").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "plugin_krita" / f"{KRITA_PACKAGE}.action", resource_dir / "actions" / f"{KRITA_PACKAGE}.action")
     _kritarc_enable(kritarc, True)
     return target
 
 
 def _kritarc_enable(kritarc: Path, enable: bool) -> None:
-    """Set (or remove) [python] enable_simpson_erase in kritarc, keeping everything else."""
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # keep key case
-    if kritarc.exists():
-        parser.read(kritarc, encoding="utf-8")
+    """Set (or remove) [python] enable_simpson_erase in kritarc, keeping every other line as it is.
+
+    kritarc is a KConfig file, not an INI file configparser reads: Krita writes keys before the
+    first [group] (configparser: MissingSectionHeaderError). So it is edited line by line."""
     key = f"enable_{KRITA_PACKAGE}"
-    if enable:
-        if not parser.has_section("python"):
-            parser.add_section("python")
-        parser.set("python", key, "true")
-    elif parser.has_section("python"):
-        parser.remove_option("python", key)
+    lines = kritarc.read_text(encoding="utf-8").splitlines() if kritarc.exists() else []
+    out: list[str] = []
+    in_python = done = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            if in_python and enable and not done:
+                out.append(f"{key}=true")
+                done = True
+            in_python = stripped == "[python]"
+        elif in_python and stripped.split("=", 1)[0].strip() == key:
+            continue                        # the old value; the new one goes at the section's end
+        out.append(line)
+    if enable and not done:
+        if not in_python:
+            out += ([""] if out and out[-1].strip() else []) + ["[python]"]
+        out.append(f"{key}=true")
     kritarc.parent.mkdir(parents=True, exist_ok=True)
-    with open(kritarc, "w", encoding="utf-8") as f:
-        parser.write(f, space_around_delimiters=False)
+    kritarc.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
 def _replace_tree(src: Path, dst: Path) -> None:
@@ -259,6 +270,7 @@ def install_plugins(args: argparse.Namespace, record: dict) -> None:
         target = install_krita(res, rc)
         record.setdefault("installed", []).append(str(target))
         record.setdefault("installed", []).append(str(res / "pykrita" / f"{KRITA_PACKAGE}.desktop"))
+        record.setdefault("installed", []).append(str(res / "actions" / f"{KRITA_PACKAGE}.action"))
         record.setdefault("kritarc", []).append(str(rc))
         print(f"    Krita:   {target} (enabled in {rc})")
     if not gimp and not args.no_gimp:

@@ -15,7 +15,7 @@ def test_plugins_install_and_uninstall(tmp_path):
     gimp = tmp_path / "GIMP" / "3.0" / "plug-ins"
     krita = tmp_path / "krita"
     kritarc = tmp_path / "kritarc"
-    kritarc.write_text("[General]\nfoo=bar\n\n[python]\nenable_other=true\n")
+    kritarc.write_text("State=AAA\n\n[General]\nfoo=bar\n\n[python]\nenable_other=true\n")  # keys before a group, as Krita writes
     home = tmp_path / "home"
     for _ in range(2):   # re-running is safe
         r = run_install("--plugins-only", "--gimp-dir", gimp, "--krita-dir", krita, "--kritarc", kritarc, home=home)
@@ -26,7 +26,9 @@ def test_plugins_install_and_uninstall(tmp_path):
     assert (krita / "pykrita" / "simpson_erase" / "__init__.py").exists()
     assert (krita / "pykrita" / "simpson_erase" / "simpson_client" / "zmtp.py").exists()
     assert (krita / "pykrita" / "simpson_erase.desktop").exists()
+    assert (krita / "actions" / "simpson_erase.action").exists()
     rc = kritarc.read_text()
+    assert rc.count("enable_simpson_erase") == 1 and rc.startswith("State=AAA")
     assert "enable_simpson_erase=true" in rc and "enable_other=true" in rc and "foo=bar" in rc
     record = json.loads((home / "installed.json").read_text())
     assert str(gimp / "simpson-erase") in record["installed"]
