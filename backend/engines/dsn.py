@@ -1,0 +1,50 @@
+"""The "dsn" select engine: our trained one-click distractor segmentation (SimpSON 1C-DSN).
+
+The image is encoded once per cached image (ImageEntry.derive); each click only decodes.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..cache import ImageEntry
+from . import Engine, Point, Progress
+
+
+class DsnEngine(Engine):
+    name = "dsn"
+    ops = frozenset({"select"})
+
+    def __init__(self) -> None:
+        self._segmenter = None
+        self._lock = threading.Lock()   # one decode at a time: the per-image crop cache is shared
+
+    def status(self) -> str:
+        from ..segment import WEIGHTS
+        if not WEIGHTS.exists():
+            return f"The segmentation weights are missing ({WEIGHTS.name}); reinstall SimpSON Erase."
+        return "ready"
+
+    def _model(self):
+        with self._lock:
+            if self._segmenter is None:
+                from ..segment import ClickSegmenter
+                self._segmenter = ClickSegmenter()
+            return self._segmenter
+
+    def select(self, entry: ImageEntry, points: list[Point], previous: np.ndarray | None,
+               progress: Progress) -> np.ndarray:
+        seg = self._model()
+        progress(0.05, "Encoding the image")
+        embedding = entry.derive("dsn", lambda: seg.set_image(entry.rgb))
+        progress(0.5, "Segmenting")
+        prev = None if previous is None else previous.view(np.uint8) * np.uint8(255)
+        with self._lock:
+            if any(p for _, _, p in points):
+                return seg.predict(embedding, points, prev) > 127
+            # only subtracting clicks: remove the objects under them from the previous mask
+            out = previous.copy() if previous is not None else np.zeros(entry.rgb.shape[:2], bool)
+            for x, y, _ in points:
+                out &= ~(seg.predict(embedding, [(x, y, True)]) > 127)
+            return out
