@@ -52,8 +52,11 @@ class Engine:
 # name -> "module:Class", imported on first use so that start-up stays fast.
 REGISTRY = {
     "classic": "backend.engines.classic:ClassicEngine",
+    "dsn": "backend.engines.dsn:DsnEngine",
     "builtin": "backend.engines.builtin:BuiltinEngine",
     "lama": "backend.engines.lama:LamaEngine",
+    "features": "backend.engines.similar_features:FeaturesEngine",
+    "pvm": "backend.engines.similar_pvm:PvmEngine",
 }
 
 # Preferred engines per op, best first; the first one whose status() is "ready" is the default.
@@ -71,7 +74,10 @@ def get(name: str) -> Engine:
         raise EngineUnavailable(f"There is no engine called {name!r}; known: {', '.join(sorted(REGISTRY))}.")
     if name not in _built:
         module, cls = REGISTRY[name].split(":")
-        _built[name] = getattr(importlib.import_module(module), cls)()
+        try:
+            _built[name] = getattr(importlib.import_module(module), cls)()
+        except (ImportError, AttributeError, OSError) as e:
+            raise EngineUnavailable(f"The {name} engine cannot be loaded ({e}).") from None
     return _built[name]
 
 
@@ -80,20 +86,29 @@ def choose(op: str, name: str | None) -> Engine:
     if name:
         engine = get(name)
         if op not in engine.ops:
-            raise EngineUnavailable(f"Engine {name!r} cannot {op}; engines that can: "
-                                    f"{', '.join(n for n in sorted(REGISTRY) if op in get(n).ops)}.")
+            able = [n for n, d in describe().items() if op in d["ops"]]
+            raise EngineUnavailable(f"Engine {name!r} cannot {op}; engines that can: {', '.join(able)}.")
         status = engine.status()
         if status != "ready":
             raise EngineUnavailable(status)
         return engine
     for candidate in PREFERENCE[op]:
-        if candidate in REGISTRY:
+        try:
             engine = get(candidate)
-            if op in engine.ops and engine.status() == "ready":
-                return engine
+        except EngineUnavailable:
+            continue
+        if op in engine.ops and engine.status() == "ready":
+            return engine
     raise EngineUnavailable(f"No engine can {op} on this machine.")
 
 
 def describe() -> dict[str, dict[str, object]]:
     """name -> {ops, status} for doctor/info."""
-    return {name: {"ops": sorted(get(name).ops), "status": get(name).status()} for name in sorted(REGISTRY)}
+    out: dict[str, dict[str, object]] = {}
+    for name in sorted(REGISTRY):
+        try:
+            engine = get(name)
+            out[name] = {"ops": sorted(engine.ops), "status": engine.status()}
+        except EngineUnavailable as e:
+            out[name] = {"ops": [], "status": str(e)}
+    return out
