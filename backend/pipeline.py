@@ -187,14 +187,16 @@ class Pipeline:
         data = protocol.frame_ref(header["mask"], "mask", payload, entry.width * entry.height)
         return np.frombuffer(data, np.uint8).reshape(entry.height, entry.width)
 
-    def _points(self, header: dict[str, Any], entry: ImageEntry) -> list[Point]:
-        return protocol.points(header.get("points", []), entry.width, entry.height)
-
-    def _select_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
+    def _mask_request(self, header: dict[str, Any], payload: list[Any]
+                      ) -> tuple[Optional[str], ImageEntry, list[Point], Optional[np.ndarray]]:
+        """engine, image, points and optional mask of a select or similar request."""
         engine = protocol.field(header, "engine", str, None)
         entry = self._image(header, payload)
-        points = self._points(header, entry)
-        previous = self._mask(header, payload, entry, required=False)
+        points = protocol.points(header.get("points", []), entry.width, entry.height)
+        return engine, entry, points, self._mask(header, payload, entry, required=False)
+
+    def _select_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
+        engine, entry, points, previous = self._mask_request(header, payload)
         start = time.perf_counter()
         mask, name = self.select(entry, points, previous, engine, progress)
         box, crop = mask_crop(mask)
@@ -202,10 +204,7 @@ class Pipeline:
                  "mask": {"frame": 0, "box": box}}, [crop])
 
     def _similar_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
-        engine = protocol.field(header, "engine", str, None)
-        entry = self._image(header, payload)
-        points = self._points(header, entry)
-        seed = self._mask(header, payload, entry, required=False)
+        engine, entry, points, seed = self._mask_request(header, payload)
         start = time.perf_counter()
         union, found, name = self.similar(entry, points, seed, engine, progress)
         box, crop = mask_crop(union)

@@ -42,7 +42,6 @@ class Job:
     fraction: float = 0.0
     message: str = "Queued"
     last_sent: float = field(default_factory=time.monotonic)
-    started: bool = False
 
 
 class Server:
@@ -217,7 +216,6 @@ class Server:
                     {"id": job.rid, "kind": "progress", "fraction": round(job.fraction, 3), "message": message}))
 
         try:
-            job.started = True
             progress(0.0, "Working")
             header, frames = self.pipeline.handle(msg, progress)
             reply = protocol.encode(dict(header, id=job.rid), frames)

@@ -84,28 +84,12 @@ class Client:
 
     def select(self, image: Image, points: Sequence[Point], previous: bytes | None = None,
                engine: str | None = None, progress: Progress | None = None) -> Mask:
-        header: dict[str, Any] = {"op": "select", "points": _points(points)}
-        frames: list[Any] = []
-        if previous is not None:
-            _check_mask(previous, image)
-            header["mask"] = {"frame": 0}
-            frames.append(previous)
-        if engine:
-            header["engine"] = engine
-        reply, payload = self._call(header, frames, image, progress)
+        reply, payload = self._mask_request("select", image, points, previous, engine, progress)
         return self._mask(reply, payload, image)
 
     def similar(self, image: Image, points: Sequence[Point] = (), mask: bytes | None = None,
                 engine: str | None = None, progress: Progress | None = None) -> Similar:
-        header: dict[str, Any] = {"op": "similar", "points": _points(points)}
-        frames: list[Any] = []
-        if mask is not None:
-            _check_mask(mask, image)
-            header["mask"] = {"frame": 0}
-            frames.append(mask)
-        if engine:
-            header["engine"] = engine
-        reply, payload = self._call(header, frames, image, progress)
+        reply, payload = self._mask_request("similar", image, points, mask, engine, progress)
         instances = []
         for inst in reply.get("instances", []):
             x, y, w, h = protocol.box(inst.get("box"))
@@ -141,6 +125,19 @@ class Client:
         self.close()
 
     # ---- internals ----
+    def _mask_request(self, op: str, image: Image, points: Sequence[Point], mask: bytes | None,
+                      engine: str | None, progress: Progress | None) -> tuple[dict[str, Any], list[Any]]:
+        """A select or similar request: points, an optional mask (previous / seed), an engine."""
+        header: dict[str, Any] = {"op": op, "points": _points(points)}
+        frames: list[Any] = []
+        if mask is not None:
+            _check_mask(mask, image)
+            header["mask"] = {"frame": 0}
+            frames.append(mask)
+        if engine:
+            header["engine"] = engine
+        return self._call(header, frames, image, progress)
+
     def _mask(self, reply: dict[str, Any], payload: list[Any], image: Image) -> Mask:
         """The reply carries the mask's bounding box only; rebuild the full-size mask."""
         spec = reply.get("mask")
