@@ -3,6 +3,7 @@
 
     python3 install.py                 # everything, then a demo on samples/beach.jpg
     python3 install.py --no-plugins    # backend only
+    python3 install.py --lama          # also download the LaMa weights (~200 MB) for erase
     python3 install.py --plugins-only --gimp-dir DIR --krita-dir DIR [--kritarc FILE]
     python3 install.py --uninstall
 
@@ -160,6 +161,64 @@ def copy_app(home: Path) -> Path:
     tmp.rename(app)
     done(t)
     return app
+
+
+# ---------------------------------------------------------------- LaMa weights (optional)
+LAMA_FILE = "big-lama.pt"
+LAMA_URL = "https://github.com/Sanster/models/releases/download/add_big_lama/big-lama.pt"
+LAMA_MD5 = "e3aa4aaa15225a33ec84f9f4bc47e500"
+
+
+def download_lama(home: Path) -> Path:
+    """big-lama.pt (TorchScript, ~200 MB) into home/weights/, md5-checked; skipped when present.
+
+    LAMA_MODEL_URL and LAMA_MODEL_MD5 override the address and the checksum."""
+    import urllib.request  # noqa: PLC0415
+
+    url = os.environ.get("LAMA_MODEL_URL", LAMA_URL)
+    want = os.environ.get("LAMA_MODEL_MD5", LAMA_MD5).lower()
+    dest = home / "weights" / LAMA_FILE
+    if dest.exists() and _md5(dest) == want:
+        print(f"    {dest} is already there")
+        return dest
+    t = step(f"Downloading the LaMa weights from {url}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as f:
+            total = int(resp.headers.get("Content-Length") or 0)
+            got, shown = 0, -1
+            while chunk := resp.read(1 << 20):
+                f.write(chunk)
+                digest.update(chunk)
+                got += len(chunk)
+                pct = int(100 * got / total) if total else -1
+                if pct != shown and (pct % 5 == 0 or pct < 0):
+                    shown = pct
+                    bar = "#" * (pct // 5) + "." * (20 - pct // 5) if pct >= 0 else ""
+                    print(f"\r    [{bar}] {got / 2**20:6.1f} MB" + (f" of {total / 2**20:.1f} MB" if total else ""),
+                          end="", flush=True)
+        print()
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        raise SystemExit(f"install.py: could not download the LaMa weights ({e}). Download {url} yourself "
+                         f"and put it at {dest}.") from None
+    if digest.hexdigest() != want:
+        part.unlink(missing_ok=True)
+        raise SystemExit(f"install.py: the downloaded LaMa weights are damaged (md5 {digest.hexdigest()}, "
+                         f"expected {want}); try again.")
+    part.replace(dest)
+    done(t, f"saved {dest}")
+    return dest
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- plug-ins
@@ -349,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-krita", action="store_true")
     p.add_argument("--plugins-only", action="store_true", help="only (re)install the plug-ins")
     p.add_argument("--gpu", action="store_true", help="install the CUDA build of PyTorch (NVIDIA GPUs)")
+    p.add_argument("--lama", action="store_true",
+                   help="also download the LaMa weights (big-lama.pt, ~200 MB): the best erase quality")
     p.add_argument("--no-demo", action="store_true", help="skip the first run on the sample photo")
     p.add_argument("--uninstall", action="store_true")
     args = p.parse_args(argv)
@@ -369,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = client_settings.load(home)
         settings.python, settings.app_dir = str(py), str(app)
         print(f"    settings: {client_settings.save(settings)}")
+        if args.lama:
+            download_lama(home)
     if not args.no_plugins:
         install_plugins(args, record)
     record["installed"] = sorted(set(record.get("installed", [])))

@@ -1,0 +1,110 @@
+"""The built-in erase engine and the pipeline's erase invariants with it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("patchmatch", reason="PyPatchMatch is not installed")
+
+from backend import engines  # noqa: E402
+from backend.engines.builtin import BuiltinEngine  # noqa: E402
+from backend.pipeline import Pipeline, grow_hole  # noqa: E402
+
+
+def no_progress(f: float, m: str) -> None:
+    pass
+
+
+def stripes(h: int = 160, w: int = 200) -> np.ndarray:
+    """Vertical stripes 8 px wide in two colours plus a gentle gradient: easy to continue."""
+    x = np.arange(w)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[..., 0] = np.where((x // 8) % 2 == 0, 200, 60)[None, :]
+    rgb[..., 1] = np.linspace(40, 120, h, dtype=np.uint8)[:, None]
+    rgb[..., 2] = 90
+    return rgb
+
+
+def test_status_and_default():
+    assert BuiltinEngine().status() == "ready"
+    chosen = engines.choose("erase", None)
+    assert chosen.name in ("builtin", "lama")     # lama only where its weights are installed
+    assert engines.choose("erase", "builtin").name == "builtin"
+
+
+def test_fills_only_the_hole_and_continues_texture():
+    rgb = stripes()
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[60:100, 80:130] = True
+    damaged = rgb.copy()
+    damaged[hole] = (255, 0, 255)
+    out = BuiltinEngine().erase(damaged, hole, no_progress)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~hole], damaged[~hole])
+    err = np.abs(out[hole].astype(int) - rgb[hole]).mean()
+    assert err < 25          # the magenta is gone and the stripes and gradient go on
+    assert not (out[hole] == (255, 0, 255)).all(-1).any()
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (12, 9), (40, 40)])
+def test_degenerate_crops(shape):
+    rgb = np.random.default_rng(0).integers(0, 256, shape + (3,), dtype=np.uint8)
+    engine = BuiltinEngine()
+    full = np.ones(shape, bool)
+    assert engine.erase(rgb, full, no_progress).shape == rgb.shape
+    empty = np.zeros(shape, bool)
+    assert np.array_equal(engine.erase(rgb, empty, no_progress), rgb)
+    one = np.zeros(shape, bool)
+    one[shape[0] // 2, shape[1] // 2] = True
+    out = engine.erase(rgb, one, no_progress)
+    assert np.array_equal(out[~one], rgb[~one])
+
+
+def test_cancel_between_passes():
+    class Stop(Exception):
+        pass
+
+    def progress(f: float, m: str) -> None:
+        raise Stop
+
+    hole = np.zeros((64, 64), bool)
+    hole[20:40, 20:40] = True
+    with pytest.raises(Stop):
+        BuiltinEngine().erase(stripes(64, 64), hole, progress)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_pipeline_changes_only_the_grown_hole(dtype):
+    top = np.iinfo(dtype).max
+    rgb = stripes(300, 400)
+    pixels = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]).astype(dtype) * (top // 255)
+    pixels[..., 3] = top // 2
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    mask[100:140, 150:200] = 255
+    mask[250:270, 30:50] = 255                       # a second, far hole: its own region
+    pipe = Pipeline()
+    (x, y, w, h), patch, name = pipe.erase(pipe.entry(pixels), mask, "builtin")
+    assert name == "builtin" and patch.dtype == dtype
+    out = pixels.copy()
+    out[y:y + h, x:x + w] = patch
+    grown = grow_hole(mask > 127, None)
+    assert np.array_equal(out[~grown], pixels[~grown])
+    assert np.array_equal(out[..., 3], pixels[..., 3])
+    assert not np.array_equal(out[grown], pixels[grown])
+
+
+def test_soft_edges_go_with_auto_dilation():
+    """A soft halo one pixel outside the mask is inside the grown hole and gets replaced."""
+    rgb = stripes(200, 200)
+    mask = np.zeros((200, 200), bool)
+    mask[80:120, 80:120] = True
+    halo = grow_hole(mask, 2) & ~mask
+    photo = rgb.copy()
+    photo[mask] = (0, 0, 0)
+    photo[halo] = (128, 0, 128)
+    pixels = np.dstack([photo, np.full((200, 200), 255, np.uint8)])
+    pipe = Pipeline()
+    (x, y, w, h), patch, _ = pipe.erase(pipe.entry(pixels), mask.view(np.uint8) * 255, "builtin")
+    out = photo.copy()
+    out[y:y + h, x:x + w] = patch[..., :3]
+    assert np.abs(out[halo].astype(int) - rgb[halo]).mean() < 30
