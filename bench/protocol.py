@@ -11,15 +11,20 @@ Targets (issue #3): pyzmq overhead <= 60 ms; stdlib <= 3x raw; cached click over
 """
 from __future__ import annotations
 
-import argparse
-import socket
-import threading
-import time
+import sys
+from pathlib import Path
 
-import numpy as np
+# the repo root instead of bench/ first on the path: bench/select.py would shadow the stdlib `select`
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from common import BenchDaemon, med, table  # noqa: I100
+import argparse  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
+import numpy as np  # noqa: E402
+
+from bench.common import BenchDaemon, med, table  # noqa: E402
 from simpson_client import Client, Image  # noqa: E402
 
 
