@@ -62,7 +62,7 @@ REGISTRY = {
 # Preferred engines per op, best first; the first one whose status() is "ready" is the default.
 PREFERENCE = {
     "select": ["dsn", "classic"],
-    "similar": ["classic"],
+    "similar": ["pvm", "features", "classic"],
     "erase": ["lama", "builtin", "classic"],
 }
 

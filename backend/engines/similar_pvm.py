@@ -1,0 +1,78 @@
+"""The "pvm" engine: feature-matching proposals, one-click masks, the learned PVM accepts.
+
+Weights: backend/weights/similar-lite0.pt (ImageNet Lite0 backbone "backbone.*" + PVM "pvm.*",
+with its acceptance threshold) and its .sha256; see docs/similar.md.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .. import similar as sim
+from ..models.pvm import PairVerifier
+from . import EngineUnavailable
+from .similar_features import SIMILAR_WEIGHTS, FeaturesEngine, backbone_from, load_state, verified
+
+
+class LearnedVerifier:
+    def __init__(self, model: PairVerifier, threshold: Optional[float] = None):
+        self.model = model.eval()
+        self.threshold = float(model.threshold) if threshold is None else threshold
+
+    def score(self, q: sim.Descriptor, c: sim.Descriptor) -> float:
+        rows_q = torch.from_numpy(sim.descriptor_row(q))[None]
+        rows_c = torch.from_numpy(sim.descriptor_row(c))[None]
+        with torch.inference_mode():
+            logits, _ = self.model(rows_q, rows_c)
+        return float(torch.sigmoid(logits[0]))
+
+
+def pvm_from(sd: dict[str, torch.Tensor], prefix: str = "pvm.") -> PairVerifier:
+    model = PairVerifier()
+    model.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=True)
+    return model.eval()
+
+
+class PvmEngine(FeaturesEngine):
+    """Like "features", but a trained verifier decides which proposals are the same kind."""
+
+    name = "pvm"
+
+    def __init__(self, backbone: Optional[torch.nn.Module] = None, model: Optional[PairVerifier] = None,
+                 segmenter: Any = "auto", settings: Optional[sim.Settings] = None):
+        super().__init__(backbone, segmenter, settings)
+        self._model = model
+
+    def status(self) -> str:
+        if self._model is not None and self._backbone is not None:
+            return "ready"
+        if not SIMILAR_WEIGHTS.is_file():
+            return f"The verifier's weights are missing ({SIMILAR_WEIGHTS}); reinstall SimpSON Erase."
+        return "ready"
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._model is not None and self._backbone is not None:
+                return
+            if not verified(SIMILAR_WEIGHTS):
+                raise EngineUnavailable(f"The verifier's weights are missing or damaged ({SIMILAR_WEIGHTS}); "
+                                        "reinstall SimpSON Erase.")
+            sd = load_state(SIMILAR_WEIGHTS)
+            if self._backbone is None:
+                self._backbone, self._source = backbone_from(sd), SIMILAR_WEIGHTS.name
+            if self._model is None:
+                self._model = pvm_from(sd)
+
+    def backbone(self) -> torch.nn.Module:
+        self._load()
+        return self._backbone  # type: ignore[return-value]
+
+    def verifier(self) -> sim.Verifier:
+        self._load()
+        return LearnedVerifier(self._model)  # type: ignore[arg-type]
+
+    def similar(self, entry, seed: np.ndarray, progress):  # type: ignore[override]
+        self._load()
+        return super().similar(entry, seed, progress)

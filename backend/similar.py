@@ -1,0 +1,499 @@
+"""Select similar: proposals from feature matching, one-click masks, verification, iteration.
+
+    query mask ──► prototype (mask-pooled Lite0 features at strides 8 and 16)
+               ──► cosine map over the image (encoded so the query is ~96 px), peaks by max-pool NMS
+               ──► each peak becomes a click for the one-click segmenter (DSN, or GrabCut fallback)
+               ──► a verifier scores (query, candidate); accepted candidates become new queries (IDS)
+
+The image is encoded once per scale (cached in the ImageEntry by the engine); everything after
+that is matching on a small grid plus one segmenter call per proposal.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple, Optional, Protocol
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+STRIDE = 8               # grid of the matching features (s16 is upsampled to it)
+LEVELS = ("s8", "s16")
+TARGET_SEED = 96         # the query's long side in encoded pixels
+MIN_SIDE, MAX_SIDE = 320, 1024   # long side of the encoded image
+SIDE_STEP = 64           # encoded sides are quantised so nearby queries share one encoding
+HIST_BINS = (8, 4, 4)    # colour histogram bins: hue, saturation, value
+SHAPE = 16               # shape descriptor: the mask's box resized to SHAPE×SHAPE
+PARTS = 3                # part descriptor: features pooled in PARTS×PARTS cells of the box
+
+
+@dataclass
+class Settings:
+    """Thresholds of the training-free pipeline; fixed on synthetic validation (docs/similar.md)."""
+    peak_rel: float = 0.7         # a peak must reach this fraction of the query's own peak ...
+    peak_floor: float = 0.25      # ... and at least this cosine
+    max_peaks: int = 12           # proposals segmented per round (top-k)
+    rounds: int = 3               # IDS rounds at most
+    seconds: float = 6.0          # IDS time budget (the first round always runs)
+    accept: float = 0.75          # training-free verifier: mask-pooled cosine to the query
+    min_ratio: float = 1 / 3      # candidate area / query area
+    max_ratio: float = 3.0
+    max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
+
+
+class MatchMap(NamedTuple):
+    """Per-location L2-normalised features per level on one grid: level -> C×gh×gw float32.
+
+    scale: encoded pixels per image pixel; one grid cell = STRIDE / scale image pixels."""
+    feats: dict[str, torch.Tensor]
+    scale: float
+    height: int      # image size
+    width: int
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.feats[LEVELS[0]].shape[-2:])  # type: ignore[return-value]
+
+
+class Descriptor(NamedTuple):
+    """What the verifier knows about one object: pooled features per level (unit vectors),
+    hsv histogram (sums to 1), area in image px, box (x, y, w, h), shape (SHAPE×SHAPE float),
+    parts: per level PARTS²×C features pooled in a PARTS×PARTS split of the box (unit or zero)."""
+    pooled: dict[str, np.ndarray]
+    hist: np.ndarray
+    area: float
+    box: tuple[int, int, int, int]
+    shape: np.ndarray
+    parts: dict[str, np.ndarray]
+
+
+class Patch(NamedTuple):
+    """A mask stored by its box: local h×w bool at (x, y) of the image (cheap on 12-MP photos)."""
+    x: int
+    y: int
+    mask: np.ndarray
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.x, self.y, self.mask.shape[1], self.mask.shape[0]
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def full(self, height: int, width: int) -> np.ndarray:
+        out = np.zeros((height, width), bool)
+        out[self.y:self.y + self.mask.shape[0], self.x:self.x + self.mask.shape[1]] = self.mask
+        return out
+
+    def region(self, full: np.ndarray) -> np.ndarray:
+        """The part of an H×W array under this patch's box (a view)."""
+        return full[self.y:self.y + self.mask.shape[0], self.x:self.x + self.mask.shape[1]]
+
+
+def as_patch(mask: "np.ndarray | Patch") -> Patch:
+    """A full H×W bool mask cropped to its box (a Patch is returned as is)."""
+    if isinstance(mask, Patch):
+        return mask
+    x0, y0, x1, y1 = box_of(mask)
+    return Patch(x0, y0, mask[y0:y1, x0:x1].astype(bool, copy=False))
+
+
+class Candidate(NamedTuple):
+    patch: Patch
+    peak: float           # cosine at the proposal's peak
+    score: float          # verifier score 0..1
+
+
+class Segment(Protocol):
+    def __call__(self, x: float, y: float, template: Patch) -> Patch:
+        """The object clicked at (x, y); template: the query's shape moved there."""
+        ...
+
+
+class Verifier(Protocol):
+    threshold: float
+
+    def score(self, query: Descriptor, cand: Descriptor) -> float: ...
+
+
+# ---------------------------------------------------------------- encoding
+
+def encode_side(height: int, width: int, seed: np.ndarray) -> int:
+    """Long side (px) to encode the image at so that the seed's long side is ~TARGET_SEED px."""
+    x0, y0, x1, y1 = box_of(seed)
+    long_seed = max(x1 - x0, y1 - y0, 1)
+    side = max(height, width) * TARGET_SEED / long_seed
+    side = int(round(side / SIDE_STEP)) * SIDE_STEP
+    return int(min(MAX_SIDE, max(MIN_SIDE, side)))
+
+
+def encode(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> MatchMap:
+    """Runs the backbone once on rgb resized to long side `side` (padded to a multiple of 32)."""
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    eh, ew = max(1, round(h * scale)), max(1, round(w * scale))
+    small = cv2.resize(rgb, (ew, eh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    ph, pw = -(-eh // 32) * 32, -(-ew // 32) * 32
+    padded = np.zeros((ph, pw, 3), np.uint8)
+    padded[:eh, :ew] = small
+    if ph > eh:   # replicate edges into the padding so it does not look like an object
+        padded[eh:, :ew] = small[-1:]
+    if pw > ew:
+        padded[:, ew:] = padded[:, ew - 1:ew]
+    x = torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None]
+    with torch.inference_mode():
+        out = backbone(x)
+        grid = out["s8"].shape[-2:]
+        feats = {}
+        for lvl in LEVELS:
+            f = out[lvl].float()
+            if f.shape[-2:] != grid:
+                f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
+            feats[lvl] = F.normalize(f[0], dim=0).contiguous()
+    return MatchMap(feats, scale, h, w)
+
+
+def to_grid(mask: "np.ndarray | Patch", mm: MatchMap) -> np.ndarray:
+    """Mask (H×W bool or Patch) -> gh×gw float32 fraction of each grid cell that it covers."""
+    p = as_patch(mask)
+    gh, gw = mm.grid
+    out = np.zeros((gh, gw), np.float32)
+    if p.mask.size == 0:
+        return out
+    cell = STRIDE / mm.scale
+    x0, y0 = p.x, p.y
+    x1, y1 = x0 + p.mask.shape[1], y0 + p.mask.shape[0]
+    gx0, gy0 = int(x0 // cell), int(y0 // cell)
+    gx1, gy1 = min(gw, int(np.ceil(x1 / cell))), min(gh, int(np.ceil(y1 / cell)))
+    if gx1 <= gx0 or gy1 <= gy0:
+        return out
+    # the cells' extent in image pixels, the patch pasted into it, resized onto the cells
+    sx0, sy0 = int(gx0 * cell), int(gy0 * cell)
+    sx1, sy1 = int(np.ceil(gx1 * cell)), int(np.ceil(gy1 * cell))
+    canvas = np.zeros((sy1 - sy0, sx1 - sx0), np.float32)
+    cx1, cy1 = min(x1, sx1), min(y1, sy1)
+    canvas[y0 - sy0:cy1 - sy0, x0 - sx0:cx1 - sx0] = p.mask[:cy1 - y0, :cx1 - x0]
+    out[gy0:gy1, gx0:gx1] = cv2.resize(canvas, (gx1 - gx0, gy1 - gy0), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def pool(mm: MatchMap, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted mean of the features under gh×gw weights, per level, renormalised to unit length."""
+    rows, cols = np.flatnonzero(weights.any(1)), np.flatnonzero(weights.any(0))
+    if rows.size == 0:
+        weights = np.ones_like(weights)
+        rows, cols = np.arange(weights.shape[0]), np.arange(weights.shape[1])
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    wt = torch.from_numpy(np.ascontiguousarray(weights[r0:r1, c0:c1]))
+    out = {}
+    for lvl, f in mm.feats.items():
+        v = torch.einsum("chw,hw->c", f[:, r0:r1, c0:c1], wt)
+        out[lvl] = F.normalize(v, dim=0).numpy()
+    return out
+
+
+def pool_parts(mm: MatchMap, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Features pooled in a PARTS×PARTS split of the weights' box (cells of the grid; a part is at
+    least one cell) -> level -> PARTS²×C, rows unit length (zero where a part has no weight)."""
+    rows, cols = np.flatnonzero(weights.any(1)), np.flatnonzero(weights.any(0))
+    out = {lvl: np.zeros((PARTS * PARTS, f.shape[0]), np.float32) for lvl, f in mm.feats.items()}
+    if rows.size == 0:
+        return out
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+    def split(a: int, b: int) -> list[tuple[int, int]]:
+        edges = np.linspace(a, b, PARTS + 1)
+        return [(int(np.floor(edges[i])), max(int(np.floor(edges[i])) + 1, int(np.ceil(edges[i + 1]))))
+                for i in range(PARTS)]
+    wt = torch.from_numpy(np.ascontiguousarray(weights))
+    for i, (ya, yb) in enumerate(split(r0, r1)):
+        for j, (xa, xb) in enumerate(split(c0, c1)):
+            w = wt[ya:yb, xa:xb]
+            if float(w.sum()) <= 0:
+                continue
+            for lvl, f in mm.feats.items():
+                out[lvl][i * PARTS + j] = F.normalize(torch.einsum("chw,hw->c", f[:, ya:yb, xa:xb], w), dim=0).numpy()
+    return out
+
+
+def cosine_map(mm: MatchMap, pooled: dict[str, np.ndarray]) -> np.ndarray:
+    """gh×gw mean over levels of the cosine between each location and the pooled query."""
+    total = None
+    for lvl, f in mm.feats.items():
+        c = torch.einsum("chw,c->hw", f, torch.from_numpy(pooled[lvl]))
+        total = c if total is None else total + c
+    return (total / len(mm.feats)).numpy()
+
+
+# ---------------------------------------------------------------- descriptors
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the True pixels; (0, 0, 0, 0) if none."""
+    rows = np.flatnonzero(mask.any(1))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def colour_hist(rgb: np.ndarray, p: Patch) -> np.ndarray:
+    x0, y0, w, h = p.box
+    crop, m = rgb[y0:y0 + h, x0:x0 + w], p.mask.astype(np.uint8)
+    step = max(1, int(np.sqrt(m.size / 4096)))       # about 4k pixels are plenty
+    crop, m = np.ascontiguousarray(crop[::step, ::step]), np.ascontiguousarray(m[::step, ::step])
+    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], m, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    return hist / max(float(hist.sum()), 1.0)
+
+
+def describe(mm: MatchMap, rgb: np.ndarray, mask: "np.ndarray | Patch") -> Descriptor:
+    p = as_patch(mask)
+    crop = p.mask.astype(np.float32)
+    shape = cv2.resize(crop, (SHAPE, SHAPE), interpolation=cv2.INTER_AREA) if crop.size else np.zeros((SHAPE, SHAPE), np.float32)
+    wts = to_grid(p, mm)
+    return Descriptor(pool(mm, wts), colour_hist(rgb, p), float(p.area), p.box, shape, pool_parts(mm, wts))
+
+
+def descriptor_row(d: Descriptor) -> np.ndarray:
+    """Descriptor -> one float32 row: s8 | s16 | hist | shape | area | box (x, y, w, h) |
+    parts s8 | parts s16."""
+    return np.concatenate([d.pooled["s8"], d.pooled["s16"], d.hist, d.shape.ravel(),
+                           [d.area], np.asarray(d.box, np.float32),
+                           d.parts["s8"].ravel(), d.parts["s16"].ravel()]).astype(np.float32)
+
+
+class CosineVerifier:
+    """Training-free verification: mean pooled cosine to the query and a plausible size."""
+
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.threshold = settings.accept
+
+    def score(self, q: Descriptor, c: Descriptor) -> float:
+        ratio = c.area / max(q.area, 1.0)
+        if not self.s.min_ratio <= ratio <= self.s.max_ratio:
+            return 0.0
+        return float(np.mean([np.dot(q.pooled[lvl], c.pooled[lvl]) for lvl in LEVELS]))
+
+
+# ---------------------------------------------------------------- proposals
+
+def smooth_map(sim: np.ndarray, seed_cells: tuple[float, float]) -> np.ndarray:
+    """A light box blur (0.3 of the query's size): one peak per object, neighbours kept apart."""
+    bw, bh = max(1, int(round(seed_cells[0] * 0.3))), max(1, int(round(seed_cells[1] * 0.3)))
+    return cv2.blur(sim.astype(np.float32), (bw, bh), borderType=cv2.BORDER_REPLICATE)
+
+
+ALIGN_SIDE = 48       # template matching works with the query resized to at most this
+
+
+def align(rgb: np.ndarray, sp: "Patch", cx: float, cy: float, radius: float) -> tuple[float, float]:
+    """Where the query's box centre fits best near (cx, cy): masked squared differences of the
+    query's pixels, searching ±radius image pixels on a small copy."""
+    h, w = rgb.shape[:2]
+    tw, th = sp.mask.shape[1], sp.mask.shape[0]
+    f = min(1.0, ALIGN_SIDE / max(tw, th))
+    x0, y0 = max(0, int(round(cx - tw / 2 - radius))), max(0, int(round(cy - th / 2 - radius)))
+    x1, y1 = min(w, int(round(cx + tw / 2 + radius))), min(h, int(round(cy + th / 2 + radius)))
+    sw, sh = max(2, round(tw * f)), max(2, round(th * f))
+    rw, rh = round((x1 - x0) * f), round((y1 - y0) * f)
+    if rw < sw or rh < sh:
+        return cx, cy          # the query does not fit here (image border): keep the grid peak
+    tmpl = cv2.resize(rgb[sp.y:sp.y + th, sp.x:sp.x + tw], (sw, sh), interpolation=cv2.INTER_AREA)
+    m = cv2.resize(sp.mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST)
+    if m.sum() < 4:
+        return cx, cy
+    region = cv2.resize(rgb[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+    res = cv2.matchTemplate(region.astype(np.float32), tmpl.astype(np.float32), cv2.TM_SQDIFF,
+                            mask=np.repeat(m[..., None], 3, 2).astype(np.float32))
+    _, _, (bx, by), _ = cv2.minMaxLoc(res)
+    return x0 + (bx + sw / 2) / f, y0 + (by + sh / 2) / f
+
+
+def peaks(smooth: np.ndarray, seed_cells: tuple[float, float], blocked: np.ndarray, tau: float,
+          k: int) -> list[tuple[int, int, float]]:
+    """(gx, gy, value) of local maxima of a (matched) cosine map, best first.
+
+    smooth: gh×gw; seed_cells: the query's (w, h) in cells; blocked: gh×gw bool, no peaks there."""
+    sw, sh = seed_cells
+    kern = max(3, int(round(0.6 * min(sw, sh))) | 1)
+    t = torch.from_numpy(smooth)[None, None]
+    local = F.max_pool2d(t, kern, stride=1, padding=kern // 2)[0, 0].numpy()
+    is_peak = (smooth >= local - 1e-6) & (smooth >= tau) & ~blocked
+    ys, xs = np.nonzero(is_peak)
+    order = np.argsort(-smooth[ys, xs], kind="stable")
+    return [(int(xs[i]), int(ys[i]), float(smooth[ys[i], xs[i]])) for i in order[:k]]
+
+
+def move_template(seed: Patch, anchor: tuple[float, float], x: float, y: float,
+                  height: int, width: int) -> Patch:
+    """The seed translated so that its anchor point lands on (x, y), clipped to the image."""
+    dx, dy = int(round(x - anchor[0])), int(round(y - anchor[1]))
+    h, w = seed.mask.shape
+    nx, ny = seed.x + dx, seed.y + dy
+    cx0, cy0 = max(0, -nx), max(0, -ny)
+    cx1, cy1 = min(w, width - nx), min(h, height - ny)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return Patch(0, 0, np.zeros((0, 0), bool))
+    return Patch(nx + cx0, ny + cy0, seed.mask[cy0:cy1, cx0:cx1])
+
+
+def interior_point(mask: "np.ndarray | Patch") -> tuple[float, float]:
+    """The most interior pixel centre of a mask (a safe place to click)."""
+    p = as_patch(mask)
+    dist = cv2.distanceTransform(np.pad(p.mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    yy, xx = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return p.x + xx + 0.5, p.y + yy + 0.5
+
+
+def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -> Patch:
+    """The connected parts of the patch under (x, y) or lying mostly (>= 50 %) inside the
+    template (objects in several pieces), else its largest part; cropped to their box."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(p.mask.astype(np.uint8), connectivity=8)
+    if n > 2:
+        keep = np.zeros(n, bool)
+        lx, ly = int(x) - p.x, int(y) - p.y
+        if 0 <= ly < labels.shape[0] and 0 <= lx < labels.shape[1]:
+            keep[labels[ly, lx]] = True
+        if template is not None and template.area:
+            t = np.zeros(labels.shape, bool)
+            tx0, ty0 = max(template.x, p.x), max(template.y, p.y)
+            tx1 = min(template.x + template.mask.shape[1], p.x + labels.shape[1])
+            ty1 = min(template.y + template.mask.shape[0], p.y + labels.shape[0])
+            if tx1 > tx0 and ty1 > ty0:
+                t[ty0 - p.y:ty1 - p.y, tx0 - p.x:tx1 - p.x] = \
+                    template.mask[ty0 - template.y:ty1 - template.y, tx0 - template.x:tx1 - template.x]
+                inside = np.bincount(labels[t], minlength=n)
+                keep |= inside >= 0.5 * stats[:, cv2.CC_STAT_AREA]
+        keep[0] = False
+        if not keep.any():
+            keep[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
+        p = Patch(p.x, p.y, keep[labels])
+    q = as_patch(p.mask)
+    return Patch(p.x + q.x, p.y + q.y, q.mask)
+
+
+@dataclass
+class Result:
+    accepted: list[Candidate] = field(default_factory=list)
+    rejected: list[Candidate] = field(default_factory=list)
+    rounds: int = 0
+    proposals: int = 0
+
+
+def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
+                 settings: Settings, progress: Callable[[float, str], None] = lambda f, m: None,
+                 clock: Callable[[], float] = time.perf_counter) -> Result:
+    """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
+    disjoint from the seed and from each other."""
+    start = clock()
+    res = Result()
+    H, W = seed.shape
+    sp = as_patch(seed)
+    query = describe(mm, rgb, sp)
+    cell = STRIDE / mm.scale
+    seed_cells = (sp.mask.shape[1] / cell, sp.mask.shape[0] / cell)
+    anchor = interior_point(sp)
+    centre = (sp.x + sp.mask.shape[1] / 2, sp.y + sp.mask.shape[0] / 2)
+    taken = seed.copy()                          # pixels that belong to known objects
+    taken_grid = to_grid(sp, mm)
+    queries = [query.pooled]
+    sims: list[np.ndarray] = []
+    tried = np.zeros(mm.grid, bool)              # cells already proposed or segmented
+    for rnd in range(settings.rounds):
+        if rnd > 0 and clock() - start > settings.seconds:
+            break
+        new = queries[len(sims):]
+        if not new:
+            break
+        sims += [smooth_map(cosine_map(mm, q), seed_cells) for q in new]
+        sim = np.max(np.stack(sims), 0)
+        if rnd == 0:   # the query's own peak sets the bar for its copies
+            inside = taken_grid > 0.3
+            own = float(sims[0][inside].max()) if inside.any() else float(sims[0].max())
+            tau = max(settings.peak_floor, settings.peak_rel * own)
+        props = peaks(sim, seed_cells, tried | (taken_grid > 0.3), tau, settings.max_peaks)
+        res.rounds = rnd + 1
+        if not props:
+            break
+        for i, (gx, gy, value) in enumerate(props):
+            progress(0.25 + 0.7 * min(1.0, (rnd + i / len(props)) / settings.rounds),
+                     f"Checking proposal {res.proposals + 1}")
+            tried[max(0, gy - 1):gy + 2, max(0, gx - 1):gx + 2] = True
+            # the peak lies on an object like the query; template matching finds where the
+            # query's box centre would be; the click goes where its interior point would be
+            cx, cy = align(rgb, sp, (gx + 0.5) * cell, (gy + 0.5) * cell,
+                           0.5 * max(sp.mask.shape) + cell)
+            px = min(max(cx + anchor[0] - centre[0], 0), W - 1)
+            py = min(max(cy + anchor[1] - centre[1], 0), H - 1)
+            if taken[int(py), int(px)]:
+                continue
+            res.proposals += 1
+            template = move_template(sp, anchor, px, py, H, W)
+            got = segment(px, py, template)
+            if got.area == 0:
+                continue
+            got = keep_parts(got, px, py, template)
+            area = got.area
+            mask = got.mask & ~got.region(taken)
+            if area - np.count_nonzero(mask) > settings.max_overlap * area or np.count_nonzero(mask) < 4:
+                continue                         # mostly a known object again
+            got = keep_parts(Patch(got.x, got.y, mask), px, py, template)
+            cand = describe(mm, rgb, got)
+            score = verifier.score(query, cand)
+            c = Candidate(got, value, score)
+            g = to_grid(got, mm)
+            tried |= g > 0.5
+            if score >= verifier.threshold:
+                res.accepted.append(c)
+                got.region(taken)[got.mask] = True
+                taken_grid = np.maximum(taken_grid, g)
+                queries.append(cand.pooled)
+            else:
+                res.rejected.append(c)
+    return res
+
+
+# ---------------------------------------------------------------- fallback segmenter
+
+GRABCUT_SIDE = 160    # the fallback works on the proposal's window resized to at most this
+GRABCUT_ITERS = 3
+
+
+def template_grabcut(rgb: np.ndarray, x: float, y: float, template: Patch) -> Patch:
+    """GrabCut in a small window around the query's shape moved to the proposal: the shape's
+    inside is probably foreground, its core and the click surely, the window's border background."""
+    h, w = rgb.shape[:2]
+    if template.area == 0:
+        return template
+    bx0, by0, tw, th = template.box
+    m = 0.35 * max(tw, th) + 4
+    x0, y0 = int(max(0, bx0 - m)), int(max(0, by0 - m))
+    x1, y1 = int(min(w, bx0 + tw + m)), int(min(h, by0 + th + m))
+    s = min(1.0, GRABCUT_SIDE / max(x1 - x0, y1 - y0))
+    size = (max(8, round((x1 - x0) * s)), max(8, round((y1 - y0) * s)))
+    crop = cv2.resize(rgb[y0:y1, x0:x1], size, interpolation=cv2.INTER_AREA)
+    window = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    window[by0 - y0:by0 - y0 + th, bx0 - x0:bx0 - x0 + tw] = template.mask
+    t = cv2.resize(window, size, interpolation=cv2.INTER_NEAREST)
+    gc = np.full(size[::-1], cv2.GC_PR_BGD, np.uint8)
+    gc[t > 0] = cv2.GC_PR_FGD
+    core = cv2.erode(t, np.ones((3, 3), np.uint8), iterations=max(1, int(0.15 * min(size))))
+    gc[core > 0] = cv2.GC_FGD
+    cx, cy = int(min(size[0] - 1, (x - x0) * s)), int(min(size[1] - 1, (y - y0) * s))
+    cv2.circle(gc, (cx, cy), 2, cv2.GC_FGD, -1)
+    gc[[0, -1], :] = cv2.GC_BGD
+    gc[:, [0, -1]] = cv2.GC_BGD
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(crop, gc, None, bgd, fgd, GRABCUT_ITERS, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:   # degenerate window (one colour): keep the moved shape
+        return template
+    fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+    t1 = t > 0
+    if (fg.astype(bool) & t1).sum() < 0.5 * (fg.astype(bool) | t1).sum():
+        return template        # GrabCut disagrees with the (aligned) shape: trust the shape
+    return Patch(x0, y0, cv2.resize(fg.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) >= 0.5)

@@ -1,0 +1,150 @@
+"""(query, candidate) pairs for the verifier, from synthetic scenes.
+
+    python -m backend.training.similar_data --split train --first 0 --scenes 400 --out pairs.npz
+
+Per scene: the query is one copy of the repeated object (its true mask); the image is encoded at
+the scale inference would use; candidates are
+  proposals   round-1 peaks of the cosine map segmented by the fallback segmenter (what the
+              verifier sees at run time), labelled by where their pixels lie;
+  instances   every other object's true mask, and a perturbed copy of it (eroded, dilated or cut),
+              so the copies of the same object are positives and objects of other kinds
+              (look-alikes included: recoloured copies, other objects in the same colour) negatives.
+Label: 1 when >= 50 % of the candidate's pixels lie on other copies and < 20 % on other objects,
+0 when < 20 % lie on copies; anything between is ambiguous and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import cv2
+import numpy as np
+import torch
+
+from .. import similar as sim
+from .synth import Scene, SceneGenerator
+
+SOURCES = {"proposal": 0, "instance": 1, "perturbed": 2}
+
+
+def label(mask: np.ndarray, targets: np.ndarray, others: np.ndarray) -> int:
+    """1 positive, 0 negative, -1 ambiguous."""
+    a = max(int(mask.sum()), 1)
+    on_t, on_o = (mask & targets).sum() / a, (mask & others).sum() / a
+    if on_t >= 0.5 and on_o < 0.2:
+        return 1
+    if on_t < 0.2:
+        return 0
+    return -1
+
+
+def perturb(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    r = rng.random()
+    k = np.ones((3, 3), np.uint8)
+    if r < 0.35:
+        return cv2.erode(mask.astype(np.uint8), k, iterations=int(rng.integers(1, 4))) > 0
+    if r < 0.7:
+        return cv2.dilate(mask.astype(np.uint8), k, iterations=int(rng.integers(1, 5))) > 0
+    x0, y0, x1, y1 = sim.box_of(mask)
+    out = mask.copy()
+    f = rng.uniform(0.55, 0.85)
+    side = int(rng.integers(4))
+    if side == 0:
+        out[:, x0 + int((x1 - x0) * f):] = False
+    elif side == 1:
+        out[:, :x1 - int((x1 - x0) * f)] = False
+    elif side == 2:
+        out[y0 + int((y1 - y0) * f):] = False
+    else:
+        out[:y1 - int((y1 - y0) * f)] = False
+    return out
+
+
+class _Nobody:
+    threshold = float("inf")
+
+    def score(self, q: sim.Descriptor, c: sim.Descriptor) -> float:
+        return 0.0
+
+
+def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Module,
+                settings: sim.Settings, proposals: bool = True) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
+    """[(query, candidate, label, source, peak)] for one scene (empty if it has no copies)."""
+    copies = [i for i, g in enumerate(scene.groups) if g == 0]
+    if not copies:
+        return []
+    qi = copies[int(rng.integers(len(copies)))]
+    h, w = scene.image.shape[:2]
+    seed = scene.masks[qi]
+    targets, others = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for i, (m, g) in enumerate(zip(scene.masks, scene.groups)):
+        if i != qi:
+            (targets if g == 0 else others)[:] |= m
+    mm = sim.encode(backbone, scene.image, sim.encode_side(h, w, seed))
+    q = sim.describe(mm, scene.image, seed)
+    out = []
+    for i, m in enumerate(scene.masks):
+        if i == qi:
+            continue
+        pos = int(scene.groups[i] == 0)
+        out.append((q, sim.describe(mm, scene.image, m), pos, SOURCES["instance"], 0.0))
+        p = perturb(m, rng)
+        if p.sum() >= 16:
+            lab = label(p, targets, others)
+            if lab >= 0:
+                out.append((q, sim.describe(mm, scene.image, p), lab, SOURCES["perturbed"], 0.0))
+    if proposals:
+        one = sim.Settings(**{**settings.__dict__, "rounds": 1, "peak_rel": 0.55,
+                              "max_peaks": max(settings.max_peaks, 16)})
+        res = sim.find_similar(scene.image, seed, mm,
+                               lambda x, y, t: sim.template_grabcut(scene.image, x, y, t), _Nobody(), one)
+        for c in res.rejected:
+            full = c.patch.full(h, w)
+            lab = label(full, targets, others)
+            if lab >= 0:
+                out.append((q, sim.describe(mm, scene.image, c.patch), lab, SOURCES["proposal"], c.peak))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--split", choices=("train", "val"), default="train")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--scenes", type=int, default=200)
+    ap.add_argument("--minutes", type=float, default=1e9, help="stop after this long (saves what it has)")
+    ap.add_argument("--no-proposals", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    from ..models.lite0 import load_lite0
+    backbone = load_lite0().eval()
+    gen = SceneGenerator(args.split)
+    settings = sim.Settings()
+    rows_q, rows_c, labels, sources, peaks_, scene_ids = [], [], [], [], [], []
+    start = time.time()
+    done = 0
+    for s in range(args.first, args.first + args.scenes):
+        if time.time() - start > args.minutes * 60:
+            break
+        rng = np.random.default_rng([77, s])
+        for q, c, lab, src, pk in scene_pairs(gen.scene(s), rng, backbone, settings, not args.no_proposals):
+            rows_q.append(sim.descriptor_row(q)); rows_c.append(sim.descriptor_row(c)); labels.append(lab)
+            sources.append(src); peaks_.append(pk); scene_ids.append(s)
+        done += 1
+        if done % 20 == 0:
+            print(f"{done} scenes, {len(labels)} pairs, {sum(labels)} positive, {time.time() - start:.0f} s", flush=True)
+    np.savez_compressed(args.out, query=np.array(rows_q), cand=np.array(rows_c), label=np.array(labels, np.int8),
+                        source=np.array(sources, np.int8), peak=np.array(peaks_, np.float32),
+                        scene=np.array(scene_ids, np.int32))
+    print(f"wrote {args.out}: {done} scenes, {len(labels)} pairs, {sum(labels)} positive, {time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Select-similar benchmark on held-out synthetic scenes (validation backgrounds and objects).
+
+    python -m bench.similar [--scenes 100] [--engines classic,features,simpson] [--seed gt|click]
+                               [--photo12mp] [--json OUT]
+
+Each scene has 1-10 copies of one object plus 1-3 objects of other kinds (some are look-alikes:
+the same object recoloured, or another object tinted to the same colour). The query is one copy
+(its true mask with --seed gt; the select engine's mask from a click inside it with --seed click).
+Metrics, micro-averaged over scenes, the query copy itself excluded everywhere:
+  instance recall     copies covered >= 50 % by the returned union / copies
+  instance precision  returned instances with >= 50 % of their pixels on copies / returned
+  other hits          objects of other kinds covered >= 50 % / objects of other kinds
+  pixel P / R         union of returned masks against the union of the copies
+All engines run on the same scenes in the same run, on one shared image entry: the matching
+encoding (and the one-click model's) is timed apart ("encode", paid by the first engine that needs
+it) from the similar call itself ("s/scene"). --photo12mp also times one call on a
+4000×3000 upscale of a scene, after the image has been encoded once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backend.cache import ImageEntry  # noqa: E402
+from backend.engines import get  # noqa: E402
+from backend.training.synth import Scene, SceneGenerator  # noqa: E402
+
+COVER = 0.5
+
+
+def rgba(rgb: np.ndarray) -> np.ndarray:
+    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+
+
+def query_index(scene: Scene) -> int:
+    """The largest copy of group 0 (stable choice)."""
+    idx = [i for i, g in enumerate(scene.groups) if g == 0]
+    return max(idx, key=lambda i: int(scene.masks[i].sum()))
+
+
+def click_seed(scene: Scene, qi: int, select_engine: str, segmenter=None) -> np.ndarray:
+    """The query as a user gets it: one click inside the copy, then the one-click model (or the
+    select engine)."""
+    from backend.training.samples import click_inside
+    rng = np.random.default_rng(qi)
+    x, y = click_inside(scene.masks[qi], rng, central=True)
+    if segmenter is not None:
+        return segmenter.predict(segmenter.set_image(scene.image), [(x, y, True)]) > 127
+    entry = ImageEntry("q", rgba(scene.image), scene.image)
+    return get(select_engine).select(entry, [(x, y, True)], None, lambda f, m: None)
+
+
+def dsn_segmenter(path: Path):
+    """A ClickSegmenter on any checkpoint (a checksum file is written next to a temporary copy)."""
+    import shutil
+    import tempfile
+    from backend.segment import ClickSegmenter, sha256_of
+    tmp = Path(tempfile.mkdtemp(prefix="simpson-bench-")) / "dsn.pt"
+    shutil.copy(path, tmp)
+    tmp.with_suffix(".sha256").write_text(f"{sha256_of(tmp)}  {tmp.name}\n")
+    return ClickSegmenter(tmp)
+
+
+def score_scene(scene: Scene, qi: int, found: list) -> dict[str, float]:
+    h, w = scene.image.shape[:2]
+    targets = [m for i, (m, g) in enumerate(zip(scene.masks, scene.groups)) if g == 0 and i != qi]
+    others = [m for m, g in zip(scene.masks, scene.groups) if g != 0]
+    tgt = np.zeros((h, w), bool)
+    for m in targets:
+        tgt |= m
+    union = np.zeros((h, w), bool)
+    good = 0
+    for f in found:
+        x, y, bw, bh = f.box
+        full = np.zeros((h, w), bool)
+        full[y:y + bh, x:x + bw] = f.mask
+        full &= ~scene.masks[qi]
+        union |= full
+        if full.sum() and (full & tgt).sum() >= COVER * full.sum():
+            good += 1
+    return {
+        "targets": len(targets), "found": sum((union & m).sum() >= COVER * m.sum() for m in targets),
+        "returned": len(found), "correct": good,
+        "others": len(others), "other_hits": sum((union & m).sum() >= COVER * m.sum() for m in others),
+        "pix_tp": float((union & tgt).sum()), "pix_ret": float(union.sum()), "pix_tgt": float(tgt.sum()),
+    }
+
+
+def summarise(rows: list[dict[str, float]], seconds: list[float]) -> dict[str, float]:
+    t = {k: sum(r[k] for r in rows) for k in rows[0]}
+    rec = t["found"] / max(t["targets"], 1)
+    prec = t["correct"] / max(t["returned"], 1) if t["returned"] else 1.0
+    return {
+        "inst_recall": rec, "inst_precision": prec, "inst_f1": 2 * rec * prec / max(rec + prec, 1e-9),
+        "other_hit_rate": t["other_hits"] / max(t["others"], 1),
+        "pix_precision": t["pix_tp"] / max(t["pix_ret"], 1), "pix_recall": t["pix_tp"] / max(t["pix_tgt"], 1),
+        "targets": t["targets"], "returned": t["returned"], "others": t["others"],
+        "sec_median": float(np.median(seconds)), "sec_mean": float(np.mean(seconds)),
+    }
+
+
+def time_12mp(scene: Scene, qi: int, engine: str) -> dict[str, float]:
+    rgb = cv2.resize(scene.image, (4000, 3000), interpolation=cv2.INTER_LINEAR)
+    seed = cv2.resize(scene.masks[qi].astype(np.uint8), (4000, 3000), interpolation=cv2.INTER_NEAREST) > 0
+    entry = ImageEntry("12mp", rgba(rgb), rgb)
+    eng = get(engine)
+    t0 = time.perf_counter()
+    eng.similar(entry, seed, lambda f, m: None)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found = eng.similar(entry, seed, lambda f, m: None)
+    again = time.perf_counter() - t0
+    return {"first_call_s": first, "encoded_call_s": again, "instances": len(found)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenes", type=int, default=100)
+    ap.add_argument("--first", type=int, default=0, help="first validation scene seed")
+    ap.add_argument("--engines", default="classic,features")
+    ap.add_argument("--seed", choices=("gt", "click"), default="gt")
+    ap.add_argument("--select-engine", default="classic", help="engine that turns the click into the query")
+    ap.add_argument("--dsn", type=Path, default=None,
+                    help="one-click checkpoint for proposals and click queries (default: shipped weights if any)")
+    ap.add_argument("--pvm-threshold", type=float, default=None, help="override the PVM's shipped threshold")
+    ap.add_argument("--photo12mp", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(2)
+    gen = SceneGenerator("val")
+    engines = [e for e in args.engines.split(",") if e]
+    if args.pvm_threshold is not None and "pvm" in engines:
+        get("pvm")._load()
+        get("pvm")._model.threshold.fill_(args.pvm_threshold)
+    segmenter = dsn_segmenter(args.dsn) if args.dsn else None
+    if segmenter is not None:
+        for e in engines:
+            if hasattr(get(e), "_segmenter"):
+                get(e)._segmenter = segmenter
+    for e in engines:
+        seg = getattr(get(e), "segmenter", None)
+        print(f"{e}: proposals segmented by {'GrabCut' if seg is not None and seg() is None else 'the one-click model' if seg else '-'}")
+    rows: dict[str, list] = {e: [] for e in engines}
+    secs: dict[str, list] = {e: [] for e in engines}
+    enc: dict[str, list] = {e: [] for e in engines}
+    used = 0
+    for s in range(args.first, args.first + args.scenes):
+        scene = gen.scene(s)
+        if not any(g == 0 for g in scene.groups):
+            continue
+        used += 1
+        qi = query_index(scene)
+        seed = scene.masks[qi] if args.seed == "gt" else click_seed(scene, qi, args.select_engine, segmenter)
+        if not seed.any():
+            seed = scene.masks[qi]
+        entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)   # shared: encoded once
+        for e in engines:
+            eng = get(e)
+            t0 = time.perf_counter()
+            if hasattr(eng, "match_map"):            # encoding, timed apart (cached per image)
+                eng.match_map(entry, seed)
+                seg = eng.segmenter()
+                if seg is not None:
+                    entry.derive("dsn", lambda: seg.set_image(entry.rgb))
+            enc[e].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            found = eng.similar(entry, seed, lambda f, m: None)
+            secs[e].append(time.perf_counter() - t0)
+            rows[e].append(score_scene(scene, qi, found))
+    out: dict[str, dict] = {"scenes": {"used": used, "seed": args.seed}}
+    print(f"{used} validation scenes, query = {args.seed}")
+    print(f"{'engine':10s} {'inst R':>7s} {'inst P':>7s} {'F1':>6s} {'other':>6s} {'pix P':>6s} {'pix R':>6s} "
+          f"{'s/scene':>8s} {'encode':>7s}  (targets/returned/others)")
+    for e in engines if used else []:
+        m = summarise(rows[e], secs[e])
+        m["encode_sec_mean"] = float(np.mean(enc[e]))
+        out[e] = m
+        print(f"{e:10s} {m['inst_recall']:7.3f} {m['inst_precision']:7.3f} {m['inst_f1']:6.3f} "
+              f"{m['other_hit_rate']:6.3f} {m['pix_precision']:6.3f} {m['pix_recall']:6.3f} {m['sec_mean']:8.2f} {m['encode_sec_mean']:7.2f}"
+              f"  ({m['targets']}/{m['returned']}/{m['others']})")
+    if args.photo12mp:
+        scene = gen.scene(args.first)
+        qi = query_index(scene)
+        for e in engines:
+            t = time_12mp(scene, qi, e)
+            out.setdefault(e, {})["photo12mp"] = t
+            print(f"12 MP, {e}: first call {t['first_call_s']:.2f} s, once encoded {t['encoded_call_s']:.2f} s "
+                  f"({t['instances']} instances)")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,233 @@
+"""Select similar: matching maths, the proposal loop, the features and pvm engines, the bench metric.
+
+A fake backbone with colour features (no weights, no network) makes the outcome predictable:
+copies of the red object must be found, the blue one and the background must not.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backend import similar as sim
+from backend.cache import ImageEntry
+from backend.engines import Found
+from backend.engines.similar_features import FeaturesEngine, backbone_from, load_state
+from backend.engines.similar_pvm import LearnedVerifier, PvmEngine, pvm_from
+from backend.models.lite0 import Lite0
+from backend.models.pvm import ROW, PairVerifier, loss_fn
+from backend.pipeline import Pipeline
+from backend.segment import sha256_of
+
+
+class ColourBackbone(torch.nn.Module):
+    """Stand-in for Lite0: s8/s16 features = pooled one-hot hue/brightness codes (40 / 112 channels)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        r, g, b = x[:, 0], x[:, 1], x[:, 2]
+        codes = torch.stack([r > 128, g > 128, b > 128], 1).float()
+        idx = (codes[:, 0] * 4 + codes[:, 1] * 2 + codes[:, 2]).long()        # 8 colour classes
+        onehot = F.one_hot(idx, 8).permute(0, 3, 1, 2).float()
+        f8 = F.avg_pool2d(onehot, 8).repeat(1, 5, 1, 1)                       # 40 channels
+        f16 = F.avg_pool2d(onehot, 16).repeat(1, 14, 1, 1)                    # 112 channels
+        return {"s8": f8 + 0.01, "s16": f16 + 0.01}
+
+
+def disc_image(centres_red: list[tuple[int, int]], centres_blue: list[tuple[int, int]],
+               h: int = 240, w: int = 320, r: int = 14) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    img = np.full((h, w, 3), (60, 140, 60), np.uint8)      # green field
+    reds, blues = [], []
+    for cx, cy in centres_red:
+        cv2.circle(img, (cx, cy), r, (230, 30, 30), -1)
+        m = np.zeros((h, w), np.uint8)
+        cv2.circle(m, (cx, cy), r, 1, -1)
+        reds.append(m > 0)
+    for cx, cy in centres_blue:
+        cv2.circle(img, (cx, cy), r, (30, 30, 230), -1)
+        m = np.zeros((h, w), np.uint8)
+        cv2.circle(m, (cx, cy), r, 1, -1)
+        blues.append(m > 0)
+    return img, reds, blues
+
+
+RED = [(40, 40), (160, 50), (270, 60), (80, 180)]
+BLUE = [(220, 180)]
+
+
+def entry_of(rgb: np.ndarray) -> ImageEntry:
+    return ImageEntry("k", np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), rgb)
+
+
+def test_encode_side_targets_the_query_size():
+    seed = np.zeros((3000, 4000), bool)
+    seed[100:500, 100:300] = True                        # 400 px tall -> ~96 px when encoded
+    assert sim.encode_side(3000, 4000, seed) == 960
+    small = np.zeros((600, 800), bool)
+    small[10:20, 10:20] = True                           # tiny query: capped
+    assert sim.encode_side(600, 800, small) == sim.MAX_SIDE
+    big = np.ones((600, 800), bool)
+    assert sim.encode_side(600, 800, big) == sim.MIN_SIDE
+
+
+def test_grid_weights_and_cosine_map_find_the_copies():
+    img, reds, blues = disc_image(RED, BLUE)
+    mm = sim.encode(ColourBackbone(), img, 320)
+    assert mm.grid == (32, 40) and abs(mm.scale - 1.0) < 1e-9
+    wts = sim.to_grid(reds[0], mm)
+    cell = sim.STRIDE / mm.scale
+    assert abs(wts.sum() * cell * cell - reds[0].sum()) < 0.05 * reds[0].sum()
+    cos = sim.cosine_map(mm, sim.pool(mm, wts))
+    for cx, cy in RED:
+        assert cos[int(cy // cell), int(cx // cell)] > 0.9
+    bx, by = BLUE[0]
+    assert cos[int(by // cell), int(bx // cell)] < 0.5
+
+
+def test_peaks_nms_and_blocking():
+    sim_map = np.zeros((30, 40), np.float32)
+    sim_map[5, 5] = sim_map[20, 30] = 1.0
+    sim_map[5, 6] = 0.9                                  # same bump: suppressed by NMS
+    blocked = np.zeros_like(sim_map, bool)
+    got = sim.peaks(sim_map, (2, 2), blocked, 0.2, 10)
+    assert {(x, y) for x, y, _ in got} == {(5, 5), (30, 20)}
+    blocked[20, 30] = True
+    assert [(x, y) for x, y, _ in sim.peaks(sim_map, (2, 2), blocked, 0.2, 10)] == [(5, 5)]
+    assert sim.peaks(sim_map, (2, 2), np.zeros_like(blocked), 1.5, 10) == []
+
+
+def test_move_template_and_interior_point():
+    m = np.zeros((50, 60), bool)
+    m[10:20, 10:30] = True
+    ax, ay = sim.interior_point(m)
+    assert m[int(ay), int(ax)]
+    p = sim.as_patch(m)
+    assert p.box == (10, 10, 20, 10) and (p.full(50, 60) == m).all()
+    moved = sim.move_template(p, (ax, ay), ax + 25, ay + 20, 50, 60).full(50, 60)
+    assert moved.sum() == m.sum() and moved[30:40, 35:55].all()
+    clipped = sim.move_template(p, (ax, ay), 58, ay, 50, 60).full(50, 60)   # partly outside: cut
+    assert 0 < clipped.sum() < m.sum() and not clipped[:, :30].any()
+    half = sim.to_grid(sim.Patch(4, 0, np.ones((8, 4), bool)), sim.MatchMap({"s8": torch.zeros(1, 2, 2)}, 1.0, 16, 16))
+    assert np.allclose(half, [[0.5, 0], [0, 0]])
+
+
+def test_find_similar_with_grabcut_fallback_keeps_copies_only():
+    img, reds, blues = disc_image(RED, BLUE)
+    mm = sim.encode(ColourBackbone(), img, 320)
+    settings = sim.Settings()
+    res = sim.find_similar(img, reds[0], mm, lambda x, y, t: sim.template_grabcut(img, x, y, t),
+                           sim.CosineVerifier(settings), settings)
+    assert len(res.accepted) == 3
+    masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+    for other in reds[1:]:
+        assert any((m & other).sum() > 0.8 * other.sum() for m in masks)
+    for m in masks:
+        assert not (m & reds[0]).any() and not (m & blues[0]).any()
+    for a in range(len(masks)):                          # accepted instances are disjoint
+        for b in range(a + 1, len(masks)):
+            assert not (masks[a] & masks[b]).any()
+    assert 1 <= res.rounds <= settings.rounds
+
+
+def test_features_engine_through_the_pipeline():
+    img, reds, blues = disc_image(RED, BLUE)
+    engine = FeaturesEngine(backbone=ColourBackbone(), segmenter=None)
+    entry = entry_of(img)
+    found = engine.similar(entry, reds[0], lambda f, m: None)
+    assert len(found) == 3 and all(isinstance(f, Found) for f in found)
+    for f in found:
+        x, y, w, h = f.box
+        assert f.mask.shape == (h, w) and f.mask.dtype == bool and 0 <= f.score <= 1
+        assert 0 <= x and x + w <= img.shape[1] and 0 <= y and y + h <= img.shape[0]
+    assert any(k.startswith("similar-match-") for k in entry.derived)   # encoding cached per image
+    # through Pipeline.similar: seed first, union covers every red disc and not the blue one
+    from backend import engines
+    engines._built["features"] = engine
+    try:
+        union, inst, name = Pipeline().similar(entry, [], (reds[0] * 255).astype(np.uint8), "features")
+    finally:
+        engines._built.pop("features", None)
+    assert name == "features" and len(inst) == 4 and inst[0].score == 1.0
+    for m in reds:
+        assert (union[m] == 255).mean() > 0.8
+    assert (union[blues[0]] == 255).mean() < 0.05
+
+
+def test_pvm_shapes_loss_and_threshold_gate():
+    torch.manual_seed(0)
+    model = PairVerifier()
+    q, c = torch.rand(5, ROW), torch.rand(5, ROW)
+    logits, dist = model(q, c)
+    assert logits.shape == (5,) and dist.shape == (5,) and (dist >= 0).all()
+    loss = loss_fn(logits, dist, torch.tensor([1, 0, 1, 0, 1]))
+    loss.backward()
+    assert torch.isfinite(loss) and model.head[0].weight.grad is not None
+    img, reds, _ = disc_image(RED, BLUE)
+    mm = sim.encode(ColourBackbone(), img, 320)
+    d = sim.describe(mm, img, reds[0])
+    assert sim.descriptor_row(d).shape == (ROW,)
+    p = LearnedVerifier(model).score(d, sim.describe(mm, img, reds[1]))
+    assert 0.0 <= p <= 1.0
+    always = PvmEngine(backbone=ColourBackbone(), model=model, segmenter=None)
+    always._model.threshold.fill_(0.0)
+    assert len(always.similar(entry_of(img), reds[0], lambda f, m: None)) >= 3
+    never = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None)
+    never._model.threshold.fill_(1.01)
+    assert never.similar(entry_of(img), reds[0], lambda f, m: None) == []
+
+
+def test_shipped_format_roundtrip(tmp_path: Path):
+    """backbone.* (float16) + pvm.* in one file, loaded with weights_only=True and strict keys."""
+    torch.manual_seed(0)
+    sd = {f"backbone.{k}": v.half() if v.is_floating_point() else v for k, v in Lite0().state_dict().items()}
+    pvm = PairVerifier()
+    pvm.threshold.fill_(0.37)
+    sd.update({f"pvm.{k}": v for k, v in pvm.state_dict().items()})
+    path = tmp_path / "similar-lite0.pt"
+    torch.save(sd, path)
+    path.with_suffix(".sha256").write_text(f"{sha256_of(path)}  {path.name}\n")
+    loaded = load_state(path)
+    assert isinstance(backbone_from(loaded), Lite0)
+    assert abs(float(pvm_from(loaded).threshold) - 0.37) < 1e-6
+
+
+def test_bench_metric_counts_half_covered_instances():
+    from bench.similar import score_scene
+    from backend.training.synth import Scene
+    img, reds, blues = disc_image(RED, BLUE)
+    scene = Scene(img, reds + blues, [0, 0, 0, 0, 1])
+
+    def found_of(mask: np.ndarray) -> Found:
+        x0, y0, x1, y1 = sim.box_of(mask)
+        return Found((x0, y0, x1 - x0, y1 - y0), mask[y0:y1, x0:x1], 1.0)
+    half = reds[2].copy()
+    half[:, :RED[2][0] + 4] = False                       # covers < 50 % of the third copy
+    r = score_scene(scene, 0, [found_of(reds[1]), found_of(half), found_of(blues[0])])
+    assert r["targets"] == 3 and r["found"] == 1 and r["returned"] == 3 and r["correct"] == 2
+    assert r["others"] == 1 and r["other_hits"] == 1
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "backend" / "weights" / "similar-lite0.pt"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="backend/weights/similar-lite0.pt not built (docs/similar.md)")
+def test_shipped_weights_checksum_size_and_discs():
+    from backend.engines.similar_features import verified
+    from tests.conftest import disc_centres, scene
+    assert verified(SHIPPED) and SHIPPED.stat().st_size <= 30 * 2 ** 20
+    sd = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    model = pvm_from({k: v.float() for k, v in sd.items()})
+    assert 0.0 < float(model.threshold) < 1.0
+    engine = PvmEngine(segmenter=None)
+    assert engine.status() == "ready"
+    px = scene(seed=3)
+    x, y = disc_centres(320, 240)[0]
+    yy, xx = np.mgrid[:240, :320]
+    seed = (xx - x) ** 2 + (yy - y) ** 2 <= 18 ** 2
+    found = engine.similar(ImageEntry("d", px, np.ascontiguousarray(px[..., :3])), seed, lambda f, m: None)
+    assert len(found) == 3
+    for cx, cy in disc_centres(320, 240)[1:]:
+        assert any(f.box[0] <= cx < f.box[0] + f.box[2] and f.box[1] <= cy < f.box[1] + f.box[3] for f in found)
