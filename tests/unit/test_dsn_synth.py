@@ -1,0 +1,64 @@
+"""Synthetic scenes and training samples for 1C-DSN (procedural: no image packages needed)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.models.window import Window, crop_resize, fit_window
+from backend.training.samples import error_click, make_sample
+from backend.training.synth import SceneGenerator, split_of
+
+
+@pytest.fixture(scope="module")
+def gen() -> SceneGenerator:
+    return SceneGenerator("train", procedural=True, size=(256, 320))
+
+
+def test_scenes_are_deterministic(gen):
+    a, b = gen.scene(7), gen.scene(7)
+    assert np.array_equal(a.image, b.image)
+    assert a.groups == b.groups and all(np.array_equal(x, y) for x, y in zip(a.masks, b.masks))
+    assert not np.array_equal(a.image, gen.scene(8).image)
+
+
+def test_scene_instances_are_disjoint_and_grouped(gen):
+    sc = gen.scene(3)
+    h, w = sc.image.shape[:2]
+    assert sc.image.dtype == np.uint8 and sc.image.shape[2] == 3 and 256 <= h <= 320
+    assert len(sc.masks) == len(sc.groups) >= 2
+    assert 0 in sc.groups and max(sc.groups) >= 1  # repeated object + at least one other kind
+    total = np.sum([m.astype(int) for m in sc.masks], axis=0)
+    assert total.max() <= 1  # visible parts never overlap
+
+
+def test_split_is_stable_and_both_sides_exist():
+    names = [f"obj:{i}" for i in range(200)]
+    splits = [split_of(n) for n in names]
+    assert splits == [split_of(n) for n in names]
+    assert 20 <= splits.count("val") <= 70
+
+
+def test_sample_has_object_and_click_inside(gen):
+    sc = gen.scene(5)
+    s = make_sample(sc, 0, np.random.default_rng(0), size=128, refine=False)
+    assert s.image.shape == (3, 128, 128) and s.target.shape == (1, 128, 128)
+    assert s.target.sum() > 0
+    disk = s.pos[0] > 0
+    assert (disk & (s.target[0] > 0)).any()  # the first click lies on the object
+
+
+def test_error_click_goes_to_the_largest_mistake():
+    gt = np.zeros((50, 50), bool)
+    gt[10:40, 10:40] = True
+    pred = gt.copy()
+    pred[10:40, 10:20] = False  # a big miss
+    x, y, positive = error_click(gt, pred, np.random.default_rng(0))
+    assert positive and 10 <= x < 20 and 10 <= y < 40
+
+
+def test_windows_pad_outside_the_image():
+    img = np.full((10, 20), 7, np.uint8)
+    win = fit_window(10, 5, 40, 20, 10)
+    assert win == Window(-10, -15, 40)
+    out = crop_resize(img, win, 40)
+    assert out[15:25, 10:30].min() == 7 and out[:15].max() == 0
