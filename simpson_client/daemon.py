@@ -55,7 +55,7 @@ def start(settings: Settings, is_ready: Callable[[], bool], progress: Callable[[
         kwargs["creationflags"] = 0x00000008 | 0x00000200  # DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP
     else:
         kwargs["start_new_session"] = True
-    env = dict(os.environ, SIMPSON_HOME=settings.home, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, SIMPSON_HOME=settings.home, PYTHONUNBUFFERED="1", OMP_WAIT_POLICY="PASSIVE")
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=settings.app_dir, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=env, **kwargs)
