@@ -41,10 +41,17 @@ class DsnEngine(Engine):
         progress(0.5, "Segmenting")
         prev = None if previous is None else previous.view(np.uint8) * np.uint8(255)
         with self._lock:
-            if any(p for _, _, p in points):
-                return seg.predict(embedding, points, prev) > 127
-            # only subtracting clicks: remove the objects under them from the previous mask
-            out = previous.copy() if previous is not None else np.zeros(entry.rgb.shape[:2], bool)
-            for x, y, _ in points:
-                out &= ~(seg.predict(embedding, [(x, y, True)]) > 127)
+            if previous is None or not previous.any():
+                if any(p for _, _, p in points):
+                    return seg.predict(embedding, points, None) > 127
+                return np.zeros(entry.rgb.shape[:2], bool)
+            # refining a selection: a positive click outside it adds the object under the click,
+            # a negative click removes the object under it
+            out = previous.copy()
+            for x, y, positive in points:
+                inside = previous[min(int(y), previous.shape[0] - 1), min(int(x), previous.shape[1] - 1)]
+                if positive and not inside:
+                    out |= seg.predict(embedding, [(x, y, True)]) > 127
+                elif not positive:
+                    out &= ~(seg.predict(embedding, [(x, y, True)]) > 127)
             return out

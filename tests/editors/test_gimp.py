@@ -234,7 +234,7 @@ def test_erase_selection_new_layer_above(ok_run, inputs):
     new = raw(out, "erase8", r["result"])
     assert np.array_equal(orig[..., :3], src)                      # the active layer is untouched
     cx, cy = disc_centres(W, H)[0]
-    hole = disc(cx, cy, r=21 + 8)                                  # the 42-px ellipse, grown a little
+    hole = disc(cx, cy, r=21 + 11)                                 # the 42-px ellipse, grown by the auto rule (3 % + 8 px)
     assert np.array_equal(new[~hole], orig[~hole])                 # every other pixel exactly as before
     looks_erased(new, disc(cx, cy))
     exported = png(out / "erase8.png")                             # GIMP's PNG export of the new layer
@@ -279,7 +279,7 @@ def test_float_linear_precision(ok_run):
     assert r["precision"] == "float-linear" and r["erase"]["status"] == "success", r
     orig, new = raw(out, "orig_float", r["original"], "<f4"), raw(out, "erase_float", r["result"], "<f4")
     cx, cy = disc_centres(W, H)[3]
-    hole = disc(cx, cy, r=R + 8)
+    hole = disc(cx, cy, r=R + 12)
     assert np.array_equal(new[~hole], orig[~hole])                   # bit-exact floats outside
     looks_erased(new, disc(cx, cy))
 
@@ -291,7 +291,7 @@ def test_grey_image_with_alpha(ok_run):
     cx, cy = disc_centres(W, H)[0]
     assert iou(png(out / "sel_gray.png") > 127, disc(cx, cy)) > 0.8
     orig, new = raw(out, "orig_gray", r["original"], channels=2), raw(out, "erase_gray", r["result"], channels=2)
-    hole = disc(cx, cy, r=R + 8)
+    hole = disc(cx, cy, r=R + 12)
     assert np.array_equal(new[~hole], orig[~hole])
     inside, ring = new[..., 0][disc(cx, cy)].mean(), orig[..., 0][disc(cx, cy, r=R + 20) & ~hole].mean()
     assert abs(inside - ring) < 12, (inside, ring)                   # filled like the grass around
