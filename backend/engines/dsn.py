@@ -42,16 +42,19 @@ class DsnEngine(Engine):
         prev = None if previous is None else previous.view(np.uint8) * np.uint8(255)
         with self._lock:
             if previous is None or not previous.any():
-                if any(p for _, _, p in points):
-                    return seg.predict(embedding, points, None) > 127
-                return np.zeros(entry.rgb.shape[:2], bool)
-            # refining a selection: a positive click outside it adds the object under the click,
-            # a negative click removes the object under it
-            out = previous.copy()
-            for x, y, positive in points:
-                inside = previous[min(int(y), previous.shape[0] - 1), min(int(x), previous.shape[1] - 1)]
+                first = next((i for i, (_, _, p) in enumerate(points) if p), None)
+                if first is None:
+                    return np.zeros(entry.rgb.shape[:2], bool)
+                out = seg.predict(embedding, [points[first]], None) > 127
+                rest = points[:first] + points[first + 1:]
+            else:
+                out, rest = previous.copy(), points
+            # further clicks: a positive click outside the selection adds the object under it,
+            # a negative click inside it removes the object under it
+            for x, y, positive in rest:
+                inside = out[min(int(y), out.shape[0] - 1), min(int(x), out.shape[1] - 1)]
                 if positive and not inside:
                     out |= seg.predict(embedding, [(x, y, True)]) > 127
-                elif not positive:
+                elif not positive and inside:   # a negative click outside the selection changes nothing
                     out &= ~(seg.predict(embedding, [(x, y, True)]) > 127)
             return out
