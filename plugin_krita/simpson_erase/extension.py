@@ -109,11 +109,10 @@ class SimpsonErase(Extension):
         """Select the object under image pixel (x, y) of the active layer; op combines it with the selection."""
         if self._busy_applying(lambda: self.select_at(view, x, y, op)):
             return
-        try:
-            doc, node = krita_io.active(self.app)
-            px = krita_io.read_layer(doc, node)
-        except Unsupported as e:
-            return self.say(str(e), error=True)
+        layer = self._read_active_layer()
+        if layer is None:
+            return
+        doc, node, px = layer
         rx, ry = x - px.rect.x(), y - px.rect.y()
         if not (0 <= rx < px.rect.width() and 0 <= ry < px.rect.height()):
             return self.say("Click inside the image.", error=True)
@@ -127,15 +126,23 @@ class SimpsonErase(Extension):
                                                                 f"[{mask.engine}].")
         self._submit("Selecting", task, done)
 
+    def _read_active_layer(self):
+        """(document, node, pixels) of the active layer, or None after telling the user why not."""
+        try:
+            doc, node = krita_io.active(self.app)
+            return doc, node, krita_io.read_layer(doc, node)
+        except Unsupported as e:
+            self.say(str(e), error=True)
+            return None
+
     def select_similar(self) -> None:
         """Grow the selection to every object that looks like the selected one."""
         if self._busy_applying(self.select_similar):
             return
-        try:
-            doc, node = krita_io.active(self.app)
-            px = krita_io.read_layer(doc, node)
-        except Unsupported as e:
-            return self.say(str(e), error=True)
+        layer = self._read_active_layer()
+        if layer is None:
+            return
+        doc, node, px = layer
         seed = krita_io.read_selection(doc, px.rect)
         if seed is None:
             return self.say("Select an object first (SimpSON One-Click Select or any selection tool).", error=True)
@@ -154,11 +161,10 @@ class SimpsonErase(Extension):
         """Fill the selected pixels of the active layer; the result is a new layer just above it."""
         if self._busy_applying(self.erase):
             return
-        try:
-            doc, node = krita_io.active(self.app)
-            px = krita_io.read_layer(doc, node)
-        except Unsupported as e:
-            return self.say(str(e), error=True)
+        layer = self._read_active_layer()
+        if layer is None:
+            return
+        doc, node, px = layer
         mask = krita_io.read_selection(doc, px.rect)
         if mask is None:
             return self.say("Select what to erase first.", error=True)
