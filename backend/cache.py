@@ -3,21 +3,33 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from .images import to_rgb8
 
-@dataclass
+
 class ImageEntry:
-    """One image as received. pixels: H×W×4 uint8 or uint16 (RGBA); rgb: H×W×3 uint8 for engines."""
+    """One image as received. pixels: H×W×4 uint8 or uint16 (RGBA); rgb: H×W×3 uint8 for engines.
 
-    key: str
-    pixels: np.ndarray
-    rgb: np.ndarray
-    derived: dict[str, Any] = field(default_factory=dict)   # engine name -> its cached features
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    rgb is made on first use (by the engine that needs it), not while the request is routed."""
+
+    def __init__(self, key: str, pixels: np.ndarray, rgb: np.ndarray | None = None):
+        self.key = key
+        self.pixels = pixels
+        self._rgb = rgb
+        self._rgb_lock = threading.Lock()
+        self.derived: dict[str, Any] = {}   # engine name -> its cached features
+        self.lock = threading.Lock()
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            with self._rgb_lock:
+                if self._rgb is None:
+                    self._rgb = to_rgb8(self.pixels)
+        return self._rgb
 
     @property
     def width(self) -> int:
@@ -35,7 +47,7 @@ class ImageEntry:
             return self.derived[name]
 
     def nbytes(self) -> int:
-        return self.pixels.nbytes + self.rgb.nbytes
+        return self.pixels.nbytes + self.width * self.height * 3   # rgb, made or not
 
 
 class ImageCache:

@@ -64,7 +64,7 @@ class Pipeline:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        return self.cache.put(ImageEntry(key, pixels, images.to_rgb8(pixels)))
+        return self.cache.put(ImageEntry(key, pixels))
 
     def select(self, entry: ImageEntry, points: list[Point], previous: Optional[np.ndarray] = None,
                engine: Optional[str] = None, progress: Progress = no_progress) -> tuple[np.ndarray, str]:
@@ -160,7 +160,7 @@ class Pipeline:
             return entry
         data = protocol.frame_ref(spec, "image", payload, w * h * protocol.FORMATS[fmt])
         pixels = images.from_wire(data, w, h, fmt)
-        entry = ImageEntry(digest, pixels, images.to_rgb8(pixels))
+        entry = ImageEntry(digest, pixels)
         # This request works on the pixels it carried, whatever the hash says. Later requests
         # find the image by hash only once the hash is checked, off the request's path.
         self._pending.setdefault(digest, threading.Event())

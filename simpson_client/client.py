@@ -43,12 +43,30 @@ class Image:
         return {"width": self.width, "height": self.height, "format": self.format, "hash": self.hash}
 
 
-class Mask(NamedTuple):
-    width: int
-    height: int
-    data: bytes          # width*height bytes, 255 = selected
-    engine: str
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)   # bounding box of the selected pixels; w = 0 if none
+class Mask:
+    """A selection on a width × height image: the bounding box of its selected pixels and the
+    box's bytes (crop). data, the full-size mask, is built on first use: a plug-in that writes
+    only the box never pays for the whole image. seconds: the daemon's time for the operation."""
+
+    __slots__ = ("width", "height", "box", "crop", "engine", "seconds", "_data")
+
+    def __init__(self, width: int, height: int, box: tuple[int, int, int, int], crop: bytes, engine: str = "",
+                 seconds: float = 0.0):
+        self.width, self.height, self.box, self.crop, self.engine = width, height, box, crop, engine
+        self.seconds = seconds
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """width*height bytes, 255 = selected."""
+        if self._data is None:
+            full = bytearray(self.width * self.height)
+            pixels.paste(full, self.width, self.crop, self.box, 1)
+            self._data = bytes(full)
+        return self._data
+
+    def __repr__(self) -> str:
+        return f"Mask({self.width}x{self.height}, box={self.box}, engine={self.engine!r})"
 
 
 class Instance(NamedTuple):
@@ -139,15 +157,15 @@ class Client:
         return self._call(header, frames, image, progress)
 
     def _mask(self, reply: dict[str, Any], payload: list[Any], image: Image) -> Mask:
-        """The reply carries the mask's bounding box only; rebuild the full-size mask."""
+        """The reply carries the mask's bounding box and its bytes."""
         spec = reply.get("mask")
         x, y, w, h = protocol.box(spec.get("box") if isinstance(spec, dict) else None)
         if x < 0 or y < 0 or x + w > image.width or y + h > image.height:
             raise SimpsonError("The SimpSON backend sent a mask outside the image.")
         crop = protocol.frame_ref(spec, "mask", payload, w * h)
-        full = bytearray(image.width * image.height)
-        pixels.paste(full, image.width, crop, (x, y, w, h), 1)
-        return Mask(image.width, image.height, bytes(full), str(reply.get("engine", "")), (x, y, w, h))
+        seconds = reply.get("seconds")
+        return Mask(image.width, image.height, (x, y, w, h), bytes(crop), str(reply.get("engine", "")),
+                    float(seconds) if isinstance(seconds, (int, float)) else 0.0)
 
     def _connect(self, progress: Progress | None) -> Connection:
         """A fresh connection per request: a restarted daemon is simply found again."""

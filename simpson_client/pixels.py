@@ -38,19 +38,6 @@ def crop(src: bytes, src_width: int, box: tuple[int, int, int, int], bytes_per_p
                     for r in range(h))
 
 
-def mask_box(mask: bytes, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Bounding box (x, y, w, h) of the nonzero pixels, or None if the mask is empty."""
-    rows = [r for r in range(height) if mask[r * width:(r + 1) * width].strip(b"\x00")]
-    if not rows:
-        return None
-    left, right = width, 0
-    for r in rows:
-        line = mask[r * width:(r + 1) * width]
-        left = min(left, len(line) - len(line.lstrip(b"\x00")))
-        right = max(right, len(line.rstrip(b"\x00")))
-    return left, rows[0], right - left, rows[-1] - rows[0] + 1
-
-
 def image_to_layer(x: float, y: float, offset_x: int, offset_y: int) -> tuple[float, float]:
     """A point in image coordinates -> the same point in a layer placed at (offset_x, offset_y)."""
     return x - offset_x, y - offset_y

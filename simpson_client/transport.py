@@ -5,6 +5,7 @@ recv raises TransportClosed when the daemon went away (process killed, connectio
 """
 from __future__ import annotations
 
+import math
 import socket
 from typing import Any, Sequence
 
@@ -117,7 +118,7 @@ class PyzmqConnection(Connection):
         deadline = time.monotonic() + timeout
         while True:
             left = max(0.0, deadline - time.monotonic())
-            events = dict(self._poller.poll(int(left * 1000)))
+            events = dict(self._poller.poll(math.ceil(left * 1000)))   # never a 0 ms busy loop
             if self._monitor in events:
                 self._on_event()
             if self._sock in events:

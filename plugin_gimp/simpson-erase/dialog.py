@@ -20,7 +20,7 @@ gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
 
 import gimp_io  # noqa: E402
-from simpson_client import Cancelled, Client, SimpsonError  # noqa: E402
+from simpson_client import Cancelled, Client, Mask, SimpsonError  # noqa: E402
 from task import Task  # noqa: E402
 
 PREVIEW_SIZE = (720, 540)               # largest preview, in screen pixels
@@ -42,10 +42,10 @@ class ObjectDialog:
                                                     pw, ph, pw * 4)
         self.overlay: Optional[GdkPixbuf.Pixbuf] = None
         self.points: list[gimp_io.Point] = []        # layer pixels
-        self.mask: Optional[bytes] = None
+        self.mask: Optional[Mask] = None
         self.task: Optional[Task] = None
         self.pending = False                         # points changed while a request was running
-        self.masks: dict[tuple, bytes] = {}          # recent results by their points (for Undo click)
+        self.masks: dict[tuple, Mask] = {}           # recent results by their points (for Undo click)
         self._build(title, ok_label, pw, ph)
 
     # ---- widgets ----
@@ -153,7 +153,8 @@ class ObjectDialog:
             self.pending = True
             return
         points = list(self.points)
-        previous = self.masks.get(tuple(points[:-1]), self.mask) if len(points) > 1 else None
+        before = self.masks.get(tuple(points[:-1]), self.mask) if len(points) > 1 else None
+        previous = before.data if before is not None else None
         self.pending = False
         self.task = Task(self.client, lambda p: (points, self.client.select(self.px.image, points, previous=previous,
                                                                             progress=p)))
@@ -176,11 +177,11 @@ class ObjectDialog:
         self.task = None
         try:
             points, mask = task.result()
-            self.masks[tuple(points)] = mask.data
+            self.masks[tuple(points)] = mask
             while len(self.masks) > 8:               # masks are layer-sized: keep a few
                 del self.masks[next(iter(self.masks))]
             if points == self.points:                # else the clicks changed meanwhile
-                self._show_mask(mask.data)
+                self._show_mask(mask)
             self.status.set_text(HINT)
         except Cancelled:
             self.status.set_text("Stopped. " + HINT)
@@ -202,9 +203,9 @@ class ObjectDialog:
         self.clear.set_sensitive(bool(self.points))
 
     # ---- drawing ----
-    def _show_mask(self, mask: Optional[bytes]) -> None:
-        self.mask = mask if mask and mask.strip(b"\x00") else None
-        self.overlay = None if self.mask is None else self._overlay(self.mask)
+    def _show_mask(self, mask: Optional[Mask]) -> None:
+        self.mask = mask if mask is not None and mask.box[2] > 0 else None
+        self.overlay = None if self.mask is None else self._overlay(self.mask.data)
         self._redraw()
 
     def _overlay(self, mask: bytes) -> GdkPixbuf.Pixbuf:
@@ -331,7 +332,7 @@ class _Autopilot:
         self.dlg.area.event(event)
 
 
-def select_object(client: Client, px: gimp_io.LayerPixels, title: str, ok_label: str = "_OK") -> Optional[bytes]:
+def select_object(client: Client, px: gimp_io.LayerPixels, title: str, ok_label: str = "_OK") -> Optional[Mask]:
     """Run the dialog; the chosen mask in layer pixels, or None if cancelled."""
     GimpUi.init("simpson-erase")
     return ObjectDialog(client, px, title, ok_label).run()

@@ -13,7 +13,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
-from simpson_client import Image, RequestRejected, SimpsonError, pixels, protocol  # noqa: E402
+from simpson_client import Image, Mask, RequestRejected, SimpsonError, pixels, protocol  # noqa: E402
 
 BABL = {"rgba8": "R'G'B'A u8", "rgba16": "R'G'B'A u16"}
 EIGHT_BIT = {Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR, Gimp.Precision.U8_PERCEPTUAL}
@@ -104,23 +104,23 @@ def to_layer(points: list[Point], px: LayerPixels) -> list[Point]:
     return [(x, y, pos) for x, y, pos in out if 0 <= x < w and 0 <= y < h]
 
 
-def set_selection(image: Gimp.Image, mask: bytes, px: LayerPixels,
+def set_selection(image: Gimp.Image, mask: Mask, px: LayerPixels,
                   op: Gimp.ChannelOps = Gimp.ChannelOps.REPLACE) -> None:
     """Combine a layer-space mask with the selection (a temporary channel + select_item).
 
     Only the mask's bounding box is written (the channel starts black). Parts of the layer
     outside the canvas are cut off; outside the layer counts as unselected."""
     iw, ih = image.get_width(), image.get_height()
-    x, y, w, h = px.rect
-    box = pixels.mask_box(mask, w, h) or (0, 0, 0, 0)
-    bx, by = x + box[0], y + box[1]                       # the box in image pixels
-    x0, y0, x1, y1 = max(0, bx), max(0, by), min(iw, bx + box[2]), min(ih, by + box[3])
+    x, y = px.rect[0], px.rect[1]
+    mx, my, mw, mh = mask.box
+    bx, by = x + mx, y + my                               # the box in image pixels
+    x0, y0, x1, y1 = max(0, bx), max(0, by), min(iw, bx + mw), min(ih, by + mh)
     channel = Gimp.Channel.new(image, "SimpSON mask", iw, ih, 100.0, Gegl.Color.new("black"))
     image.insert_channel(channel, None, 0)
     try:
         if x1 > x0 and y1 > y0:
             cw = x1 - x0
-            rows = b"".join(mask[(r - y) * w + (x0 - x):(r - y) * w + (x0 - x) + cw] for r in range(y0, y1))
+            rows = b"".join(mask.crop[(r - by) * mw + (x0 - bx):(r - by) * mw + (x0 - bx) + cw] for r in range(y0, y1))
             buf = channel.get_buffer()
             buf.set(Gegl.Rectangle.new(x0, y0, cw, y1 - y0), "Y u8", rows)
             buf.flush()

@@ -20,7 +20,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 import gimp_io  # noqa: E402
-from simpson_client import Cancelled, Client, Patch, SimpsonError  # noqa: E402
+from simpson_client import Cancelled, Client, Mask, Patch, SimpsonError  # noqa: E402
 from task import run_with_progress  # noqa: E402
 
 SELECT_OBJECT = "python-fu-simpson-select-object"
@@ -71,10 +71,10 @@ def layer_clicks(points: list[gimp_io.Point], px: gimp_io.LayerPixels) -> list[g
 
 
 def compute_select(client: Client, image: Gimp.Image, px: gimp_io.LayerPixels, config: Gimp.ProcedureConfig,
-                   end: float = 1.0) -> bytes:
+                   end: float = 1.0) -> Mask:
     """The object mask (layer pixels) for the clicks in the arguments or marked in the image."""
     points = layer_clicks(clicks(image, config), px)
-    return run_with_progress(client, lambda p: client.select(px.image, points, progress=p).data,
+    return run_with_progress(client, lambda p: client.select(px.image, points, progress=p),
                              "SimpSON Erase: selecting the object", 0.0, end)
 
 
@@ -118,7 +118,7 @@ def select_similar(client: Client, image: Gimp.Image, layer: Gimp.Layer, config:
     found = run_with_progress(client, lambda p: client.similar(px.image, points, mask=seed, progress=p),
                               "SimpSON Erase: looking for similar objects")
     Gimp.progress_set_text(f"SimpSON Erase: {len(found.instances)} objects")
-    return lambda: gimp_io.set_selection(image, found.mask.data, px, Gimp.ChannelOps.ADD)
+    return lambda: gimp_io.set_selection(image, found.mask, px, Gimp.ChannelOps.ADD)
 
 
 def erase_selection(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: Gimp.ProcedureConfig,
@@ -140,10 +140,10 @@ def erase_object(client: Client, image: Gimp.Image, layer: Gimp.Layer, config: G
         if mask is None:
             return None
         Gimp.progress_init("SimpSON Erase")
-        patch = compute_erase(client, px, mask, config)
+        patch = compute_erase(client, px, mask.data, config)
     else:
         mask = compute_select(client, image, px, config, end=0.5)
-        patch = compute_erase(client, px, mask, config, start=0.5)
+        patch = compute_erase(client, px, mask.data, config, start=0.5)
 
     def apply() -> None:
         gimp_io.set_selection(image, mask, px)

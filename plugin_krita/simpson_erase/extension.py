@@ -20,7 +20,7 @@ from PyQt5.QtWidgets import QAction, QWidget
 from . import krita_io
 from .click_tool import ClickTool
 from .krita_io import SelectionOp, Unsupported
-from .simpson_client import Client
+from .simpson_client import Client, Mask
 from .worker import Job, Worker
 
 log = logging.getLogger("simpson_erase")
@@ -122,7 +122,7 @@ class SimpsonErase(Extension):
             return client.select(px.image, [(rx, ry, True)], engine=engine, progress=progress)
 
         def done(mask) -> None:
-            self._apply_selection(doc, px.rect, mask.data, op, f"Selected the object at ({x}, {y}) "
+            self._apply_selection(doc, px.rect, mask, op, f"Selected the object at ({x}, {y}) "
                                                                 f"[{mask.engine}].")
         self._submit("Selecting", task, done)
 
@@ -153,7 +153,7 @@ class SimpsonErase(Extension):
 
         def done(similar) -> None:
             n = len(similar.instances)
-            self._apply_selection(doc, px.rect, similar.mask.data, SelectionOp.replace,
+            self._apply_selection(doc, px.rect, similar.mask, SelectionOp.replace,
                                   f"Selected {n} matching object{'s' if n != 1 else ''} [{similar.mask.engine}].")
         self._submit("Finding similar objects", task, done)
 
@@ -232,7 +232,7 @@ class SimpsonErase(Extension):
         QTimer.singleShot(krita_io.STEP_MS * 2, again)
         return True
 
-    def _apply_selection(self, doc, rect, mask: bytes, op: SelectionOp, success: str) -> None:
+    def _apply_selection(self, doc, rect, mask: Mask, op: SelectionOp, success: str) -> None:
         self.worker.hold += 1                 # next results wait until this one is in
 
         def then(error: Optional[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Optional
 from krita import Document, Krita, Node, Selection
 from PyQt5.QtCore import QByteArray, QRect, QTimer
 
-from .simpson_client import Image
+from .simpson_client import Image, Mask
 from .simpson_client.pixels import bgra_to_rgba, paste, rgba_to_bgra
 
 TEMP_MASK = "SimpSON Erase selection (temporary)"
@@ -108,9 +108,10 @@ def _mask_host(doc: Document) -> Optional[Node]:
     return None
 
 
-def apply_selection(app: Krita, doc: Document, rect: QRect, mask: bytes, op: SelectionOp,
+def apply_selection(app: Krita, doc: Document, rect: QRect, mask: Mask, op: SelectionOp,
                     then: Callable[[Optional[str]], None]) -> None:
-    """Make mask (rect-sized, 255 = selected) the selection as ONE undoable step, then call then(error).
+    """Make mask (of the layer at rect; only its box is written) the selection as ONE undoable step,
+    then call then(error).
 
     Document.setSelection is not undoable. So the mask goes into a temporary local selection mask,
     Krita's own Select Opaque action (replace/add/subtract) turns it into the global selection
@@ -121,7 +122,9 @@ def apply_selection(app: Krita, doc: Document, rect: QRect, mask: bytes, op: Sel
     if app.activeDocument() != doc:
         return then("The image changed while SimpSON Erase was working; try again.")
     sel = Selection()
-    sel.setPixelData(QByteArray(mask), rect.x(), rect.y(), rect.width(), rect.height())
+    bx, by, bw, bh = mask.box
+    if bw and bh:
+        sel.setPixelData(QByteArray(mask.crop), rect.x() + bx, rect.y() + by, bw, bh)
     temp = doc.createSelectionMask(TEMP_MASK)
     temp.setSelection(sel)
     before = doc.activeNode()

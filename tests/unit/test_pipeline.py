@@ -94,6 +94,15 @@ def test_cache_evicts_oldest():
     assert e.derive("x", lambda: 41) == 41 and e.derive("x", lambda: 42) == 41
 
 
+def test_cache_entry_makes_rgb_on_first_use():
+    px16 = np.zeros((2, 3, 4), np.uint16)
+    px16[0, 0] = (65535, 32768, 0, 65535)
+    entry = ImageEntry("k16", px16)
+    assert entry._rgb is None and entry.nbytes() == px16.nbytes + 2 * 3 * 3
+    assert entry.rgb.dtype == np.uint8 and tuple(entry.rgb[0, 0]) == (255, 128, 0)
+    assert entry.rgb is entry.rgb
+
+
 def test_load_image_kinds(tmp_path):
     import cv2
     grey = np.arange(48, dtype=np.uint8).reshape(6, 8)

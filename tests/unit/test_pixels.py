@@ -15,13 +15,14 @@ def test_paste_and_crop():
     assert pixels.crop(bytes(dest), 4, (1, 1, 2, 2), 1) == b"\x01\x02\x03\x04"
 
 
-def test_mask_box():
-    m = bytearray(5 * 4)
-    m[1 * 5 + 2] = 255
-    m[3 * 5 + 4] = 255
-    assert pixels.mask_box(bytes(m), 5, 4) == (2, 1, 3, 3)
-    assert pixels.mask_box(bytes(5 * 4), 5, 4) is None
-
-
 def test_image_to_layer():
     assert pixels.image_to_layer(10.5, 3.5, 4, -2) == (6.5, 5.5)
+
+
+def test_mask_keeps_the_box_and_builds_the_full_mask_on_demand():
+    from simpson_client import Mask
+    m = Mask(5, 4, (1, 2, 3, 2), bytes([255, 0, 255, 255, 255, 0]), "dsn", 0.25)
+    assert m._data is None                                 # nothing full-size until asked
+    assert m.data == bytes([0] * 10 + [0, 255, 0, 255, 0] + [0, 255, 255, 0, 0])
+    assert m.data is m.data and m.seconds == 0.25
+    assert Mask(5, 4, (0, 0, 0, 0), b"").data == bytes(20)   # an empty selection
