@@ -2,6 +2,7 @@
 
     query mask ──► prototype (mask-pooled Lite0 features at strides 8 and 16)
                ──► cosine map over the image (encoded so the query is ~96 px), peaks by max-pool NMS
+                   (or, when backend/weights/cpn-lite0.pt exists, the learned CPN heatmap's peaks)
                ──► each peak becomes a click for the one-click segmenter (DSN, or GrabCut fallback)
                ──► a verifier scores (query, candidate); accepted candidates become new queries (IDS)
 
@@ -10,14 +11,23 @@ that is matching on a small grid plus one segmenter call per proposal.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Optional, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .models.cpn import CPN
+
+log = logging.getLogger("simpson.similar")
 
 STRIDE = 8               # grid of the matching features (s16 is upsampled to it)
 LEVELS = ("s8", "s16")
@@ -27,6 +37,7 @@ SIDE_STEP = 64           # encoded sides are quantised so nearby queries share o
 HIST_BINS = (8, 4, 4)    # colour histogram bins: hue, saturation, value
 SHAPE = 16               # shape descriptor: the mask's box resized to SHAPE×SHAPE
 PARTS = 3                # part descriptor: features pooled in PARTS×PARTS cells of the box
+CPN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cpn-lite0.pt"   # optional: learned proposals
 
 
 @dataclass
@@ -376,6 +387,70 @@ def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -
     return Patch(p.x + q.x, p.y + q.y, q.mask)
 
 
+# ---------------------------------------------------------------- learned proposals (CPN)
+
+def load_cpn(path: Path) -> "CPN":
+    """The CPN stored at path, checked against path.sha256 first (ValueError when the checksum
+    file is missing or does not match); torch.load(weights_only=True), loaded strictly."""
+    from .models.cpn import CPN   # noqa: PLC0415
+    path = Path(path)
+    sums = path.with_suffix(".sha256")
+    if not sums.is_file():
+        raise ValueError(f"no checksum file {sums}")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if h.hexdigest() != sums.read_text().split()[0].lower():
+        raise ValueError(f"checksum mismatch for {path}")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    model = CPN()
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
+    return model.eval()
+
+
+_CPN_LOCK = threading.Lock()
+_CPN_LOADED: dict[tuple, Optional["CPN"]] = {}
+
+
+def default_cpn() -> Optional["CPN"]:
+    """The CPN from CPN_WEIGHTS when that file exists (cached per file version), else None; a
+    file that fails its checksum or does not load is logged and not used (cosine proposals)."""
+    try:
+        st = CPN_WEIGHTS.stat()
+    except OSError:
+        return None
+    key = (str(CPN_WEIGHTS), st.st_mtime_ns, st.st_size)
+    with _CPN_LOCK:
+        if key not in _CPN_LOADED:
+            _CPN_LOADED.clear()
+            try:
+                _CPN_LOADED[key] = load_cpn(CPN_WEIGHTS)
+                log.info("similar: proposals from the CPN (%s)", CPN_WEIGHTS.name)
+            except Exception:   # noqa: BLE001 - fall back to the cosine proposals, say why
+                log.exception("similar: CPN weights unusable; cosine proposals")
+                _CPN_LOADED[key] = None
+        return _CPN_LOADED[key]
+
+
+def cpn_heatmap(cpn: "CPN", mm: MatchMap, weights: np.ndarray,
+                projected: Optional[dict[str, torch.Tensor]] = None) -> np.ndarray:
+    """gh×gw click probabilities for one query (its grid weights, see to_grid)."""
+    with torch.inference_mode():
+        feats = {lvl: f[None] for lvl, f in mm.feats.items()}
+        q = torch.from_numpy(np.ascontiguousarray(weights, np.float32))[None]
+        return torch.sigmoid(cpn(feats, q, projected))[0, 0].numpy()
+
+
+def cpn_peaks(heat: np.ndarray, seed_cells: tuple[float, float], blocked: np.ndarray, tau: float,
+              k: int) -> list[tuple[int, int, float]]:
+    """(gx, gy, probability) of the CPN heatmap's peaks: max-pool NMS with the same kernel as
+    `peaks` (0.6 × the query's short side in cells, >= 3), >= tau, not blocked, best k first."""
+    from .models.cpn import pick_peaks   # noqa: PLC0415
+    kern = max(3, int(round(0.6 * min(seed_cells))) | 1)
+    return pick_peaks(torch.from_numpy(heat), kern, tau, k, torch.from_numpy(blocked))
+
+
 @dataclass
 class Result:
     accepted: list[Candidate] = field(default_factory=list)
@@ -386,9 +461,16 @@ class Result:
 
 def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
                  settings: Settings, progress: Callable[[float, str], None] = lambda f, m: None,
-                 clock: Callable[[], float] = time.perf_counter) -> Result:
+                 clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto") -> Result:
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
-    disjoint from the seed and from each other."""
+    disjoint from the seed and from each other.
+
+    cpn: the proposal source. "auto" = the CPN from CPN_WEIGHTS when that file exists, else the
+    training-free cosine map; None = always the cosine map; or a CPN module. With a CPN, each
+    query (the seed, then every accepted instance) gives a heatmap, proposals are the peaks of
+    their maximum above the CPN's stored threshold; the rest of the loop is the same."""
+    if isinstance(cpn, str):
+        cpn = default_cpn()
     start = clock()
     res = Result()
     H, W = seed.shape
@@ -401,6 +483,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     taken = seed.copy()                          # pixels that belong to known objects
     taken_grid = to_grid(sp, mm)
     queries = [query.pooled]
+    qgrids = [taken_grid]                        # the queries' grid weights (CPN inputs)
+    projected = None                             # the CPN's projected maps, once per call
     sims: list[np.ndarray] = []
     tried = np.zeros(mm.grid, bool)              # cells already proposed or segmented
     for rnd in range(settings.rounds):
@@ -409,13 +493,22 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
         new = queries[len(sims):]
         if not new:
             break
-        sims += [smooth_map(cosine_map(mm, q), seed_cells) for q in new]
-        sim = np.max(np.stack(sims), 0)
-        if rnd == 0:   # the query's own peak sets the bar for its copies
-            inside = taken_grid > 0.3
-            own = float(sims[0][inside].max()) if inside.any() else float(sims[0].max())
-            tau = max(settings.peak_floor, settings.peak_rel * own)
-        props = peaks(sim, seed_cells, tried | (taken_grid > 0.3), tau, settings.max_peaks)
+        if cpn is not None:     # learned proposals: one heatmap per query, their maximum
+            if projected is None:
+                with torch.inference_mode():
+                    projected = cpn.project({lvl: f[None] for lvl, f in mm.feats.items()})
+            sims += [cpn_heatmap(cpn, mm, g, projected) for g in qgrids[len(sims):]]
+            sim = np.max(np.stack(sims), 0)
+            props = cpn_peaks(sim, seed_cells, tried | (taken_grid > 0.3), float(cpn.threshold),
+                              settings.max_peaks)
+        else:
+            sims += [smooth_map(cosine_map(mm, q), seed_cells) for q in new]
+            sim = np.max(np.stack(sims), 0)
+            if rnd == 0:   # the query's own peak sets the bar for its copies
+                inside = taken_grid > 0.3
+                own = float(sims[0][inside].max()) if inside.any() else float(sims[0].max())
+                tau = max(settings.peak_floor, settings.peak_rel * own)
+            props = peaks(sim, seed_cells, tried | (taken_grid > 0.3), tau, settings.max_peaks)
         res.rounds = rnd + 1
         if not props:
             break
@@ -452,6 +545,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 got.region(taken)[got.mask] = True
                 taken_grid = np.maximum(taken_grid, g)
                 queries.append(cand.pooled)
+                qgrids.append(g)
             else:
                 res.rejected.append(c)
     return res
