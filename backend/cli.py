@@ -19,6 +19,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -95,6 +96,7 @@ def serve(args: argparse.Namespace) -> int:
     reuse_freed_memory()
     pipeline = Pipeline()
     pipeline.info()   # imports torch and checks the engines now, so the first request is quick
+    threading.Thread(target=pipeline.warm_up, name="simpson-warm-up", daemon=True).start()
     try:
         server = Server(endpoint, pipeline, curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path),
                         idle_exit=args.idle_exit)

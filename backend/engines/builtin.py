@@ -1,8 +1,8 @@
 """The built-in erase engine: needs no download; the default when LaMa's weights are absent.
 
-An ensemble of PatchMatch exemplar fills (Barnes et al. 2009, via PyPI `PyPatchMatch`): the crop
-is filled several times at a bounded working resolution with different patch sizes, and the
-fills are averaged. Each fill copies real texture from around the hole; averaging fills that
+An ensemble of PatchMatch exemplar fills (Barnes et al. 2009, via PyPI `PyPatchMatch`): the hole
+is filled several times, from windows with more or less context around it, at bounded working
+resolutions, with different patch sizes, and the fills are averaged. Each fill copies real texture from around the hole; averaging fills that
 disagree keeps what they agree on (structure, colour, light) and softens what they guess (fine
 texture), which removes PatchMatch's misplaced-patch artefacts. Why this and not the others:
 docs/erase.md (bench/erase.py).
@@ -20,8 +20,11 @@ import numpy as np
 
 from . import Engine, Progress
 
-# (working long side of the crop in px, patch radius: patches are (2r+1)² px), one fill each
-PASSES: tuple[tuple[int, int], ...] = ((224, 5), (224, 7), (160, 9))
+# One PatchMatch fill per pass: (context, working long side in px, patch radius: patches are
+# (2r+1)² px). context None = the whole crop the pipeline gives (the hole plus max(64 px, its
+# size) on every side); a number = only the hole's box plus that fraction of its size (at least
+# 24 px) on every side, so the fill copies from nearer texture at a finer working scale.
+PASSES: tuple[tuple[float | None, int, int], ...] = ((None, 224, 7), (None, 160, 9), (0.5, 224, 5))
 SEED = 1
 
 _pm: Optional[Any] = None
@@ -64,36 +67,51 @@ def exemplar_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, side: int, radius:
         return pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
 
 
-def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, passes: tuple[tuple[int, int], ...] = PASSES,
+def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
+                  passes: tuple[tuple[float | None, int, int], ...] = PASSES,
                   progress: Optional[Progress] = None) -> np.ndarray:
     """rgb h×w×3 uint8, hole h×w bool -> h×w×3 uint8; pixels outside the hole are unchanged.
 
-    The fills are averaged at the largest working size and resized to the crop once."""
+    Each pass fills its window of the crop at its working size; the fills are resized to the
+    crop's resolution over the hole's box only, and averaged."""
     out = rgb.copy()
     if not hole.any():
         return out
     if hole.all() or min(hole.shape) < 8:      # nothing to copy from, or too small for patches
         return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
-    total = np.zeros(0, np.float32)
-    for i, (side, radius) in enumerate(sorted(passes, key=lambda p: -p[0])):   # largest size first
+    y0, y1, x0, x1 = _box(hole)
+    total = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    for i, (context, side, radius) in enumerate(passes):
         if progress is not None:
             progress(0.1 + 0.8 * i / len(passes), f"Filling (pass {i + 1} of {len(passes)})")
-        fill = exemplar_fill(pm, rgb, hole, side, radius)
-        if i == 0:
-            total = fill.astype(np.float32)
-            continue
-        if fill.shape != total.shape:
-            fill = cv2.resize(fill, (total.shape[1], total.shape[0]), interpolation=cv2.INTER_CUBIC)
-        total += fill
+        wy0, wy1, wx0, wx1 = _window(hole, context)
+        part = hole[wy0:wy1, wx0:wx1]
+        fill = exemplar_fill(pm, rgb[wy0:wy1, wx0:wx1], part, side, radius).astype(np.float32)
+        box = (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0)     # the hole's box in this window
+        if fill.shape[:2] == part.shape:
+            total += fill[box[1]:box[3], box[0]:box[2]]
+        else:
+            total += _upscale_box(fill, part.shape, box)
     mean = np.clip(total / len(passes) + 0.5, 0, 255).astype(np.uint8)
-    if mean.shape[:2] == hole.shape:
-        out[hole] = mean[hole]
-        return out
-    ys, xs = np.nonzero(hole.any(1))[0], np.nonzero(hole.any(0))[0]
-    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
     box_hole = hole[y0:y1, x0:x1]
-    out[y0:y1, x0:x1][box_hole] = _upscale_box(mean, hole.shape, (x0, y0, x1, y1))[box_hole]
+    out[y0:y1, x0:x1][box_hole] = mean[box_hole]
     return out
+
+
+def _box(hole: np.ndarray) -> tuple[int, int, int, int]:
+    """y0, y1, x0, x1 of the hole's bounding box."""
+    ys, xs = np.nonzero(hole.any(1))[0], np.nonzero(hole.any(0))[0]
+    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+
+def _window(hole: np.ndarray, context: float | None) -> tuple[int, int, int, int]:
+    """y0, y1, x0, x1 of a pass's window: the whole crop, or the hole's box with context around it."""
+    h, w = hole.shape
+    if context is None:
+        return 0, h, 0, w
+    y0, y1, x0, x1 = _box(hole)
+    m = max(24, int(context * max(y1 - y0, x1 - x0)))
+    return max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
 
 
 def _upscale_box(small: np.ndarray, shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
