@@ -12,7 +12,8 @@ photo costs, and a 12-MP photo with a 5 % hole is filled in about a second.
 """
 from __future__ import annotations
 
-import threading
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import cv2
@@ -29,7 +30,9 @@ SEED = 1
 
 _pm: Optional[Any] = None
 _pm_error = ""
-_lock = threading.Lock()       # the native library keeps its seed and settings in globals
+# The passes run on threads: the native code releases the GIL (ctypes) and its random generator
+# is per thread, so a pass seeded on its own thread gives the same fill as run alone (tested).
+_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="simpson-fill")
 
 
 def _patchmatch() -> Optional[Any]:
@@ -62,9 +65,8 @@ def exemplar_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, side: int, radius:
     """One PatchMatch fill of the crop downscaled to long side `side` (uint8, at that size)."""
     small, small_hole = _resize_to(rgb, hole, side)
     radius = max(1, min(radius, min(small_hole.shape) // 4))
-    with _lock:
-        pm.set_random_seed(SEED)
-        return pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
+    pm.set_random_seed(SEED)   # this thread's generator
+    return pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
 
 
 def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
@@ -80,18 +82,24 @@ def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
     if hole.all() or min(hole.shape) < 8:      # nothing to copy from, or too small for patches
         return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
     y0, y1, x0, x1 = _box(hole)
+    windows = [_window(hole, context) for context, _, _ in passes]
+    fills = [_pool.submit(exemplar_fill, pm, rgb[wy0:wy1, wx0:wx1], hole[wy0:wy1, wx0:wx1], side, radius)
+             for (wy0, wy1, wx0, wx1), (_, side, radius) in zip(windows, passes)]
     total = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-    for i, (context, side, radius) in enumerate(passes):
-        if progress is not None:
-            progress(0.1 + 0.8 * i / len(passes), f"Filling (pass {i + 1} of {len(passes)})")
-        wy0, wy1, wx0, wx1 = _window(hole, context)
-        part = hole[wy0:wy1, wx0:wx1]
-        fill = exemplar_fill(pm, rgb[wy0:wy1, wx0:wx1], part, side, radius).astype(np.float32)
-        box = (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0)     # the hole's box in this window
-        if fill.shape[:2] == part.shape:
-            total += fill[box[1]:box[3], box[0]:box[2]]
-        else:
-            total += _upscale_box(fill, part.shape, box)
+    try:
+        for i, ((wy0, wy1, wx0, wx1), future) in enumerate(zip(windows, fills)):
+            if progress is not None:    # here, on the request's thread: it may raise Cancelled
+                progress(0.1 + 0.8 * i / len(passes), f"Filling (pass {i + 1} of {len(passes)})")
+            fill = future.result().astype(np.float32)
+            part = (wy1 - wy0, wx1 - wx0)
+            box = (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0)     # the hole's box in this window
+            if fill.shape[:2] == part:
+                total += fill[box[1]:box[3], box[0]:box[2]]
+            else:
+                total += _upscale_box(fill, part, box)
+    finally:
+        for future in fills:
+            future.cancel()             # passes not started yet, after a cancel or an error
     mean = np.clip(total / len(passes) + 0.5, 0, 255).astype(np.uint8)
     box_hole = hole[y0:y1, x0:x1]
     out[y0:y1, x0:x1][box_hole] = mean[box_hole]

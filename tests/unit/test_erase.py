@@ -60,6 +60,21 @@ def test_degenerate_crops(shape):
     assert np.array_equal(out[~one], rgb[~one])
 
 
+def test_same_fill_whatever_runs_beside_it():
+    """Passes run on threads; the native random generator is per thread, so concurrent fills
+    (two requests at once) give exactly what each gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+    rgb = stripes()
+    holes = [np.zeros(rgb.shape[:2], bool) for _ in range(2)]
+    holes[0][60:100, 80:130] = True
+    holes[1][20:70, 30:60] = True
+    engine = BuiltinEngine()
+    alone = [engine.erase(rgb, h, no_progress) for h in holes]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda h: engine.erase(rgb, h, no_progress), holes * 2))
+    assert all(np.array_equal(t, alone[i % 2]) for i, t in enumerate(together))
+
+
 def test_cancel_between_passes():
     class Stop(Exception):
         pass
