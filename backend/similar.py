@@ -143,6 +143,12 @@ def encode_side(height: int, width: int, seed: np.ndarray) -> int:
 
 def encode(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> MatchMap:
     """Runs the backbone once on rgb resized to long side `side` (padded to a multiple of 32)."""
+    raw, scale = encode_raw(backbone, rgb, side)
+    return MatchMap(match_feats(raw), scale, rgb.shape[0], rgb.shape[1])
+
+
+def encode_raw(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> tuple[dict[str, torch.Tensor], float]:
+    """The backbone's raw level maps (1×C×h×w) of rgb resized to long side `side`, and the scale."""
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
     eh, ew = max(1, round(h * scale)), max(1, round(w * scale))
@@ -157,14 +163,19 @@ def encode(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> MatchMap:
     x = torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None]
     with torch.inference_mode():
         out = backbone(x)
-        grid = out["s8"].shape[-2:]
-        feats = {}
-        for lvl in LEVELS:
-            f = out[lvl].float()
-            if f.shape[-2:] != grid:
-                f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
-            feats[lvl] = F.normalize(f[0], dim=0).contiguous()
-    return MatchMap(feats, scale, h, w)
+    return {lvl: out[lvl].float() for lvl in LEVELS}, scale
+
+
+def match_feats(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Raw level maps -> MatchMap.feats: C×gh×gw on the s8 grid (s16 resampled), unit length per cell."""
+    grid = raw["s8"].shape[-2:]
+    feats = {}
+    for lvl in LEVELS:
+        f = raw[lvl].float()
+        if f.shape[-2:] != grid:
+            f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
+        feats[lvl] = F.normalize(f[0], dim=0).contiguous()
+    return feats
 
 
 def to_grid(mask: "np.ndarray | Patch", mm: MatchMap) -> np.ndarray:

@@ -4,7 +4,7 @@
 
 One file per scene, DIR/<split>-<seed>.npz (written atomically; existing files are kept, so a
 stopped run resumes): the Lite0 features as find_similar computes them, but stored raw at their
-own strides in float16 (s8 40×gh×gw, s16 112×gh/2×gw/2; `match_feats` rebuilds the MatchMap
+own strides in float16 (s8 40×gh×gw, s16 112×gh/2×gw/2; `similar.match_feats` rebuilds the MatchMap
 levels), and per object: group id, grid weights (sim.to_grid), centre (most interior point, in
 grid cells), min(h, w) of its box in cells; a label map (object index + 1 at each cell centre,
 0 = background). The image is encoded at the scale inference would use for a reference copy (a
@@ -49,42 +49,11 @@ def backbone() -> torch.nn.Module:
     return model.eval()
 
 
-def encode_raw(model: torch.nn.Module, rgb: np.ndarray, side: int) -> tuple[dict[str, torch.Tensor], float]:
-    """sim.encode without the resampling and normalisation: raw s8 and s16 maps (1×C×h×w)."""
-    h, w = rgb.shape[:2]
-    scale = side / max(h, w)
-    eh, ew = max(1, round(h * scale)), max(1, round(w * scale))
-    small = cv2.resize(rgb, (ew, eh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    ph, pw = -(-eh // 32) * 32, -(-ew // 32) * 32
-    padded = np.zeros((ph, pw, 3), np.uint8)
-    padded[:eh, :ew] = small
-    if ph > eh:
-        padded[eh:, :ew] = small[-1:]
-    if pw > ew:
-        padded[:, ew:] = padded[:, ew - 1:ew]
-    x = torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None]
-    with torch.inference_mode():
-        out = model(x)
-    return {lvl: out[lvl].float() for lvl in sim.LEVELS}, scale
-
-
-def match_feats(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Raw level maps (1×C×h×w) -> MatchMap.feats (C×gh×gw, s16 resampled, unit length), as sim.encode."""
-    grid = raw["s8"].shape[-2:]
-    out = {}
-    for lvl in sim.LEVELS:
-        f = raw[lvl].float()
-        if f.shape[-2:] != grid:
-            f = F.interpolate(f, size=grid, mode="bilinear", align_corners=False)
-        out[lvl] = F.normalize(f[0], dim=0).contiguous()
-    return out
-
-
 def scene_record(scene: Scene, model: torch.nn.Module, ref: int) -> dict[str, np.ndarray]:
     h, w = scene.image.shape[:2]
     side = sim.encode_side(h, w, scene.masks[ref])
-    raw, scale = encode_raw(model, scene.image, side)
-    feats = match_feats(raw)
+    raw, scale = sim.encode_raw(model, scene.image, side)
+    feats = sim.match_feats(raw)
     mm = sim.MatchMap(feats, scale, h, w)
     gh, gw = mm.grid
     cell = sim.STRIDE / scale
@@ -154,7 +123,7 @@ def load(path: Path) -> Cached | None:
     d = np.load(path)
     if "empty" in d.files:
         return None
-    feats = match_feats({"s8": torch.from_numpy(d["s8"].astype(np.float32))[None],
+    feats = sim.match_feats({"s8": torch.from_numpy(d["s8"].astype(np.float32))[None],
                          "s16": torch.from_numpy(d["s16"].astype(np.float32))[None]})
     feats = {k: v.half() for k, v in feats.items()}          # memory: hundreds of scenes in RAM
     return Cached(feats, torch.from_numpy(d["weights"].astype(np.float32)), d["groups"].astype(int),
