@@ -23,7 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import similar as sim
 from .synth import Scene, SceneGenerator
