@@ -7,7 +7,8 @@ default engines, warm-up included) gets, through the shared client (pyzmq):
 1. the first click on a new image: pixels travel, the image is encoded, the click decoded;
 2. further clicks on the same image, each with the previous mask as GIMP's dialog sends them (a
    positive click on another object, then a negative click on it);
-3. select similar from the first mask; 4. erase the union mask.
+3. select similar from the first mask, twice (the second time the image's matching encoding is
+   cached); 4. erase the union mask.
 Each line is the client's wall time and the daemon's own time (`seconds` in the reply). The
 first click repeats on --runs new images (one pixel changed, so the cache misses). At the end
 the daemon's peak resident memory (VmHWM). Issue 4's targets: first click <= 1.0 s, further
@@ -67,8 +68,12 @@ def main() -> None:
                      f"{med([s[1] for s in steps]):.3f}", "<= 0.15 s"])
         start = time.perf_counter()
         found = client.similar(img, mask=mask.data)
-        rows.append([f"select similar ({len(found.instances)} instances)", f"{time.perf_counter() - start:.3f}",
-                     f"{found.mask.seconds:.3f}", "<= 1.0 s once encoded (issue 5)"])
+        rows.append([f"select similar, first ({len(found.instances)} instances, encodes for matching)",
+                     f"{time.perf_counter() - start:.3f}", f"{found.mask.seconds:.3f}", ""])
+        start = time.perf_counter()
+        again = client.similar(img, mask=mask.data)
+        rows.append([f"select similar again, image encoded ({len(again.instances)} instances)",
+                     f"{time.perf_counter() - start:.3f}", f"{again.mask.seconds:.3f}", "<= 1.0 s (issue 5)"])
         start = time.perf_counter()
         patch = client.erase(img, found.mask.data)
         rows.append([f"erase (box {patch.box[2]}x{patch.box[3]}, engine {patch.engine})",
