@@ -11,21 +11,20 @@ that is matching on a small grid plus one segmenter call per proposal.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from .models.cpn import CPN
+from .models.cpn import CPN, pick_peaks
+from .segment import sha256_of
 
 log = logging.getLogger("simpson.similar")
 
@@ -337,17 +336,12 @@ def align(rgb: np.ndarray, sp: "Patch", cx: float, cy: float, radius: float) -> 
 
 def peaks(smooth: np.ndarray, seed_cells: tuple[float, float], blocked: np.ndarray, tau: float,
           k: int) -> list[tuple[int, int, float]]:
-    """(gx, gy, value) of local maxima of a (matched) cosine map, best first.
+    """(gx, gy, value) of local maxima of a (matched) cosine map or a CPN heatmap, best first:
+    max-pool NMS with a kernel of 0.6 × the query's short side in cells (>= 3), values >= tau.
 
     smooth: gh×gw; seed_cells: the query's (w, h) in cells; blocked: gh×gw bool, no peaks there."""
-    sw, sh = seed_cells
-    kern = max(3, int(round(0.6 * min(sw, sh))) | 1)
-    t = torch.from_numpy(smooth)[None, None]
-    local = F.max_pool2d(t, kern, stride=1, padding=kern // 2)[0, 0].numpy()
-    is_peak = (smooth >= local - 1e-6) & (smooth >= tau) & ~blocked
-    ys, xs = np.nonzero(is_peak)
-    order = np.argsort(-smooth[ys, xs], kind="stable")
-    return [(int(xs[i]), int(ys[i]), float(smooth[ys[i], xs[i]])) for i in order[:k]]
+    kern = max(3, int(round(0.6 * min(seed_cells))) | 1)
+    return pick_peaks(torch.from_numpy(smooth), kern, tau, k, torch.from_numpy(blocked))
 
 
 def move_template(seed: Patch, anchor: tuple[float, float], x: float, y: float,
@@ -400,19 +394,14 @@ def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -
 
 # ---------------------------------------------------------------- learned proposals (CPN)
 
-def load_cpn(path: Path) -> "CPN":
+def load_cpn(path: Path) -> CPN:
     """The CPN stored at path, checked against path.sha256 first (ValueError when the checksum
     file is missing or does not match); torch.load(weights_only=True), loaded strictly."""
-    from .models.cpn import CPN   # noqa: PLC0415
     path = Path(path)
     sums = path.with_suffix(".sha256")
     if not sums.is_file():
         raise ValueError(f"no checksum file {sums}")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    if h.hexdigest() != sums.read_text().split()[0].lower():
+    if sha256_of(path) != sums.read_text().split()[0].lower():
         raise ValueError(f"checksum mismatch for {path}")
     sd = torch.load(path, map_location="cpu", weights_only=True)
     model = CPN()
@@ -421,10 +410,10 @@ def load_cpn(path: Path) -> "CPN":
 
 
 _CPN_LOCK = threading.Lock()
-_CPN_LOADED: dict[tuple, Optional["CPN"]] = {}
+_CPN_LOADED: dict[tuple, Optional[CPN]] = {}
 
 
-def default_cpn() -> Optional["CPN"]:
+def default_cpn() -> Optional[CPN]:
     """The CPN from CPN_WEIGHTS when that file exists (cached per file version), else None; a
     file that fails its checksum or does not load is logged and not used (cosine proposals)."""
     try:
@@ -444,22 +433,13 @@ def default_cpn() -> Optional["CPN"]:
         return _CPN_LOADED[key]
 
 
-def cpn_heatmap(cpn: "CPN", mm: MatchMap, weights: np.ndarray,
+def cpn_heatmap(cpn: CPN, mm: MatchMap, weights: np.ndarray,
                 projected: Optional[dict[str, torch.Tensor]] = None) -> np.ndarray:
     """gh×gw click probabilities for one query (its grid weights, see to_grid)."""
     with torch.inference_mode():
         feats = {lvl: f[None] for lvl, f in mm.feats.items()}
         q = torch.from_numpy(np.ascontiguousarray(weights, np.float32))[None]
         return torch.sigmoid(cpn(feats, q, projected))[0, 0].numpy()
-
-
-def cpn_peaks(heat: np.ndarray, seed_cells: tuple[float, float], blocked: np.ndarray, tau: float,
-              k: int) -> list[tuple[int, int, float]]:
-    """(gx, gy, probability) of the CPN heatmap's peaks: max-pool NMS with the same kernel as
-    `peaks` (0.6 × the query's short side in cells, >= 3), >= tau, not blocked, best k first."""
-    from .models.cpn import pick_peaks   # noqa: PLC0415
-    kern = max(3, int(round(0.6 * min(seed_cells))) | 1)
-    return pick_peaks(torch.from_numpy(heat), kern, tau, k, torch.from_numpy(blocked))
 
 
 @dataclass
@@ -510,8 +490,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                     projected = cpn.project({lvl: f[None] for lvl, f in mm.feats.items()})
             sims += [cpn_heatmap(cpn, mm, g, projected) for g in qgrids[len(sims):]]
             sim = np.max(np.stack(sims), 0)
-            props = cpn_peaks(sim, seed_cells, tried | (taken_grid > 0.3), float(cpn.threshold),
-                              settings.max_peaks)
+            props = peaks(sim, seed_cells, tried | (taken_grid > 0.3), float(cpn.threshold), settings.max_peaks)
         else:
             sims += [smooth_map(cosine_map(mm, q), seed_cells) for q in new]
             sim = np.max(np.stack(sims), 0)

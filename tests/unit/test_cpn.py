@@ -141,7 +141,7 @@ def test_pick_peaks_nms_threshold_blocking_and_order():
     assert [(x, y) for x, y, _ in got] == [(30, 20)]   # blocked peak dropped, its window still suppressed
     assert abs(got[0][2] - 0.6) < 1e-6
     # find_similar's wrapper: kernel from the query's size in cells
-    got = sim.cpn_peaks(heat, (8.0, 8.0), np.zeros((30, 40), bool), 0.2, 10)
+    got = sim.peaks(heat, (8.0, 8.0), np.zeros((30, 40), bool), 0.2, 10)
     assert [(x, y) for x, y, _ in got] == [(5, 5), (30, 20)]
 
 
