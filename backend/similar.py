@@ -340,8 +340,12 @@ def peaks(smooth: np.ndarray, seed_cells: tuple[float, float], blocked: np.ndarr
     max-pool NMS with a kernel of 0.6 × the query's short side in cells (>= 3), values >= tau.
 
     smooth: gh×gw; seed_cells: the query's (w, h) in cells; blocked: gh×gw bool, no peaks there."""
-    kern = max(3, int(round(0.6 * min(seed_cells))) | 1)
-    return pick_peaks(torch.from_numpy(smooth), kern, tau, k, torch.from_numpy(blocked))
+    return pick_peaks(torch.from_numpy(smooth), peak_kernel(min(seed_cells)), tau, k, torch.from_numpy(blocked))
+
+
+def peak_kernel(short_side_cells: float) -> int:
+    """The NMS window of `peaks`: 0.6 × the query's short side in cells, odd, at least 3."""
+    return max(3, int(round(0.6 * short_side_cells)) | 1)
 
 
 def move_template(seed: Patch, anchor: tuple[float, float], x: float, y: float,

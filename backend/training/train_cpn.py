@@ -20,7 +20,6 @@ validation score; --export writes the run-time weights (state dict + chosen thre
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -35,7 +34,9 @@ import torch
 
 from .. import similar as sim
 from ..models.cpn import CPN, focal_loss, n_params, pick_peaks
+from ..segment import sha256_of
 from . import cpn_data
+from .train_dsn import atomic_save
 
 SEED = 20261123
 BATCH = 8
@@ -44,16 +45,6 @@ NEG_QUERY = 0.2
 TOPK = 12
 THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 VAL_FIRST = 1000
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def nms_kernel(c: cpn_data.Cached, q: int) -> int:
-    return max(3, int(round(0.6 * float(c.minside[q]))) | 1)
 
 
 def crop(c: cpn_data.Cached, q: int, rng: random.Random, size: int = CROP) -> tuple[slice, slice]:
@@ -128,7 +119,7 @@ def validate(model: CPN, val: list[cpn_data.Cached]) -> dict[str, dict[str, floa
         heat = torch.sigmoid(model({k: v[None].float() for k, v in c.feats.items()}, c.weights[c.ref][None]))[0, 0]
         blocked = c.weights[c.ref] > 0.3
         for t in THRESHOLDS:
-            tot[t] += count(c, pick_peaks(heat, nms_kernel(c, c.ref), t, TOPK, blocked))
+            tot[t] += count(c, pick_peaks(heat, sim.peak_kernel(float(c.minside[c.ref])), t, TOPK, blocked))
     model.train()
     n = max(len(val), 1)
     return {f"{t:g}": {"recall": a[1] / max(a[0], 1), "other_per_scene": a[2] / n, "bg_per_scene": a[3] / n}
@@ -152,7 +143,7 @@ def export(model: CPN, threshold: float, path: Path) -> str:
     sd["threshold"] = torch.tensor(float(threshold))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(sd, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_of(path)
     path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
     return digest
 
