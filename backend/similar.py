@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.cpn import CPN, pick_peaks
+from .models.cpn import CPN, box_parts, pick_peaks
 from .segment import sha256_of
 
 log = logging.getLogger("simpson.similar")
@@ -223,15 +223,10 @@ def pool_parts(mm: MatchMap, weights: np.ndarray) -> dict[str, np.ndarray]:
     out = {lvl: np.zeros((PARTS * PARTS, f.shape[0]), np.float32) for lvl, f in mm.feats.items()}
     if rows.size == 0:
         return out
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-
-    def split(a: int, b: int) -> list[tuple[int, int]]:
-        edges = np.linspace(a, b, PARTS + 1)
-        return [(int(np.floor(edges[i])), max(int(np.floor(edges[i])) + 1, int(np.ceil(edges[i + 1]))))
-                for i in range(PARTS)]
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     wt = torch.from_numpy(np.ascontiguousarray(weights))
-    for i, (ya, yb) in enumerate(split(r0, r1)):
-        for j, (xa, xb) in enumerate(split(c0, c1)):
+    for i, (ya, yb) in enumerate(box_parts(r0, r1, PARTS)):
+        for j, (xa, xb) in enumerate(box_parts(c0, c1, PARTS)):
             w = wt[ya:yb, xa:xb]
             if float(w.sum()) <= 0:
                 continue

@@ -52,6 +52,13 @@ class DecoderLayer(nn.Module):
         return q + self.ffn(self.n3(q))
 
 
+def box_parts(a: int, b: int, k: int) -> list[tuple[int, int]]:
+    """The span [a, b) of a box cut into k parts (start, end), each at least one cell long."""
+    edges = [a + (b - a) * i / k for i in range(k + 1)]
+    return [(int(math.floor(edges[i])), max(int(math.floor(edges[i])) + 1, int(math.ceil(edges[i + 1]))))
+            for i in range(k)]
+
+
 def grid_pool(feat: torch.Tensor, weights: torch.Tensor, k: int = K) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask-weighted means of feat (C×H×W) in a k×k split of the weights' box (H×W).
 
@@ -65,13 +72,8 @@ def grid_pool(feat: torch.Tensor, weights: torch.Tensor, k: int = K) -> tuple[to
         return out, empty
     r0, r1 = int(rows[0]), int(rows[-1]) + 1
     c0, c1 = int(cols[0]), int(cols[-1]) + 1
-
-    def split(a: int, b: int) -> list[tuple[int, int]]:
-        edges = [a + (b - a) * i / k for i in range(k + 1)]
-        return [(int(math.floor(edges[i])), max(int(math.floor(edges[i])) + 1, int(math.ceil(edges[i + 1]))))
-                for i in range(k)]
-    for i, (ya, yb) in enumerate(split(r0, r1)):
-        for j, (xa, xb) in enumerate(split(c0, c1)):
+    for i, (ya, yb) in enumerate(box_parts(r0, r1, k)):
+        for j, (xa, xb) in enumerate(box_parts(c0, c1, k)):
             w = weights[ya:yb, xa:xb]
             s = w.sum()
             if float(s) <= 0:
