@@ -64,8 +64,26 @@ def error_click(gt: np.ndarray, prev: np.ndarray, rng: np.random.Generator) -> P
     return best[1] if best else None
 
 
-def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """A plausible wrong previous prediction made from the ground truth."""
+def background_region(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A colour-coherent region of the background next to the object (flood fill from a pixel
+    just outside it): what a one-click model selects when it takes the object's support."""
+    ring = cv2.dilate(gt.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~gt
+    ys, xs = np.nonzero(ring)
+    if not len(ys):
+        return np.zeros_like(gt)
+    i = rng.integers(len(ys))
+    tol = (int(rng.integers(8, 30)),) * 3
+    ff = np.zeros((gt.shape[0] + 2, gt.shape[1] + 2), np.uint8)
+    blurred = cv2.GaussianBlur(np.ascontiguousarray(image), (5, 5), 0)
+    cv2.floodFill(blurred, ff, (int(xs[i]), int(ys[i])), 0, tol, tol,
+                  4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))
+    return (ff[1:-1, 1:-1] > 0) & ~gt
+
+
+def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Generator,
+                 image: np.ndarray | None = None) -> np.ndarray:
+    """A plausible wrong previous prediction made from the ground truth (`image`: the crop, for
+    background regions)."""
     m = gt.astype(np.uint8)
     s = m.shape[0]
     r = rng.random()
@@ -83,6 +101,8 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
         m = m & (1 - hole)
     elif r < 0.75 and others:  # bled into a neighbour
         m = m | others[rng.integers(len(others))].astype(np.uint8)
+    elif r < 0.85 and image is not None:  # took a region of the background with it
+        m = m | background_region(image, gt, rng)
     else:  # an extra blob touching the object
         bh, bw = int(rng.integers(8, s // 3)), int(rng.integers(8, s // 3))
         ys, xs = np.nonzero(cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)))
@@ -113,7 +133,7 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
     if refine is None:
         refine = rng.random() < 0.35
     if refine:
-        prev = perturb_mask(gt, others, rng)
+        prev = perturb_mask(gt, others, rng, image)
         for _ in range(int(rng.integers(1, 3))):
             p = error_click(gt, prev, rng)
             if p is None:

@@ -1,9 +1,16 @@
 """Train 1C-DSN on synthetic scenes, bounded by wall time, checkpointed and resumable.
 
     python -m backend.training.train_dsn --out DIR --minutes M [--resume]
+        [--init WEIGHTS] [--lr-scale F] [--model-clicks P]
 
-DIR/ckpt.pt (full state, atomic), DIR/best.pt (model weights of the best validation IoU),
-DIR/train.log (loss, learning rate, validation IoU).
+DIR/ckpt.pt (full state, atomic), DIR/best.pt (model weights of the best validation score),
+DIR/train.log (loss, learning rate, validation IoU after 1 and 3 clicks).
+
+--model-clicks P: for a share P of the crops, the model itself (no gradient) predicts once or
+twice and each time a click goes to the centre of its largest mistake, with its prediction as
+the previous mask (RITM-style iterative training): the refinement path then learns from the
+mistakes the model really makes. The validation score is the mean of the IoU after the first
+click and after two such corrective clicks.
 """
 from __future__ import annotations
 
@@ -21,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ..models.dsn import DistractorSegmenter, build_dsn_lite0
-from .samples import Sample, make_sample, pick_instance
+from ..models.dsn import DistractorSegmenter, build_dsn_lite0, click_maps
+from .samples import Sample, error_click, make_sample, pick_instance
 from .synth import SceneGenerator
 
 SEED = 20260423
@@ -101,18 +108,54 @@ def set_train(model: DistractorSegmenter) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: DistractorSegmenter, val: Sample, device: torch.device, batch: int = 10) -> float:
+def model_clicks(model: DistractorSegmenter, b: Sample, iters: list[int], rng: np.random.Generator) -> Sample:
+    """Crop k gets iters[k] rounds of: predict, click at the largest mistake, prediction → prev."""
+    idx = [k for k, n in enumerate(iters) if n > 0]
+    if not idx:
+        return b
     model.eval()
-    ious = []
+    sub = Sample(*(t[idx] for t in b))
+    feats = model.encode(sub.image)
+    pos, neg, prev = sub.pos.clone(), sub.neg.clone(), sub.prev.clone()
+    size = sub.target.shape[-2:]
+    for r in range(max(iters)):
+        logits, _ = model.decode(feats, pos, neg, prev)
+        pred = (F.interpolate(logits, size=size, mode="bilinear", align_corners=False) > 0).cpu().numpy()
+        for j, k in enumerate(idx):
+            if iters[k] <= r:
+                continue
+            p = error_click(sub.target[j, 0].cpu().numpy() > 0.5, pred[j, 0], rng)
+            if p is None:
+                continue
+            cp, cn = click_maps([p], *size)
+            pos[j] = torch.maximum(pos[j], cp.to(pos.device))
+            neg[j] = torch.maximum(neg[j], cn.to(neg.device))
+            prev[j, 0] = torch.from_numpy(pred[j, 0].astype(np.float32)).to(prev.device)
+    out = [t.clone() for t in b]
+    out[1][idx], out[2][idx], out[3][idx] = pos, neg, prev
+    return Sample(*out)
+
+
+def iou_of(model: DistractorSegmenter, s: Sample) -> torch.Tensor:
+    logits, _ = model(s.image, s.pos, s.neg, s.prev)
+    pred = F.interpolate(logits, size=s.target.shape[-2:], mode="bilinear", align_corners=False) > 0
+    gt = s.target > 0.5
+    inter = (pred & gt).flatten(1).sum(1).float()
+    union = (pred | gt).flatten(1).sum(1).float().clamp(min=1)
+    return (inter / union).cpu()
+
+
+@torch.no_grad()
+def evaluate(model: DistractorSegmenter, val: Sample, device: torch.device, batch: int = 10) -> tuple[float, float]:
+    """Mean IoU after the first click and after two corrective clicks (fixed click seeds)."""
+    model.eval()
+    first, third = [], []
     for i in range(0, len(val.image), batch):
         s = Sample(*(t[i:i + batch].to(device) for t in val))
-        logits, _ = model(s.image, s.pos, s.neg, s.prev)
-        pred = F.interpolate(logits, size=s.target.shape[-2:], mode="bilinear", align_corners=False) > 0
-        gt = s.target > 0.5
-        inter = (pred & gt).flatten(1).sum(1).float()
-        union = (pred | gt).flatten(1).sum(1).float().clamp(min=1)
-        ious.append((inter / union).cpu())
-    return float(torch.cat(ious).mean())
+        first.append(iou_of(model, s))
+        s = model_clicks(model, s, [2] * len(s.image), np.random.default_rng([SEED, 3, i]))
+        third.append(iou_of(model, s))
+    return float(torch.cat(first).mean()), float(torch.cat(third).mean())
 
 
 def lr_factor(step: int, progress: float) -> float:
@@ -144,6 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/ckpt.pt")
     ap.add_argument("--plan-minutes", type=float, default=None,
                     help="length of the LR schedule (default: --minutes of the first run)")
+    ap.add_argument("--init", type=Path, default=None, help="start from these model weights (a new run)")
+    ap.add_argument("--lr-scale", type=float, default=1.0, help="multiplies both learning rates")
+    ap.add_argument("--model-clicks", type=float, default=0.0,
+                    help="share of crops given 1-2 corrective clicks at the model's own mistakes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--val-scenes", type=int, default=VAL_SCENES)
     ap.add_argument("--log-every", type=int, default=25)
@@ -157,14 +204,16 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     log = Log(args.out / "train.log")
 
-    model = build_dsn_lite0(pretrained_backbone=True).to(device)
+    model = build_dsn_lite0(pretrained_backbone=args.init is None).to(device)
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
     for name, p in model.backbone.named_parameters():
         p.requires_grad_(not name.startswith(FROZEN))
     opt = torch.optim.AdamW([
         {"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": LR_BACKBONE},
         {"params": model.decoder.parameters(), "lr": LR_DECODER},
     ], weight_decay=1e-4)
-    base_lrs = [LR_BACKBONE, LR_DECODER]
+    base_lrs = [LR_BACKBONE * args.lr_scale, LR_DECODER * args.lr_scale]
     step, elapsed_before, best, plan_s = 0, 0.0, -1.0, (args.plan_minutes or args.minutes) * 60
     ckpt_path = args.out / "ckpt.pt"
     if args.resume and ckpt_path.exists():
@@ -177,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         log(f"resumed at step {step}, {elapsed_before / 60:.1f} min done of a {plan_s / 60:.1f} min plan, best val IoU {best:.4f}")
     else:
         log(f"start: device {device}, seed {SEED}, plan {plan_s / 60:.1f} min, crop {CROP}, "
-            f"batch {SCENES_PER_BATCH * SAMPLES_PER_SCENE}")
+            f"batch {SCENES_PER_BATCH * SAMPLES_PER_SCENE}, init {args.init}, lr x{args.lr_scale}, "
+            f"model clicks {args.model_clicks}")
 
     val = val_set(args.val_scenes)
     log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
@@ -191,16 +241,21 @@ def main(argv: list[str] | None = None) -> None:
 
     def checkpoint(tag: str) -> None:
         nonlocal best
-        iou = evaluate(model, val, device)
+        iou1, iou3 = evaluate(model, val, device)
+        iou = (iou1 + iou3) / 2
         set_train(model)
         if iou > best:
             best = iou
             atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, args.out / "best.pt")
         atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                      "elapsed": elapsed(), "best": best, "plan_s": plan_s}, ckpt_path)
-        log(f"{tag} step {step} ({elapsed() / 60:.1f} min): val IoU {iou:.4f} (best {best:.4f}); checkpoint saved")
+        log(f"{tag} step {step} ({elapsed() / 60:.1f} min): val IoU@1 {iou1:.4f} @3 {iou3:.4f} "
+            f"score {iou:.4f} (best {best:.4f}); checkpoint saved")
 
+    if args.init is not None and step == 0:
+        checkpoint("initial")
     set_train(model)
+    click_rng = np.random.default_rng([SEED, 11, step])
     deadline = t_start + args.minutes * 60
     last_ckpt = time.monotonic()
     run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
@@ -210,6 +265,11 @@ def main(argv: list[str] | None = None) -> None:
         b = next(it)
         t_data += time.monotonic() - t0
         b = Sample(*(t.to(device, non_blocking=True) for t in b))
+        if args.model_clicks > 0:
+            iters = [int(click_rng.integers(1, 3)) if click_rng.random() < args.model_clicks else 0
+                     for _ in range(len(b.image))]
+            b = model_clicks(model, b, iters, click_rng)
+            set_train(model)
         f = lr_factor(step, elapsed() / plan_s)
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * f
@@ -224,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         n_loss += 1
         if step % args.log_every == 0:
             dt = (time.monotonic() - t_iter) / n_loss
-            log(f"step {step} loss {run_loss / n_loss:.4f} lr {LR_DECODER * f:.2e} "
+            log(f"step {step} loss {run_loss / n_loss:.4f} lr {opt.param_groups[1]['lr']:.2e} "
                 f"{dt:.2f} s/it (data wait {t_data / n_loss:.2f})")
             run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
         if time.monotonic() - last_ckpt >= args.ckpt_every:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from backend.models.window import Window, crop_resize, fit_window
-from backend.training.samples import error_click, make_sample
+from backend.training.samples import background_region, error_click, make_sample
 from backend.training.synth import SceneGenerator, split_of
 
 
@@ -54,6 +54,44 @@ def test_error_click_goes_to_the_largest_mistake():
     pred[10:40, 10:20] = False  # a big miss
     x, y, positive = error_click(gt, pred, np.random.default_rng(0))
     assert positive and 10 <= x < 20 and 10 <= y < 40
+
+
+def test_background_region_is_the_support_next_to_the_object():
+    img = np.zeros((60, 60, 3), np.uint8)
+    img[:, 30:] = 200  # two flat halves
+    gt = np.zeros((60, 60), bool)
+    gt[20:30, 22:28] = True  # object in the dark half, next to the bright half
+    img[gt] = 90
+    region = background_region(img, gt, np.random.default_rng(1))
+    assert region.any() and not (region & gt).any()
+    assert region.sum() >= 900  # a whole flat half, not a few pixels
+    assert (region | gt)[:, :28].all() or region[:, 32:].all()  # (the blur softens the step)
+
+
+def test_model_clicks_correct_the_models_own_mistakes():
+    import torch
+    from backend.training.samples import Sample
+    from backend.training.train_dsn import model_clicks
+
+    class Half(torch.nn.Module):  # "predicts" the left half of every crop, at half resolution
+        def encode(self, x):
+            return x
+
+        def decode(self, feats, pos, neg, prev):
+            logits = torch.full((len(feats), 1, 16, 16), -5.0)
+            logits[..., :8] = 5.0
+            return logits, logits
+
+    target = torch.zeros(2, 1, 32, 32)
+    target[:, :, 8:24, 8:24] = 1  # half of it on the left: the mistakes are on the right
+    zeros = torch.zeros(2, 2, 32, 32)
+    b = Sample(torch.zeros(2, 3, 32, 32), zeros, zeros.clone(), torch.zeros(2, 1, 32, 32), target)
+    out = model_clicks(Half(), b, [0, 1], np.random.default_rng(0))
+    assert torch.equal(out.pos[0], b.pos[0]) and torch.equal(out.prev[0], b.prev[0])  # untouched
+    assert out.prev[1, 0, :, :16].all() and not out.prev[1, 0, :, 16:].any()  # its prediction
+    ys, xs = torch.nonzero(out.pos[1, 0] > 0, as_tuple=True)  # a positive click on the missed part
+    assert len(xs) and xs.float().mean() >= 16 and 8 <= ys.float().mean() < 24
+    assert b.prev[1].sum() == 0  # the batch given is not modified
 
 
 def test_windows_pad_outside_the_image():
