@@ -210,6 +210,8 @@ class ClickSegmenter:
             win = None
         elif key in emb.windows:
             win = emb.windows[key]
+        elif prev is not None and (box := selection_box(prev)) is not None:
+            win = self._window_for(box, positives, w, h)  # refining: the scale of the selection
         else:
             win = self._window_for(self._object_box(emb, positives), positives, w, h)
             if win is None:  # the coarse pass found a huge object: check from a small window up
@@ -280,6 +282,12 @@ class ClickSegmenter:
             mask = (part > 0).cpu().numpy()
         out[y0:y1, x0:x1] = mask.astype(np.uint8) * 255
         return out
+
+
+def selection_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) of the pixels > 127 of an H×W uint8 mask, or None if it is empty."""
+    x, y, bw, bh = cv2.boundingRect((mask > 127).view(np.uint8))
+    return None if bw == 0 else (float(x), float(y), float(x + bw), float(y + bh))
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
