@@ -451,14 +451,20 @@ class Result:
 
 def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
                  settings: Settings, progress: Callable[[float, str], None] = lambda f, m: None,
-                 clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto") -> Result:
+                 clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto",
+                 align_clicks: bool = True) -> Result:
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
     disjoint from the seed and from each other.
 
     cpn: the proposal source. "auto" = the CPN from CPN_WEIGHTS when that file exists, else the
     training-free cosine map; None = always the cosine map; or a CPN module. With a CPN, each
     query (the seed, then every accepted instance) gives a heatmap, proposals are the peaks of
-    their maximum above the CPN's stored threshold; the rest of the loop is the same."""
+    their maximum above the CPN's stored threshold; the rest of the loop is the same.
+
+    align_clicks: move each peak's click to where template matching puts the query (for the
+    GrabCut fallback, which needs the query's shape in place); False = click at the peak, for a
+    one-click model, which segments from any point on the object (alignment sent 27 of 432
+    validation copies' clicks off the object or onto a neighbour: docs/similar.md)."""
     if isinstance(cpn, str):
         cpn = default_cpn()
     start = clock()
@@ -507,10 +513,13 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
             tried[max(0, gy - 1):gy + 2, max(0, gx - 1):gx + 2] = True
             # the peak lies on an object like the query; template matching finds where the
             # query's box centre would be; the click goes where its interior point would be
-            cx, cy = align(rgb, sp, (gx + 0.5) * cell, (gy + 0.5) * cell,
-                           0.5 * max(sp.mask.shape) + cell)
-            px = min(max(cx + anchor[0] - centre[0], 0), W - 1)
-            py = min(max(cy + anchor[1] - centre[1], 0), H - 1)
+            if align_clicks:
+                cx, cy = align(rgb, sp, (gx + 0.5) * cell, (gy + 0.5) * cell,
+                               0.5 * max(sp.mask.shape) + cell)
+                px, py = cx + anchor[0] - centre[0], cy + anchor[1] - centre[1]
+            else:
+                px, py = (gx + 0.5) * cell, (gy + 0.5) * cell
+            px, py = min(max(px, 0), W - 1), min(max(py, 0), H - 1)
             if taken[int(py), int(px)]:
                 continue
             res.proposals += 1

@@ -147,7 +147,7 @@ class FeaturesEngine(Engine):
     def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress) -> list[Found]:
         mm = self.match_map(entry, seed)
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry), self.verifier(),
-                               self.settings, progress)
+                               self.settings, progress, align_clicks=self.segmenter() is None)
         return to_found(res.accepted)
 
 

@@ -203,6 +203,33 @@ def tint_to(rgba: np.ndarray, colour: np.ndarray) -> np.ndarray:
     return np.dstack([rgb.clip(0, 255).astype(np.uint8), rgba[:, :, 3]])
 
 
+LOOKALIKE_MIN_DELTA = 25.0   # mean CIELAB difference that makes a recoloured copy another kind
+
+
+def colour_delta(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIELAB ΔE (CIE76) between two RGBA versions of one object, over its opaque pixels."""
+    m = a[:, :, 3] > 127
+    if not m.any():
+        return 0.0
+    la = cv2.cvtColor(a[:, :, :3].astype(np.float32) / 255, cv2.COLOR_RGB2LAB)[m]
+    lb = cv2.cvtColor(b[:, :, :3].astype(np.float32) / 255, cv2.COLOR_RGB2LAB)[m]
+    return float(np.linalg.norm(la - lb, axis=1).mean())
+
+
+def distinct_recolour(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The same object in a clearly different colour: a look-alike of another kind. A hue turn
+    leaves black, white and grey objects (and small turns leave any object) as they were; such a
+    "negative" looks exactly like a copy, so then the object is tinted to a far colour instead."""
+    out = recolour(rgba, rng, rng.uniform(0.3, 0.6))
+    if colour_delta(rgba, out) >= LOOKALIKE_MIN_DELTA:
+        return out
+    for _ in range(20):
+        out = tint_to(rgba, rng.uniform(0, 255, 3))
+        if colour_delta(rgba, out) >= LOOKALIKE_MIN_DELTA:
+            break
+    return out
+
+
 def transform(rgba: np.ndarray, long_side: float, angle: float, flip: bool) -> np.ndarray:
     h, w = rgba.shape[:2]
     s = long_side / max(h, w)
@@ -311,8 +338,8 @@ class SceneGenerator:
         mean_col = main[main[:, :, 3] > 127][:, :3].mean(0) if (main[:, :, 3] > 127).any() else np.full(3, 128.0)
         for g in range(1, n_neg + 1):
             r = rng.random()
-            if r < 0.2:  # look-alike: same object, recoloured
-                o = recolour(main, rng, rng.uniform(0.3, 0.6))
+            if r < 0.2:  # look-alike: same object, visibly recoloured
+                o = distinct_recolour(main, rng)
             elif r < 0.4:  # look-alike: another object, same colour
                 o = tint_to(self._object(rng), mean_col)
             else:

@@ -31,6 +31,16 @@ def test_scene_instances_are_disjoint_and_grouped(gen):
     assert total.max() <= 1  # visible parts never overlap
 
 
+def test_recoloured_lookalikes_differ_visibly():
+    from backend.training.synth import LOOKALIKE_MIN_DELTA, colour_delta, distinct_recolour
+    rng = np.random.default_rng(0)
+    for colour in [(0, 0, 0), (255, 255, 255), (128, 128, 128), (200, 30, 30)]:
+        obj = np.zeros((12, 12, 4), np.uint8)
+        obj[..., :3], obj[..., 3] = colour, 255
+        for _ in range(10):  # a hue turn alone leaves black, white and grey as they were
+            assert colour_delta(obj, distinct_recolour(obj, rng)) >= LOOKALIKE_MIN_DELTA
+
+
 def test_split_is_stable_and_both_sides_exist():
     names = [f"obj:{i}" for i in range(200)]
     splits = [split_of(n) for n in names]

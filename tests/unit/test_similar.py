@@ -132,6 +132,29 @@ def test_find_similar_with_grabcut_fallback_keeps_copies_only():
     assert 1 <= res.rounds <= settings.rounds
 
 
+def test_unaligned_clicks_land_on_the_peaks():
+    """With align_clicks=False (a one-click model segments), each proposal's click is the centre
+    of its peak's grid cell, which lies on the copy."""
+    img, reds, blues = disc_image(RED, BLUE)
+    mm = sim.encode(ColourBackbone(), img, 320)
+    settings = sim.Settings()
+    clicks = []
+
+    def segment(x: float, y: float, template: sim.Patch) -> sim.Patch:  # an ideal one-click model
+        clicks.append((x, y))
+        hit = [m for m in reds + blues if m[int(y), int(x)]]
+        return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
+
+    res = sim.find_similar(img, reds[0], mm, segment, sim.CosineVerifier(settings), settings,
+                           cpn=None, align_clicks=False)
+    cell = sim.STRIDE / mm.scale
+    assert len(res.accepted) == 3 and clicks
+    for x, y in clicks:
+        assert ((x / cell - 0.5) % 1) < 1e-6 and ((y / cell - 0.5) % 1) < 1e-6   # cell centres
+    for red in reds[1:]:
+        assert any(red[int(y), int(x)] for x, y in clicks)
+
+
 def test_features_engine_through_the_pipeline():
     img, reds, blues = disc_image(RED, BLUE)
     engine = FeaturesEngine(backbone=ColourBackbone(), segmenter=None)
