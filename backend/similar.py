@@ -118,8 +118,9 @@ class Candidate(NamedTuple):
 
 
 class Segment(Protocol):
-    def __call__(self, x: float, y: float, template: Patch) -> Patch:
-        """The object clicked at (x, y); template: the query's shape moved there."""
+    def __call__(self, x: float, y: float, template: Patch, more: tuple = ()) -> Patch:
+        """The object clicked at (x, y); template: the query's shape moved there; more: further
+        (x, y) positive clicks on the same object (its other pieces), if the segmenter takes them."""
         ...
 
 
@@ -364,6 +365,40 @@ def interior_point(mask: "np.ndarray | Patch") -> tuple[float, float]:
     return p.x + xx + 0.5, p.y + yy + 0.5
 
 
+PIECE_MIN = 0.1       # a piece of the query is a connected part of at least this share of it
+PIECES_MAX = 1.5      # a mask grown by clicking more pieces may reach this × the query's area
+
+
+def query_pieces(sp: Patch) -> list[tuple[float, float]]:
+    """Interior points (image pixels) of the query's connected parts of >= PIECE_MIN of its area."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(sp.mask.astype(np.uint8), connectivity=8)
+    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= PIECE_MIN * max(sp.area, 1)]
+    return [(lambda x, y: (x + sp.x, y + sp.y))(*interior_point(labels == i)) for i in big]
+
+
+def complete_pieces(pieces: list[tuple[float, float]], offset: tuple[float, float], got: Patch,
+                    px: float, py: float, template: Patch, taken: np.ndarray, segment: "Segment",
+                    query_area: int) -> Patch:
+    """The one-click model may select one piece of an object that comes in several (a symbol and
+    its letter, a figure and its flags): click the query's pieces that it left out too, moved by
+    `offset` (where template matching placed the query). The bigger mask is kept unless it grew
+    past PIECES_MAX × the query (a piece's click that missed and took the background)."""
+    H, W = taken.shape
+    more = []
+    for x, y in pieces:
+        x, y = x + offset[0], y + offset[1]
+        if not (0 <= x < W and 0 <= y < H) or taken[int(y), int(x)]:
+            continue
+        lx, ly = int(x) - got.x, int(y) - got.y
+        if 0 <= ly < got.mask.shape[0] and 0 <= lx < got.mask.shape[1] and got.mask[ly, lx]:
+            continue                             # that piece is selected already
+        more.append((x, y))
+    if not more:
+        return got
+    bigger = segment(px, py, template, tuple(more))
+    return bigger if got.area < bigger.area <= PIECES_MAX * query_area else got
+
+
 def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -> Patch:
     """The connected parts of the patch under (x, y) or lying mostly (>= 50 %) inside the
     template (objects in several pieces), else its largest part; cropped to their box."""
@@ -476,6 +511,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     seed_cells = (sp.mask.shape[1] / cell, sp.mask.shape[0] / cell)
     anchor = interior_point(sp)
     centre = (sp.x + sp.mask.shape[1] / 2, sp.y + sp.mask.shape[0] / 2)
+    pieces = query_pieces(sp)                    # an object in several pieces: where to click each
     taken = seed.copy()                          # pixels that belong to known objects
     taken_grid = to_grid(sp, mm)
     queries = [query.pooled]
@@ -525,6 +561,12 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
             res.proposals += 1
             template = move_template(sp, anchor, px, py, H, W)
             got = segment(px, py, template)
+            if not align_clicks:  # the query's shape where template matching puts it (for its pieces)
+                cx, cy = align(rgb, sp, px, py, 0.5 * max(sp.mask.shape) + cell)
+                template = move_template(sp, centre, cx, cy, H, W)
+                if len(pieces) > 1:
+                    got = complete_pieces(pieces, (cx - centre[0], cy - centre[1]), got, px, py,
+                                          template, taken, segment, sp.area)
             if got.area == 0:
                 continue
             got = keep_parts(got, px, py, template)

@@ -133,14 +133,14 @@ class FeaturesEngine(Engine):
     def segment_fn(self, entry: ImageEntry) -> sim.Segment:
         seg = self.segmenter()
         if seg is None:
-            def by_grabcut(x: float, y: float, template: sim.Patch) -> sim.Patch:
+            def by_grabcut(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
                 return sim.template_grabcut(entry.rgb, x, y, template)
             return by_grabcut
         emb = entry.derive("dsn", lambda: seg.set_image(entry.rgb))   # the dsn engine's key
 
-        def by_dsn(x: float, y: float, template: sim.Patch) -> sim.Patch:
+        def by_dsn(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
             with self._seg_lock:
-                mask = seg.predict(emb, [(x, y, True)])
+                mask = seg.predict(emb, [(x, y, True)] + [(mx, my, True) for mx, my in more])
             return sim.as_patch(mask > 127)
         return by_dsn
 

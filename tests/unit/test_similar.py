@@ -155,6 +155,39 @@ def test_unaligned_clicks_land_on_the_peaks():
         assert any(red[int(y), int(x)] for x, y in clicks)
 
 
+def test_objects_in_pieces_get_every_piece_clicked():
+    """A one-click model that selects only the clicked piece: the query's other pieces are
+    clicked too (where template matching places the query), so each copy is found whole."""
+    img = np.full((240, 320, 3), (60, 140, 60), np.uint8)
+    objects = []
+    for cx, cy in [(50, 60), (170, 70), (260, 170), (90, 180)]:   # a disc and a bar beside it
+        disc, bar = np.zeros((240, 320), np.uint8), np.zeros((240, 320), np.uint8)
+        cv2.circle(disc, (cx, cy), 13, 1, -1)
+        cv2.rectangle(bar, (cx + 20, cy - 14), (cx + 27, cy + 14), 1, -1)
+        img[(disc | bar) > 0] = (230, 30, 30)
+        objects.append((disc > 0, bar > 0))
+    mm = sim.encode(ColourBackbone(), img, 320)
+    settings = sim.Settings()
+    calls = []
+
+    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+        calls.append(len(more))
+        out = np.zeros(img.shape[:2], bool)
+        for cx, cy in [(x, y), *more]:
+            for piece in (p for obj in objects for p in obj):
+                if piece[int(cy), int(cx)]:
+                    out |= piece
+        return sim.as_patch(out) if out.any() else sim.Patch(0, 0, np.zeros((0, 0), bool))
+
+    query = objects[0][0] | objects[0][1]
+    res = sim.find_similar(img, query, mm, segment, sim.CosineVerifier(settings), settings,
+                           cpn=None, align_clicks=False)
+    masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+    assert any(calls)                                    # other pieces were clicked
+    for disc, bar in objects[1:]:
+        assert any((m & disc).sum() == disc.sum() and (m & bar).sum() == bar.sum() for m in masks)
+
+
 def test_features_engine_through_the_pipeline():
     img, reds, blues = disc_image(RED, BLUE)
     engine = FeaturesEngine(backbone=ColourBackbone(), segmenter=None)
