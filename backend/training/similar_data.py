@@ -1,11 +1,13 @@
 """(query, candidate) pairs for the verifier, from synthetic scenes.
 
     python -m backend.training.similar_data --split train --first 0 --scenes 400 --out pairs.npz
+        [--segmenter grabcut|dsn]
 
 Per scene: the query is one copy of the repeated object (its true mask); the image is encoded at
 the scale inference would use; candidates are
-  proposals   round-1 peaks of the cosine map segmented by the fallback segmenter (what the
-              verifier sees at run time), labelled by where their pixels lie;
+  proposals   round-1 peaks segmented as at run time, labelled by where their pixels lie:
+              --segmenter dsn (the default engine's path: the shipped one-click model, clicks on
+              the peaks) or grabcut (the fallback's path: aligned clicks, template GrabCut);
   instances   every other object's true mask, and a perturbed copy of it (eroded, dilated or cut),
               so the copies of the same object are positives and objects of other kinds
               (look-alikes included: recoloured copies, other objects in the same colour) negatives.
@@ -26,6 +28,8 @@ import numpy as np
 import torch
 
 from .. import similar as sim
+from ..cache import ImageEntry
+from ..engines.similar_features import FeaturesEngine
 from .synth import Scene, SceneGenerator
 
 SOURCES = {"proposal": 0, "instance": 1, "perturbed": 2}
@@ -72,8 +76,10 @@ class _Nobody:
 
 
 def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Module,
-                settings: sim.Settings, proposals: bool = True) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
-    """[(query, candidate, label, source, peak)] for one scene (empty if it has no copies)."""
+                settings: sim.Settings, proposals: bool = True,
+                engine: "FeaturesEngine | None" = None) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
+    """[(query, candidate, label, source, peak)] for one scene (empty if it has no copies).
+    engine: segment proposals with its one-click model, clicks on the peaks (None: GrabCut)."""
     copies = [i for i, g in enumerate(scene.groups) if g == 0]
     if not copies:
         return []
@@ -100,8 +106,14 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
     if proposals:
         one = sim.Settings(**{**settings.__dict__, "rounds": 1, "peak_rel": 0.55,
                               "max_peaks": max(settings.max_peaks, 16)})
-        res = sim.find_similar(scene.image, seed, mm,
-                               lambda x, y, t: sim.template_grabcut(scene.image, x, y, t), _Nobody(), one)
+        if engine is not None:
+            rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
+            segment = engine.segment_fn(ImageEntry("scene", rgba, scene.image))
+        else:
+            def segment(x: float, y: float, t: sim.Patch, more: tuple = ()) -> sim.Patch:
+                return sim.template_grabcut(scene.image, x, y, t)
+        res = sim.find_similar(scene.image, seed, mm, segment, _Nobody(), one,
+                               align_clicks=engine is None)
         for c in res.rejected:
             full = c.patch.full(h, w)
             lab = label(full, targets, others)
@@ -117,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, default=200)
     ap.add_argument("--minutes", type=float, default=1e9, help="stop after this long (saves what it has)")
     ap.add_argument("--no-proposals", action="store_true")
+    ap.add_argument("--segmenter", choices=("grabcut", "dsn"), default="grabcut",
+                    help="how proposals are segmented (dsn: the default engine's run-time path)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
@@ -125,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..models.lite0 import load_lite0
     backbone = load_lite0().eval()
     gen = SceneGenerator(args.split)
+    engine = FeaturesEngine(backbone=backbone) if args.segmenter == "dsn" else None
+    if engine is not None and engine.segmenter() is None:
+        raise SystemExit("--segmenter dsn needs the one-click model's weights (backend/weights/dsn-lite0.pt)")
     settings = sim.Settings()
     rows_q, rows_c, labels, sources, peaks_, scene_ids = [], [], [], [], [], []
     start = time.time()
@@ -133,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         if time.time() - start > args.minutes * 60:
             break
         rng = np.random.default_rng([77, s])
-        for q, c, lab, src, pk in scene_pairs(gen.scene(s), rng, backbone, settings, not args.no_proposals):
+        for q, c, lab, src, pk in scene_pairs(gen.scene(s), rng, backbone, settings, not args.no_proposals,
+                                                 engine):
             rows_q.append(sim.descriptor_row(q)); rows_c.append(sim.descriptor_row(c)); labels.append(lab)
             sources.append(src); peaks_.append(pk); scene_ids.append(s)
         done += 1

@@ -1,10 +1,11 @@
 """Train the PVM on (query, candidate) pairs from backend.training.similar_data.
 
     python -m backend.training.train_pvm --train train_pairs.npz --val val_pairs.npz --out DIR
-        [--minutes 5] [--ship backend/weights/similar-lite0.pt]
+        [--minutes 5] [--recall-target 0.96] [--ship backend/weights/similar-lite0.pt]
 
 The threshold is chosen on the validation pairs' run-time proposals (source 0): the highest
-threshold that keeps >= RECALL_TARGET of the positive proposals, written into the weights.
+threshold that keeps >= --recall-target (default RECALL_TARGET) of the positive proposals,
+written into the weights.
 --ship writes the run-time file: ImageNet Lite0 backbone (float16, "backbone.*") + PVM
 ("pvm.*"), plus its .sha256.
 """
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--embed", type=int, default=0, help="object embedding size (0 = pair scalars only)")
     ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--recall-target", type=float, default=RECALL_TARGET,
+                    help="share of the positive validation proposals the threshold keeps")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             step += 1
             total += float(loss) * len(idx)
         prob = predict(model, val)
-        thr = choose_threshold(prob[vprop], vlab[vprop])
+        thr = choose_threshold(prob[vprop], vlab[vprop], args.recall_target)
         r = report(prob[vprop], vlab[vprop], thr)
         all_r = report(prob, vlab, thr)
         score = r["precision"] - 2 * r["fpr"]
