@@ -373,7 +373,7 @@ def query_pieces(sp: Patch) -> list[tuple[float, float]]:
     """Interior points (image pixels) of the query's connected parts of >= PIECE_MIN of its area."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(sp.mask.astype(np.uint8), connectivity=8)
     big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= PIECE_MIN * max(sp.area, 1)]
-    return [(lambda x, y: (x + sp.x, y + sp.y))(*interior_point(labels == i)) for i in big]
+    return [interior_point(Patch(sp.x, sp.y, labels == i)) for i in big]
 
 
 def complete_pieces(pieces: list[tuple[float, float]], offset: tuple[float, float], got: Patch,
@@ -511,7 +511,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     seed_cells = (sp.mask.shape[1] / cell, sp.mask.shape[0] / cell)
     anchor = interior_point(sp)
     centre = (sp.x + sp.mask.shape[1] / 2, sp.y + sp.mask.shape[0] / 2)
-    pieces = query_pieces(sp)                    # an object in several pieces: where to click each
+    pieces = [] if align_clicks else query_pieces(sp)   # an object in pieces: where to click each
     taken = seed.copy()                          # pixels that belong to known objects
     taken_grid = to_grid(sp, mm)
     queries = [query.pooled]
@@ -559,11 +559,13 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
             if taken[int(py), int(px)]:
                 continue
             res.proposals += 1
-            template = move_template(sp, anchor, px, py, H, W)
-            got = segment(px, py, template)
-            if not align_clicks:  # the query's shape where template matching puts it (for its pieces)
+            if align_clicks:
+                template = move_template(sp, anchor, px, py, H, W)
+                got = segment(px, py, template)
+            else:   # the query's shape where template matching puts it (for its parts and pieces)
                 cx, cy = align(rgb, sp, px, py, 0.5 * max(sp.mask.shape) + cell)
                 template = move_template(sp, centre, cx, cy, H, W)
+                got = segment(px, py, template)
                 if len(pieces) > 1:
                     got = complete_pieces(pieces, (cx - centre[0], cy - centre[1]), got, px, py,
                                           template, taken, segment, sp.area)

@@ -79,7 +79,8 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
                 settings: sim.Settings, proposals: bool = True,
                 engine: "FeaturesEngine | None" = None) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
     """[(query, candidate, label, source, peak)] for one scene (empty if it has no copies).
-    engine: segment proposals with its one-click model, clicks on the peaks (None: GrabCut)."""
+    engine: segments the proposals as at run time (its one-click model, clicks on the peaks, or
+    GrabCut without one); None = GrabCut."""
     copies = [i for i, g in enumerate(scene.groups) if g == 0]
     if not copies:
         return []
@@ -106,14 +107,10 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
     if proposals:
         one = sim.Settings(**{**settings.__dict__, "rounds": 1, "peak_rel": 0.55,
                               "max_peaks": max(settings.max_peaks, 16)})
-        if engine is not None:
-            rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
-            segment = engine.segment_fn(ImageEntry("scene", rgba, scene.image))
-        else:
-            def segment(x: float, y: float, t: sim.Patch, more: tuple = ()) -> sim.Patch:
-                return sim.template_grabcut(scene.image, x, y, t)
-        res = sim.find_similar(scene.image, seed, mm, segment, _Nobody(), one,
-                               align_clicks=engine is None)
+        engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
+        rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
+        res = sim.find_similar(scene.image, seed, mm, engine.segment_fn(ImageEntry("scene", rgba, scene.image)),
+                               _Nobody(), one, align_clicks=engine.segmenter() is None)
         for c in res.rejected:
             full = c.patch.full(h, w)
             lab = label(full, targets, others)
@@ -139,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..models.lite0 import load_lite0
     backbone = load_lite0().eval()
     gen = SceneGenerator(args.split)
-    engine = FeaturesEngine(backbone=backbone) if args.segmenter == "dsn" else None
-    if engine is not None and engine.segmenter() is None:
+    engine = FeaturesEngine(backbone=backbone, segmenter="auto" if args.segmenter == "dsn" else None)
+    if args.segmenter == "dsn" and engine.segmenter() is None:
         raise SystemExit("--segmenter dsn needs the one-click model's weights (backend/weights/dsn-lite0.pt)")
     settings = sim.Settings()
     rows_q, rows_c, labels, sources, peaks_, scene_ids = [], [], [], [], [], []

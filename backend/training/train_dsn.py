@@ -131,9 +131,9 @@ def model_clicks(model: DistractorSegmenter, b: Sample, iters: list[int], rng: n
             pos[j] = torch.maximum(pos[j], cp.to(pos.device))
             neg[j] = torch.maximum(neg[j], cn.to(neg.device))
             prev[j, 0] = torch.from_numpy(pred[j, 0].astype(np.float32)).to(prev.device)
-    out = [t.clone() for t in b]
-    out[1][idx], out[2][idx], out[3][idx] = pos, neg, prev
-    return Sample(*out)
+    out = {"pos": b.pos.clone(), "neg": b.neg.clone(), "prev": b.prev.clone()}
+    out["pos"][idx], out["neg"][idx], out["prev"][idx] = pos, neg, prev
+    return b._replace(**out)
 
 
 def iou_of(model: DistractorSegmenter, s: Sample) -> torch.Tensor:
