@@ -48,11 +48,12 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_weights(path: Path) -> None:
-    """Checks `path` against `<path without suffix>.sha256` ("<hex>  <name>")."""
+def verify_weights(path: Path, what: str = "Segmentation weights") -> None:
+    """Checks `path` against `<path without suffix>.sha256` ("<hex>  <name>"); `what` names the
+    file in the error."""
     sha_file = path.with_suffix(".sha256")
     if not path.is_file():
-        raise WeightsError(f"Segmentation weights not found: {path}")
+        raise WeightsError(f"{what} not found: {path}")
     if not sha_file.is_file():
         raise WeightsError(f"Checksum file not found: {sha_file}")
     expected = sha_file.read_text().split()[0].lower()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .models.cpn import CPN, box_parts, pick_peaks
-from .segment import sha256_of
+from .segment import WeightsError, verify_weights
 
 log = logging.getLogger("simpson.similar")
 
@@ -432,11 +432,10 @@ def load_cpn(path: Path) -> CPN:
     """The CPN stored at path, checked against path.sha256 first (ValueError when the checksum
     file is missing or does not match); torch.load(weights_only=True), loaded strictly."""
     path = Path(path)
-    sums = path.with_suffix(".sha256")
-    if not sums.is_file():
-        raise ValueError(f"no checksum file {sums}")
-    if sha256_of(path) != sums.read_text().split()[0].lower():
-        raise ValueError(f"checksum mismatch for {path}")
+    try:
+        verify_weights(path, "CPN weights")
+    except WeightsError as e:
+        raise ValueError(f"checksum check failed: {e}") from e
     sd = torch.load(path, map_location="cpu", weights_only=True)
     model = CPN()
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import similar as sim
+from ..segment import WeightsError, verify_weights
 from ..cache import ImageEntry
 from . import Engine, EngineUnavailable, Found, Progress
 
@@ -30,12 +31,11 @@ DSN_WEIGHTS = WEIGHTS_DIR / "dsn-lite0.pt"
 
 def verified(path: Path) -> bool:
     """True when path and its .sha256 exist and match (a mismatch is logged)."""
-    if not path.is_file() or not path.with_suffix(".sha256").is_file():
-        return False
-    from ..segment import sha256_of   # noqa: PLC0415
-    expected = path.with_suffix(".sha256").read_text().split()[0].lower()
-    if sha256_of(path) != expected:
-        log.warning("checksum mismatch for %s; not used", path)
+    try:
+        verify_weights(path)
+    except WeightsError as e:
+        if path.is_file() and path.with_suffix(".sha256").is_file():
+            log.warning("%s; not used", e)
         return False
     return True
 
