@@ -30,6 +30,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from backend.cache import ImageEntry  # noqa: E402
+from backend.engines.dsn import DsnEngine  # noqa: E402
 from backend.segment import ClickSegmenter  # noqa: E402
 from backend.training.samples import pick_instance  # noqa: E402
 from backend.training.synth import SceneGenerator  # noqa: E402
@@ -133,6 +135,23 @@ class DSNClicks:
         return self.seg.predict(self.emb, points, prev_u8) > 0
 
 
+class EngineClicks(DSNClicks):
+    """The daemon's select engine (backend/engines/dsn.py) as the GIMP dialog drives it: all
+    clicks so far plus the mask the earlier ones gave; the product's path."""
+
+    def __init__(self, seg: ClickSegmenter):
+        super().__init__(seg)
+        self.engine = DsnEngine()
+        self.engine._segmenter = seg
+
+    def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
+        if self.key is not img:
+            self.emb, self.key = ImageEntry("bench", np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]), img), img
+        for k, v in self.switches.items():
+            setattr(self.seg, k, v)
+        return self.engine.select(self.emb, points, prev, lambda f, m: None)
+
+
 Method = Callable[[np.ndarray, list[Point], "np.ndarray | None", np.ndarray], np.ndarray]
 
 
@@ -199,6 +218,7 @@ def main() -> None:
     scenes = load_scenes(args.n, args.upscale, args.seed)
     seg = ClickSegmenter(args.weights)
     methods: dict[str, Method] = {
+        "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
         "1C-DSN (no previous-mask input)": DSNClicks(seg, use_prev=False),

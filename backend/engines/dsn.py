@@ -1,15 +1,29 @@
 """The "dsn" select engine: our trained one-click distractor segmentation (SimpSON 1C-DSN).
 
 The image is encoded once per cached image (ImageEntry.derive); each click only decodes.
+
+Clicks after the first work on the selection the way a user means them:
+- a positive click inside the selection, or a negative one outside it, changes nothing;
+- a positive click on an object that does not touch the selection adds that object;
+- a positive click on a missed part of a selected object, and a negative click inside the
+  selection, refine that object: the model gets its mask as the previous mask and the clicks
+  around it (it was trained to correct its mistakes that way); other selected objects stay;
+- a negative click on a selected object that no positive click guides (selected with another
+  tool, or added by a click on that very spot) removes the object under the click.
 """
 from __future__ import annotations
 
 import threading
 
+import cv2
 import numpy as np
 
 from ..cache import ImageEntry
 from . import Engine, Point, Progress
+
+TOUCH = 3          # px: an object this close to a selected one is part of it
+CONTEXT = 0.5      # earlier clicks within this share of an object's box size around it guide its refinement
+SAME_SPOT = 0.02   # of the object's box size: a new click this close to an earlier one replaces it
 
 
 class DsnEngine(Engine):
@@ -39,22 +53,52 @@ class DsnEngine(Engine):
         progress(0.05, "Encoding the image")
         embedding = entry.derive("dsn", lambda: seg.set_image(entry.rgb))
         progress(0.5, "Segmenting")
-        prev = None if previous is None else previous.view(np.uint8) * np.uint8(255)
         with self._lock:
             if previous is None or not previous.any():
                 first = next((i for i, (_, _, p) in enumerate(points) if p), None)
                 if first is None:
                     return np.zeros(entry.rgb.shape[:2], bool)
                 out = seg.predict(embedding, [points[first]], None) > 127
-                rest = points[:first] + points[first + 1:]
+                seen, rest = [points[first]], points[:first] + points[first + 1:]
             else:
-                out, rest = previous.copy(), points
-            # further clicks: a positive click outside the selection adds the object under it,
-            # a negative click inside it removes the object under it
-            for x, y, positive in rest:
-                inside = out[min(int(y), out.shape[0] - 1), min(int(x), out.shape[1] - 1)]
-                if positive and not inside:
-                    out |= seg.predict(embedding, [(x, y, True)]) > 127
-                elif not positive and inside:   # a negative click outside the selection changes nothing
-                    out &= ~(seg.predict(embedding, [(x, y, True)]) > 127)
+                out, seen, rest = previous.copy(), [], points
+            for click in rest:
+                out = self._apply(seg, embedding, out, seen, click)
+                seen.append(click)
             return out
+
+    @staticmethod
+    def _apply(seg, embedding, out: np.ndarray, seen: list[Point], click: Point) -> np.ndarray:
+        """The selection after one more click; seen: the clicks before it (context)."""
+        x, y, positive = click
+        h, w = out.shape
+        xi, yi = min(int(x), w - 1), min(int(y), h - 1)
+        if out[yi, xi] == positive:
+            return out
+        _, labels = cv2.connectedComponents(out.view(np.uint8), connectivity=8)
+        if positive:
+            obj = seg.predict(embedding, [click]) > 127
+            near = cv2.dilate(obj.view(np.uint8), np.ones((2 * TOUCH + 1,) * 2, np.uint8)) > 0
+            touched = np.unique(labels[near & out])
+            if touched.size == 0:       # another object: add it
+                return out | obj
+            part = np.isin(labels, touched)
+        else:
+            part = labels == labels[yi, xi]
+        clicks = guiding_clicks(part, seen, click)
+        if not any(p for _, _, p in clicks):   # no click of this object says what to keep: remove it
+            return out & ~(seg.predict(embedding, [(x, y, True)]) > 127)
+        refined = seg.predict(embedding, clicks, part.view(np.uint8) * np.uint8(255)) > 127
+        return (out & ~part) | refined
+
+
+def guiding_clicks(part: np.ndarray, seen: list[Point], click: Point) -> list[Point]:
+    """The clicks that guide the refinement of the selected object `part` by `click`: the
+    earlier clicks around it (those on the very spot of the new one are replaced by it),
+    then the new one."""
+    bx, by, bw, bh = cv2.boundingRect(part.view(np.uint8))
+    mx, my = CONTEXT * bw + TOUCH, CONTEXT * bh + TOUCH
+    same = max(TOUCH, SAME_SPOT * max(bw, bh))
+    return [(x, y, p) for x, y, p in seen
+            if bx - mx <= x < bx + bw + mx and by - my <= y < by + bh + my
+            and np.hypot(x - click[0], y - click[1]) > same] + [click]

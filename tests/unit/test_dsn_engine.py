@@ -1,0 +1,100 @@
+"""The dsn select engine's click semantics (backend/engines/dsn.py), with a segmenter whose
+answers are known: which clicks and previous mask reach the model, and how its answer is
+combined with the rest of the selection."""
+from __future__ import annotations
+
+import numpy as np
+
+from backend.cache import ImageEntry
+from backend.engines.dsn import DsnEngine
+
+H, W = 60, 120
+A = (slice(10, 30), slice(10, 30))      # object A (20×20)
+A_PART = (slice(30, 40), slice(10, 30))  # a part of A the first click misses
+B = (slice(10, 30), slice(80, 100))     # object B, far from A
+
+
+def box(*regions) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    for r in regions:
+        m[r] = True
+    return m
+
+
+class KnownSegmenter:
+    """A click selects the object under it (A without its lower part, or B); with a previous
+    mask it answers `refined` and records what it was given."""
+
+    def __init__(self, refined: np.ndarray | None = None):
+        self.refined, self.calls = refined, []
+
+    def set_image(self, rgb):
+        return "embedding"
+
+    def predict(self, emb, points, prev_mask=None):
+        self.calls.append((list(points), None if prev_mask is None else prev_mask > 127))
+        if prev_mask is not None:
+            return self.refined.astype(np.uint8) * 255
+        (x, y, _), = points
+        for region in (A, A_PART, B):
+            if box(region)[int(y), int(x)]:
+                return box(region).astype(np.uint8) * 255
+        return np.zeros((H, W), np.uint8)
+
+
+def run(seg: KnownSegmenter, points, previous=None) -> np.ndarray:
+    engine = DsnEngine()
+    engine._segmenter = seg
+    entry = ImageEntry("t", np.zeros((H, W, 4), np.uint8))
+    return engine.select(entry, points, previous, lambda f, m: None)
+
+
+def test_a_positive_click_on_another_object_adds_it():
+    seg = KnownSegmenter()
+    out = run(seg, [(20, 20, True), (90, 20, True)], previous=box(A))
+    assert np.array_equal(out, box(A, B))
+    assert all(prev is None for _, prev in seg.calls)           # no refinement asked for
+
+
+def test_a_positive_click_on_a_missed_part_refines_that_object_with_its_clicks():
+    seg = KnownSegmenter(refined=box(A, A_PART))
+    out = run(seg, [(20, 20, True), (90, 20, True), (20, 35, True)], previous=box(A, B))
+    assert np.array_equal(out, box(A, A_PART, B))               # B stays selected
+    clicks, prev = seg.calls[-1]
+    assert np.array_equal(prev, box(A))                         # only the touched object is refined
+    assert clicks == [(20, 20, True), (20, 35, True)]           # with the clicks around it, B's left out
+
+
+def test_a_negative_click_refines_the_object_under_it_and_keeps_the_others():
+    refined = box(A)
+    refined[10:30, 10:15] = False                               # the model takes off A's left strip
+    seg = KnownSegmenter(refined=refined)
+    out = run(seg, [(20, 20, True), (90, 20, True), (12, 20, False)], previous=box(A, B))
+    assert np.array_equal(out, refined | box(B))
+    clicks, prev = seg.calls[-1]
+    assert clicks == [(20, 20, True), (12, 20, False)] and np.array_equal(prev, box(A))
+
+
+def test_clicks_that_agree_with_the_selection_change_nothing():
+    seg = KnownSegmenter()
+    out = run(seg, [(20, 20, True), (25, 25, True), (60, 50, False)], previous=box(A))
+    assert np.array_equal(out, box(A)) and seg.calls == []
+
+
+def test_a_negative_click_on_an_object_no_click_selected_removes_it():
+    seg = KnownSegmenter()
+    out = run(seg, [(90, 20, False)], previous=box(A, B))      # e.g. selected with another tool
+    assert np.array_equal(out, box(A))
+
+
+def test_adding_then_removing_on_the_same_spot_removes_the_object():
+    seg = KnownSegmenter()
+    added = run(seg, [(20, 20, True), (90, 20, True)], previous=box(A))
+    out = run(seg, [(20, 20, True), (90, 20, True), (90, 20, False)], previous=added)
+    assert np.array_equal(out, box(A))
+
+
+def test_without_a_previous_mask_the_clicks_apply_one_by_one():
+    seg = KnownSegmenter()
+    out = run(seg, [(60, 50, False), (20, 20, True), (90, 20, True)])
+    assert np.array_equal(out, box(A, B))
