@@ -78,6 +78,8 @@ class SimpsonErase(Extension):
         self.tool.toggled.connect(lambda on: self.say("One-click select: click an object (Shift adds, Alt subtracts, "
                                                       "Esc leaves)." if on else "One-click select off.", show=on))
         self._tool_actions: list[QAction] = []
+        # the one-click tool's clicks since its last plain click: (document, layer rect, points)
+        self._clicks: Optional[tuple[Any, Any, list]] = None
 
     # ---- Krita hooks ----
     def setup(self) -> None:
@@ -106,7 +108,11 @@ class SimpsonErase(Extension):
 
     # ---- operations (main thread) ----
     def select_at(self, view, x: int, y: int, op: SelectionOp = SelectionOp.replace) -> None:
-        """Select the object under image pixel (x, y) of the active layer; op combines it with the selection."""
+        """Select the object under image pixel (x, y) of the active layer; op combines it with the selection.
+
+        Shift/Alt clicks on a selection this tool made send it with the tool's earlier clicks, so
+        the backend refines the clicked object (a missed part, a bit too much); on any other
+        selection they add / subtract the object under the click."""
         if self._busy_applying(lambda: self.select_at(view, x, y, op)):
             return
         layer = self._read_active_layer()
@@ -117,13 +123,25 @@ class SimpsonErase(Extension):
         if not (0 <= rx < px.rect.width() and 0 <= ry < px.rect.height()):
             return self.say("Click inside the image.", error=True)
         engine = self._engine_for("select")
+        click = (rx, ry, op is not SelectionOp.subtract)
+        history = self._clicks
+        previous = None
+        if op is not SelectionOp.replace and history is not None and history[0] == doc and history[1] == px.rect:
+            previous = krita_io.read_selection(doc, px.rect)
+        points = history[2] + [click] if previous is not None else [(rx, ry, True)]
 
         def task(client: Client, progress) -> Any:
-            return client.select(px.image, [(rx, ry, True)], engine=engine, progress=progress)
+            return client.select(px.image, points, previous=previous, engine=engine, progress=progress)
 
         def done(mask) -> None:
+            if previous is not None:
+                self._clicks = (doc, px.rect, points)
+                self._apply_selection(doc, px.rect, mask, SelectionOp.replace,
+                                      f"Refined the selection at ({x}, {y}) [{mask.engine}].")
+                return
+            self._clicks = (doc, px.rect, points) if op is SelectionOp.replace else None
             self._apply_selection(doc, px.rect, mask, op, f"Selected the object at ({x}, {y}) "
-                                                                f"[{mask.engine}].")
+                                                          f"[{mask.engine}].")
         self._submit("Selecting", task, done)
 
     def _read_active_layer(self):

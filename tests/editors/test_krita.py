@@ -90,6 +90,10 @@ def test_click_maps_to_the_right_pixel_on_a_rotated_mirrored_zoomed_view(krita):
     assert iou(selection(out, "click"), disc(*c0)) > 0.9
     assert iou(selection(out, "shift"), disc(*c0) | disc(*c1)) > 0.9
     assert iou(selection(out, "alt"), disc(*c0)) > 0.9
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["click"]["message"].startswith("Selected the object at"), steps["click"]
+    for name in ("shift", "alt"):   # the tool's own selection: sent with its clicks, refined by the backend
+        assert steps[name]["message"].startswith("Refined the selection at"), steps[name]
 
 
 def test_select_similar_and_undo_redo(krita):
