@@ -64,20 +64,42 @@ def error_click(gt: np.ndarray, prev: np.ndarray, rng: np.random.Generator) -> P
     return best[1] if best else None
 
 
-def background_region(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def background_region(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator,
+                      tolerance: tuple[int, int] = (8, 30)) -> np.ndarray:
     """A colour-coherent region of the background next to the object (flood fill from a pixel
-    just outside it): what a one-click model selects when it takes the object's support."""
+    just outside it, colour tolerance drawn from `tolerance`): what a one-click model selects
+    when it takes the object's support."""
     ring = cv2.dilate(gt.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~gt
     ys, xs = np.nonzero(ring)
     if not len(ys):
         return np.zeros_like(gt)
     i = rng.integers(len(ys))
-    tol = (int(rng.integers(8, 30)),) * 3
+    tol = (int(rng.integers(*tolerance)),) * 3
     ff = np.zeros((gt.shape[0] + 2, gt.shape[1] + 2), np.uint8)
     blurred = cv2.GaussianBlur(np.ascontiguousarray(image), (5, 5), 0)
     cv2.floodFill(blurred, ff, (int(xs[i]), int(ys[i])), 0, tol, tol,
                   4 | cv2.FLOODFILL_MASK_ONLY | (255 << 8))
     return (ff[1:-1, 1:-1] > 0) & ~gt
+
+
+def enclosing_region(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The object together with the bigger thing it lies on (a drawing with the boat under it):
+    a loose flood fill of its surroundings, holes filled, or a blob a few times its size around
+    it where that fill stays small or takes most of the crop. A negative click deep inside it
+    must bring the object back."""
+    region = background_region(image, gt, rng, tolerance=(12, 45)) | gt
+    if region.sum() < 3 * gt.sum() or (region.mean() > 0.7 and rng.random() < 0.6):
+        x0, y0, x1, y1 = bbox(gt)
+        k = rng.uniform(2.0, 4.0)
+        bw, bh = int((x1 - x0) * k) + 8, int((y1 - y0) * k) + 8
+        blob = np.zeros(gt.shape, np.uint8)
+        cx, cy = (x0 + x1) // 2 + int(rng.integers(-bw // 6, bw // 6 + 1)), (y0 + y1) // 2 + int(rng.integers(-bh // 6, bh // 6 + 1))
+        cv2.ellipse(blob, (cx, cy), (bw // 2, bh // 2), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        region = blob.astype(bool) | gt
+    filled = region.astype(np.uint8)
+    contours, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(filled, contours, -1, 1, -1)
+    return filled.astype(bool)
 
 
 def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Generator,
@@ -101,8 +123,10 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
         m = m & (1 - hole)
     elif r < 0.75 and others:  # bled into a neighbour
         m = m | others[rng.integers(len(others))].astype(np.uint8)
-    elif r < 0.85 and image is not None:  # took a region of the background with it
+    elif r < 0.82 and image is not None:  # took a region of the background with it
         m = m | background_region(image, gt, rng)
+    elif r < 0.92 and image is not None:  # took the bigger thing the object lies on
+        m = enclosing_region(image, gt, rng).astype(np.uint8)
     else:  # an extra blob touching the object
         bh, bw = int(rng.integers(8, s // 3)), int(rng.integers(8, s // 3))
         ys, xs = np.nonzero(cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)))

@@ -110,3 +110,16 @@ def test_windows_pad_outside_the_image():
     assert win == Window(-10, -15, 40)
     out = crop_resize(img, win, 40)
     assert out[15:25, 10:30].min() == 7 and out[:15].max() == 0
+
+
+def test_enclosing_region_holds_the_object_and_more():
+    from backend.training.samples import enclosing_region
+    img = np.full((80, 80, 3), 120, np.uint8)
+    img[20:60, 20:60] = 200                      # a flat "boat" with a small object on it
+    gt = np.zeros((80, 80), bool)
+    gt[35:45, 35:45] = True
+    img[gt] = 30
+    for seed in range(6):
+        region = enclosing_region(img, gt, np.random.default_rng(seed))
+        assert (region & gt).sum() == gt.sum()   # the whole object, holes filled
+        assert region.sum() >= 3 * gt.sum()
