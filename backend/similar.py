@@ -51,6 +51,8 @@ class Settings:
     min_ratio: float = 1 / 3      # candidate area / query area
     max_ratio: float = 3.0
     max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
+    cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
+    complete_shape: bool = True   # click the placed query's missed part when a mask is small
 
 
 class MatchMap(NamedTuple):
@@ -399,6 +401,29 @@ def complete_pieces(pieces: list[tuple[float, float]], offset: tuple[float, floa
     return bigger if got.area < bigger.area <= PIECES_MAX * query_area else got
 
 
+SHORT = 0.5           # a one-click mask under this share of the query's area may have missed a part
+
+
+def complete_shape(got: Patch, px: float, py: float, template: Patch, taken: np.ndarray,
+                   segment: "Segment", query_area: int) -> Patch:
+    """The one-click model may select part of a long, thin object (a stick) from a click at one
+    end: when the mask is under SHORT × the query's area, click the interior of the biggest
+    part of the placed query it left out, and keep the bigger mask unless it grew past
+    PIECES_MAX × the query (the click missed and took the background)."""
+    if got.area >= SHORT * query_area or not template.area:
+        return got
+    H, W = taken.shape
+    miss = template.mask & ~template.region(got.full(H, W)) & ~template.region(taken)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(miss.astype(np.uint8), connectivity=8)
+    if n < 2:
+        return got
+    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[big, cv2.CC_STAT_AREA] < PIECE_MIN * template.area:
+        return got
+    bigger = segment(px, py, template, (interior_point(Patch(template.x, template.y, labels == big)),))
+    return bigger if got.area < bigger.area <= PIECES_MAX * query_area else got
+
+
 def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -> Patch:
     """The connected parts of the patch under (x, y) or lying mostly (>= 50 %) inside the
     template (objects in several pieces), else its largest part; cropped to their box."""
@@ -493,7 +518,9 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     cpn: the proposal source. "auto" = the CPN from CPN_WEIGHTS when that file exists, else the
     training-free cosine map; None = always the cosine map; or a CPN module. With a CPN, each
     query (the seed, then every accepted instance) gives a heatmap, proposals are the peaks of
-    their maximum above the CPN's stored threshold; the rest of the loop is the same.
+    their maximum above the CPN's stored threshold; the rest of the loop is the same. With
+    settings.cosine_too the cosine map's peaks away from the CPN's are proposed as well (thin,
+    low-contrast copies that the CPN's heatmap misses; the verifier still decides).
 
     align_clicks: move each peak's click to where template matching puts the query (for the
     GrabCut fallback, which needs the query's shape in place); False = click at the peak, for a
@@ -516,29 +543,35 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     queries = [query.pooled]
     qgrids = [taken_grid]                        # the queries' grid weights (CPN inputs)
     projected = None                             # the CPN's projected maps, once per call
-    sims: list[np.ndarray] = []
+    sims: list[np.ndarray] = []                  # per query: its smoothed cosine map
+    heats: list[np.ndarray] = []                 # per query: its CPN heatmap
     tried = np.zeros(mm.grid, bool)              # cells already proposed or segmented
+    rounds_done = 0                              # queries the proposals have seen
     for rnd in range(settings.rounds):
         if rnd > 0 and clock() - start > settings.seconds:
             break
-        new = queries[len(sims):]
-        if not new:
+        if len(qgrids) == rounds_done:
             break
+        rounds_done = len(qgrids)
+        blocked = tried | (taken_grid > 0.3)
         if cpn is not None:     # learned proposals: one heatmap per query, their maximum
             if projected is None:
                 with torch.inference_mode():
                     projected = cpn.project({lvl: f[None] for lvl, f in mm.feats.items()})
-            sims += [cpn_heatmap(cpn, mm, g, projected) for g in qgrids[len(sims):]]
-            sim = np.max(np.stack(sims), 0)
-            props = peaks(sim, seed_cells, tried | (taken_grid > 0.3), float(cpn.threshold), settings.max_peaks)
-        else:
-            sims += [smooth_map(cosine_map(mm, q), seed_cells) for q in new]
-            sim = np.max(np.stack(sims), 0)
+            heats += [cpn_heatmap(cpn, mm, g, projected) for g in qgrids[len(heats):]]
+            props = peaks(np.max(np.stack(heats), 0), seed_cells, blocked, float(cpn.threshold), settings.max_peaks)
+        if cpn is None or settings.cosine_too:
+            sims += [smooth_map(cosine_map(mm, q), seed_cells) for q in queries[len(sims):]]
             if rnd == 0:   # the query's own peak sets the bar for its copies
                 inside = taken_grid > 0.3
                 own = float(sims[0][inside].max()) if inside.any() else float(sims[0].max())
                 tau = max(settings.peak_floor, settings.peak_rel * own)
-            props = peaks(sim, seed_cells, tried | (taken_grid > 0.3), tau, settings.max_peaks)
+            more = peaks(np.max(np.stack(sims), 0), seed_cells, blocked, tau, settings.max_peaks)
+            if cpn is None:
+                props = more
+            else:     # cosine peaks away from the CPN's: objects the CPN did not see
+                near = peak_kernel(min(seed_cells)) // 2
+                props += [p for p in more if all(max(abs(p[0] - q[0]), abs(p[1] - q[1])) > near for q in props)]
         res.rounds = rnd + 1
         if not props:
             break
@@ -568,6 +601,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 if len(pieces) > 1:
                     got = complete_pieces(pieces, (cx - centre[0], cy - centre[1]), got, px, py,
                                           template, taken, segment, sp.area)
+                if settings.complete_shape:
+                    got = complete_shape(got, px, py, template, taken, segment, sp.area)
             if got.area == 0:
                 continue
             got = keep_parts(got, px, py, template)

@@ -188,6 +188,76 @@ def test_objects_in_pieces_get_every_piece_clicked():
         assert any((m & disc).sum() == disc.sum() and (m & bar).sum() == bar.sum() for m in masks)
 
 
+class OneCopyCPN:
+    """A CPN whose heatmap sees only the copy at `cell` (gx, gy), so the cosine peaks must find the rest."""
+    threshold = 0.5
+
+    def __init__(self, cell: tuple[int, int]):
+        self.cell = cell
+
+    def project(self, feats):
+        return None
+
+    def __call__(self, feats, q, projected):
+        gh, gw = feats[sim.LEVELS[0]].shape[-2:]
+        out = torch.full((1, 1, gh, gw), -10.0)
+        out[0, 0, self.cell[1], self.cell[0]] = 10.0
+        return out
+
+
+def test_cosine_peaks_propose_what_the_cpn_missed():
+    img, reds, blues = disc_image(RED, BLUE)
+    mm = sim.encode(ColourBackbone(), img, 320)
+    cell = sim.STRIDE / mm.scale
+    cpn = OneCopyCPN((int(RED[1][0] / cell), int(RED[1][1] / cell)))
+
+    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+        hit = [m for m in reds + blues if m[int(y), int(x)]]
+        return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
+
+    found = {}
+    for cosine_too in (False, True):
+        settings = sim.Settings(cosine_too=cosine_too)
+        res = sim.find_similar(img, reds[0], mm, segment, sim.CosineVerifier(settings), settings,
+                               cpn=cpn, align_clicks=False)
+        masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+        found[cosine_too] = sum(any((m & red).sum() == red.sum() for m in masks) for red in reds[1:])
+        assert not any((m & blues[0]).any() for m in masks)
+    assert found == {False: 1, True: 3}
+
+
+def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
+    """A one-click model that selects only 40 % of a long bar around a single click (two
+    clicks: all of it): the placed query's missed part is clicked too, so each copy is found whole."""
+    img = np.full((240, 320, 3), (60, 140, 60), np.uint8)
+    bars = []
+    for x0, y0 in [(20, 30), (170, 40), (150, 150), (30, 190)]:
+        bar = np.zeros((240, 320), bool)
+        bar[y0:y0 + 8, x0:x0 + 110] = True
+        img[bar] = (230, 30, 30)
+        bars.append(bar)
+    mm = sim.encode(ColourBackbone(), img, 320)
+
+    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+        out = np.zeros(img.shape[:2], bool)
+        for bar in bars:
+            hits = [cx for cx, cy in [(x, y), *more] if bar[int(cy), int(cx)]]
+            if len(hits) > 1:
+                out |= bar
+            elif hits:
+                out[:, max(int(hits[0]) - 22, 0):int(hits[0]) + 22] |= bar[:, max(int(hits[0]) - 22, 0):int(hits[0]) + 22]
+        return sim.as_patch(out) if out.any() else sim.Patch(0, 0, np.zeros((0, 0), bool))
+
+    whole = {}
+    for complete in (False, True):
+        settings = sim.Settings(complete_shape=complete)
+        res = sim.find_similar(img, bars[0], mm, segment, sim.CosineVerifier(settings), settings,
+                               cpn=None, align_clicks=False)
+        masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+        whole[complete] = sum(any((m & bar).sum() == bar.sum() for m in masks) for bar in bars[1:])
+    assert whole == {False: 0, True: 3}
+
+
 def test_features_engine_through_the_pipeline():
     img, reds, blues = disc_image(RED, BLUE)
     engine = FeaturesEngine(backbone=ColourBackbone(), segmenter=None)
