@@ -183,8 +183,11 @@ class ClickSegmenter:
         return fit_window(round((x0 + x1) / 16) * 8, round((y0 + y1) / 16) * 8, side, w, h)
 
     def predict(self, embedding: Embedding, points: list[Point],
-                prev_mask: np.ndarray | None = None) -> np.ndarray:
-        """points: (x, y, positive) in image pixels; prev_mask: H×W uint8 (255 = selected).
+                prev_mask: np.ndarray | None = None, size: tuple[float, float] | None = None) -> np.ndarray:
+        """points: (x, y, positive) in image pixels; prev_mask: H×W uint8 (255 = selected);
+        size: the (width, height) the object is expected to have (select similar knows it from
+        the query): the zoom-in window is chosen for an object of that size at the first
+        positive click instead of from the coarse pass.
 
         Returns the H×W uint8 mask, 255 = selected, at full resolution. The zoom-in window
         depends only on the positive clicks, so negative clicks refine inside the same
@@ -206,13 +209,16 @@ class ClickSegmenter:
         prev = prev_mask if self.use_prev else None
         out = np.zeros((h, w), np.uint8)
 
-        key = tuple(positives)
+        key = (tuple(positives), size)
         if not self.zoom:
             win = None
         elif key in emb.windows:
             win = emb.windows[key]
         elif prev is not None and (box := selection_box(prev)) is not None:
             win = self._window_for(box, positives, w, h)  # refining: the scale of the selection
+        elif size is not None:
+            (x, y), (bw, bh) = positives[0], size
+            win = self._window_for((x - bw / 2, y - bh / 2, x + bw / 2, y + bh / 2), positives, w, h)
         else:
             win = self._window_for(self._object_box(emb, positives), positives, w, h)
             if win is None:  # the coarse pass found a huge object: check from a small window up

@@ -53,6 +53,7 @@ class Settings:
     max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
     complete_shape: bool = True   # click the placed query's missed part when a mask is small
+    size_hint: bool = True        # the one-click model zooms in for an object of the query's size
 
 
 class MatchMap(NamedTuple):

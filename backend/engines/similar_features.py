@@ -140,7 +140,8 @@ class FeaturesEngine(Engine):
 
         def by_dsn(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
             with self._seg_lock:
-                mask = seg.predict(emb, [(x, y, True)] + [(mx, my, True) for mx, my in more])
+                mask = seg.predict(emb, [(x, y, True)] + [(mx, my, True) for mx, my in more],
+                                   size=template.mask.shape[::-1] if self.settings.size_hint else None)
             return sim.as_patch(mask > 127)
         return by_dsn
 

@@ -89,6 +89,18 @@ def test_segmenter_tiny_and_huge_images(segmenter):
     assert segmenter.predict(emb, [(1800.0, 1200.0, True)]).shape == (3000, 4000)
 
 
+def test_an_expected_size_sets_the_window_without_the_coarse_pass(segmenter, monkeypatch):
+    """select similar knows the object's size from the query: the window is chosen for it."""
+    img = np.zeros((800, 1000, 3), np.uint8)
+    emb = segmenter.set_image(img)
+    monkeypatch.setattr(segmenter, "_object_box", lambda *a: pytest.fail("the coarse pass ran"))
+    monkeypatch.setattr(segmenter, "_rescaled_window", lambda *a: None)   # keep the first window
+    assert segmenter.predict(emb, [(500.0, 400.0, True)], size=(120, 90)).shape == (800, 1000)
+    win = emb.windows[(((500.0, 400.0),), (120, 90))]
+    assert win.side == 192                        # sqrt(120 * 90 / 0.3) = 190 -> multiple of 16
+    assert win.x0 <= 500 - 60 and win.x0 + win.side >= 500 + 60
+
+
 @pytest.mark.parametrize("point", [(-1.0, 5.0, True), (5.0, 8.0, True), (8.0, 0.0, False)])
 def test_click_outside_image_is_an_error(segmenter, point):
     emb = segmenter.set_image(np.zeros((8, 8, 3), np.uint8))
