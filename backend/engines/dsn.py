@@ -75,21 +75,26 @@ class DsnEngine(Engine):
         xi, yi = min(int(x), w - 1), min(int(y), h - 1)
         if out[yi, xi] == positive:
             return out
-        _, labels = cv2.connectedComponents(out.view(np.uint8), connectivity=8)
+        obj = seg.predict(embedding, [click]) > 127 if positive else None
+        # connected parts of the selection, computed in the box holding it (and the new object)
+        bx, by, bw, bh = cv2.boundingRect((out | obj).view(np.uint8) if positive else out.view(np.uint8))
+        x0, y0, x1, y1 = max(bx - TOUCH, 0), max(by - TOUCH, 0), min(bx + bw + TOUCH, w), min(by + bh + TOUCH, h)
+        _, labels = cv2.connectedComponents(np.ascontiguousarray(out[y0:y1, x0:x1]).view(np.uint8), connectivity=8)
+        local = np.zeros((h, w), bool)
         if positive:
-            obj = seg.predict(embedding, [click]) > 127
-            near = cv2.dilate(obj.view(np.uint8), np.ones((2 * TOUCH + 1,) * 2, np.uint8)) > 0
-            touched = np.unique(labels[near & out])
+            near = cv2.dilate(np.ascontiguousarray(obj[y0:y1, x0:x1]).view(np.uint8),
+                              np.ones((2 * TOUCH + 1,) * 2, np.uint8)) > 0
+            touched = np.unique(labels[near & out[y0:y1, x0:x1]])
             if touched.size == 0:       # another object: add it
                 return out | obj
-            part = np.isin(labels, touched)
+            local[y0:y1, x0:x1] = np.isin(labels, touched)
         else:
-            part = labels == labels[yi, xi]
-        clicks = guiding_clicks(part, seen, click)
+            local[y0:y1, x0:x1] = labels == labels[yi - y0, xi - x0]
+        clicks = guiding_clicks(local, seen, click)
         if not any(p for _, _, p in clicks):   # no click of this object says what to keep: remove it
             return out & ~(seg.predict(embedding, [(x, y, True)]) > 127)
-        refined = seg.predict(embedding, clicks, part.view(np.uint8) * np.uint8(255)) > 127
-        return (out & ~part) | refined
+        refined = seg.predict(embedding, clicks, local.view(np.uint8) * np.uint8(255)) > 127
+        return (out & ~local) | refined
 
 
 def guiding_clicks(part: np.ndarray, seen: list[Point], click: Point) -> list[Point]:
