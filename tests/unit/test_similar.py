@@ -188,6 +188,17 @@ def test_objects_in_pieces_get_every_piece_clicked():
         assert any((m & disc).sum() == disc.sum() and (m & bar).sum() == bar.sum() for m in masks)
 
 
+def whole_copies(img: np.ndarray, objects: list[np.ndarray], mm, segment, settings: sim.Settings,
+                 cpn=None, avoid: np.ndarray | None = None) -> int:
+    """find_similar from objects[0] (one-click clicks on the peaks, cosine verifier): how many of
+    the other objects an accepted instance covers whole; no instance may touch `avoid`."""
+    res = sim.find_similar(img, objects[0], mm, segment, sim.CosineVerifier(settings), settings,
+                           cpn=cpn, align_clicks=False)
+    masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+    assert avoid is None or not any((m & avoid).any() for m in masks)
+    return sum(any((m & o).sum() == o.sum() for m in masks) for o in objects[1:])
+
+
 class OneCopyCPN:
     """A CPN whose heatmap sees only the copy at `cell` (gx, gy), so the cosine peaks must find the rest."""
     threshold = 0.5
@@ -215,14 +226,8 @@ def test_cosine_peaks_propose_what_the_cpn_missed():
         hit = [m for m in reds + blues if m[int(y), int(x)]]
         return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
 
-    found = {}
-    for cosine_too in (False, True):
-        settings = sim.Settings(cosine_too=cosine_too)
-        res = sim.find_similar(img, reds[0], mm, segment, sim.CosineVerifier(settings), settings,
-                               cpn=cpn, align_clicks=False)
-        masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
-        found[cosine_too] = sum(any((m & red).sum() == red.sum() for m in masks) for red in reds[1:])
-        assert not any((m & blues[0]).any() for m in masks)
+    found = {on: whole_copies(img, reds, mm, segment, sim.Settings(cosine_too=on), cpn, avoid=blues[0])
+             for on in (False, True)}
     assert found == {False: 1, True: 3}
 
 
@@ -248,13 +253,7 @@ def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
                 out[:, max(int(hits[0]) - 22, 0):int(hits[0]) + 22] |= bar[:, max(int(hits[0]) - 22, 0):int(hits[0]) + 22]
         return sim.as_patch(out) if out.any() else sim.Patch(0, 0, np.zeros((0, 0), bool))
 
-    whole = {}
-    for complete in (False, True):
-        settings = sim.Settings(complete_shape=complete)
-        res = sim.find_similar(img, bars[0], mm, segment, sim.CosineVerifier(settings), settings,
-                               cpn=None, align_clicks=False)
-        masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
-        whole[complete] = sum(any((m & bar).sum() == bar.sum() for m in masks) for bar in bars[1:])
+    whole = {on: whole_copies(img, bars, mm, segment, sim.Settings(complete_shape=on)) for on in (False, True)}
     assert whole == {False: 0, True: 3}
 
 
