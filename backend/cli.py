@@ -96,7 +96,6 @@ def serve(args: argparse.Namespace) -> int:
     reuse_freed_memory()
     pipeline = Pipeline()
     pipeline.info()   # imports torch and checks the engines now, so the first request is quick
-    threading.Thread(target=pipeline.warm_up, name="simpson-warm-up", daemon=True).start()
     try:
         server = Server(endpoint, pipeline, curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path),
                         idle_exit=args.idle_exit)
@@ -104,6 +103,9 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         logging.getLogger("simpson").error("start-up failed: %s", e)
         return EXIT_FAILED
+    # only once the daemon will run: a warm-up still inside torch when a refused start-up
+    # exits the interpreter aborts the process (exit -6 instead of 1 on a loaded machine)
+    threading.Thread(target=pipeline.warm_up, name="simpson-warm-up", daemon=True).start()
     ready = f"SimpSON backend ready on {endpoint} (pid {os.getpid()}, log {log_path})"
 
     def on_ready() -> None:

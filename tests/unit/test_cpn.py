@@ -222,7 +222,7 @@ def test_find_similar_takes_proposals_from_the_cpn(one_thread):
     img, reds, blues = disc_image()
     mm = sim.encode(ColourBackbone(), img, 320)
     cell = sim.STRIDE / mm.scale
-    settings = sim.Settings()
+    settings = sim.Settings(cosine_too=False)    # proposals from the CPN only
     # bumps on two of the three other red discs and on the blue one; none on the fourth red
     cells = [(int(x // cell), int(y // cell)) for x, y in (RED[1], RED[2], BLUE[0])]
     stub = StubCPN(cells, mm.grid)
