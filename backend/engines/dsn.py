@@ -8,8 +8,10 @@ Clicks after the first work on the selection the way a user means them:
 - a positive click on a missed part of a selected object, and a negative click inside the
   selection, refine that object: the model gets its mask as the previous mask and the clicks
   around it (it was trained to correct its mistakes that way); other selected objects stay;
-- a negative click on a selected object that no positive click guides (selected with another
-  tool, or added by a click on that very spot) removes the object under the click.
+- a negative click on a selected part that no positive click guides (selected with another
+  tool, added by a click on that very spot, or a stray piece away from the clicked object)
+  removes the object under the click from that part (the whole part if the model's object
+  misses the clicked pixel); other parts stay.
 """
 from __future__ import annotations
 
@@ -91,8 +93,9 @@ class DsnEngine(Engine):
         else:
             local[y0:y1, x0:x1] = labels == labels[yi - y0, xi - x0]
         clicks = guiding_clicks(local, seen, click)
-        if not any(p for _, _, p in clicks):   # no click of this object says what to keep: remove it
-            return out & ~(seg.predict(embedding, [(x, y, True)]) > 127)
+        if not any(p for _, _, p in clicks):   # no click of this part says what to keep: remove the object
+            gone = local & (seg.predict(embedding, [(x, y, True)]) > 127)   # under the click from it
+            return out & ~(gone if gone[yi, xi] else local)                    # (or the part, if the model missed)
         refined = seg.predict(embedding, clicks, local.view(np.uint8) * np.uint8(255)) > 127
         return (out & ~local) | refined
 

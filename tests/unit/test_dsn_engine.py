@@ -98,3 +98,13 @@ def test_without_a_previous_mask_the_clicks_apply_one_by_one():
     seg = KnownSegmenter()
     out = run(seg, [(60, 50, False), (20, 20, True), (90, 20, True)])
     assert np.array_equal(out, box(A, B))
+
+
+def test_a_negative_click_on_a_stray_piece_removes_only_that_piece():
+    """The model's object under the click is bigger than the piece (it reaches into A): only the
+    piece goes, A (guided by the first click, far away) stays."""
+    stray = (slice(45, 50), slice(50, 56))
+    seg = KnownSegmenter()
+    seg.predict = lambda emb, points, prev_mask=None: box(A, stray).astype(np.uint8) * 255
+    out = run(seg, [(20, 20, True), (52, 47, False)], previous=box(A, stray))
+    assert np.array_equal(out, box(A))
