@@ -105,6 +105,17 @@ class Patch(NamedTuple):
         """The part of an H×W array under this patch's box (a view)."""
         return full[self.y:self.y + self.mask.shape[0], self.x:self.x + self.mask.shape[1]]
 
+    def seen_from(self, other: "Patch") -> np.ndarray:
+        """This mask in `other`'s box: a bool array of other.mask's shape, False outside this patch."""
+        out = np.zeros(other.mask.shape, bool)
+        x0, y0 = max(self.x, other.x), max(self.y, other.y)
+        x1 = min(self.x + self.mask.shape[1], other.x + other.mask.shape[1])
+        y1 = min(self.y + self.mask.shape[0], other.y + other.mask.shape[0])
+        if x1 > x0 and y1 > y0:
+            out[y0 - other.y:y1 - other.y, x0 - other.x:x1 - other.x] = \
+                self.mask[y0 - self.y:y1 - self.y, x0 - self.x:x1 - self.x]
+        return out
+
 
 def as_patch(mask: "np.ndarray | Patch") -> Patch:
     """A full H×W bool mask cropped to its box (a Patch is returned as is)."""
@@ -413,8 +424,7 @@ def complete_shape(got: Patch, px: float, py: float, template: Patch, taken: np.
     PIECES_MAX × the query (the click missed and took the background)."""
     if got.area >= SHORT * query_area or not template.area:
         return got
-    H, W = taken.shape
-    miss = template.mask & ~template.region(got.full(H, W)) & ~template.region(taken)
+    miss = template.mask & ~got.seen_from(template) & ~template.region(taken)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(miss.astype(np.uint8), connectivity=8)
     if n < 2:
         return got
@@ -435,15 +445,8 @@ def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -
         if 0 <= ly < labels.shape[0] and 0 <= lx < labels.shape[1]:
             keep[labels[ly, lx]] = True
         if template is not None and template.area:
-            t = np.zeros(labels.shape, bool)
-            tx0, ty0 = max(template.x, p.x), max(template.y, p.y)
-            tx1 = min(template.x + template.mask.shape[1], p.x + labels.shape[1])
-            ty1 = min(template.y + template.mask.shape[0], p.y + labels.shape[0])
-            if tx1 > tx0 and ty1 > ty0:
-                t[ty0 - p.y:ty1 - p.y, tx0 - p.x:tx1 - p.x] = \
-                    template.mask[ty0 - template.y:ty1 - template.y, tx0 - template.x:tx1 - template.x]
-                inside = np.bincount(labels[t], minlength=n)
-                keep |= inside >= 0.5 * stats[:, cv2.CC_STAT_AREA]
+            inside = np.bincount(labels[template.seen_from(p)], minlength=n)
+            keep |= inside >= 0.5 * stats[:, cv2.CC_STAT_AREA]
         keep[0] = False
         if not keep.any():
             keep[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
