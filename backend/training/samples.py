@@ -103,11 +103,12 @@ def enclosing_region(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator
 
 
 def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Generator,
-                 image: np.ndarray | None = None) -> np.ndarray:
-    """A plausible wrong previous prediction made from the ground truth (`image`: the crop, for
-    background regions)."""
+                 image: np.ndarray | None = None, scale: int | None = None) -> np.ndarray:
+    """A plausible wrong previous prediction made from the ground truth (`image`: the same
+    pixels, for background regions). `scale`: the side of the window the object is seen in
+    (default: the array's height, for a crop); the sizes of the mistakes follow it."""
     m = gt.astype(np.uint8)
-    s = m.shape[0]
+    s = scale or m.shape[0]
     r = rng.random()
     if r < 0.25:
         k = int(rng.integers(3, max(4, s // 12)))
@@ -119,7 +120,7 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
         y, x = int(rng.integers(y0, max(y1 - bh // 2, y0 + 1))), int(rng.integers(x0, max(x1 - bw // 2, x0 + 1)))
         hole = np.zeros_like(m)
         blob = random_blob(rng, bh, bw) > 0
-        hole[y:y + bh, x:x + bw] = blob[: s - y, : s - x]
+        hole[y:y + bh, x:x + bw] = blob[: m.shape[0] - y, : m.shape[1] - x]
         m = m & (1 - hole)
     elif r < 0.75 and others:  # bled into a neighbour
         m = m | others[rng.integers(len(others))].astype(np.uint8)
@@ -134,17 +135,35 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
             i = rng.integers(len(ys))
             y, x = max(ys[i] - bh // 2, 0), max(xs[i] - bw // 2, 0)
             blob = (random_blob(rng, bh, bw) > 0).astype(np.uint8)
-            m[y:y + bh, x:x + bw] |= blob[: s - y, : s - x]
+            m[y:y + bh, x:x + bw] |= blob[: m.shape[0] - y, : m.shape[1] - x]
     return m.astype(bool)
 
 
 def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 320,
-                fill: float | None = None, refine: bool | None = None) -> Sample:
-    """Crop around instance `index` at a random scale; simulate 1-3 clicks (+ previous mask)."""
+                fill: float | None = None, refine: bool | None = None,
+                min_fill: float = 0.005, prev_window: float = 0.0) -> Sample:
+    """Crop around instance `index` at a random scale; simulate 1-3 clicks (+ previous mask).
+
+    min_fill: the smallest object share of the crop (a quarter of the crops are log-uniform
+    between it and 0.1, the coarse whole-image pass's view of small objects).
+    prev_window: the share of refinement crops whose window is fitted to the previous mask,
+    not the object: the daemon refines in the window of the selection (segment.py), so a
+    selection that took the boat under a drawing is seen at the boat's scale."""
     mask = scene.masks[index]
     if fill is None:
-        fill = rng.uniform(0.1, 0.6) if rng.random() < 0.75 else float(np.exp(rng.uniform(np.log(0.005), np.log(0.1))))
+        fill = rng.uniform(0.1, 0.6) if rng.random() < 0.75 else float(np.exp(rng.uniform(np.log(min_fill), np.log(0.1))))
+    if refine is None:
+        refine = rng.random() < 0.35
     win = choose_window(mask, rng, fill)
+    prev_full = None
+    if refine and rng.random() < prev_window:  # the mistake at the scene's scale, then its window
+        near = [m for i, m in enumerate(scene.masks) if i != index
+                and m[max(win.y0, 0):win.y0 + win.side, max(win.x0, 0):win.x0 + win.side].any()]
+        prev_full = perturb_mask(mask, near, rng, scene.image, scale=win.side)
+        win = choose_window(prev_full if prev_full.any() else mask, rng, rng.uniform(0.15, 0.45))
+        h, w = mask.shape
+        if win.side > 0.9 * max(h, w):  # the daemon then decodes the whole image
+            win = fit_window(w / 2, h / 2, max(h, w), w, h)
     image = crop_resize(scene.image, win, size)
     gt = crop_resize(mask.astype(np.float32), win, size) > 0.5
     others = [crop_resize(m.astype(np.float32), win, size) > 0.5 for i, m in enumerate(scene.masks) if i != index]
@@ -154,10 +173,11 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
     first = click_inside(gt, rng, central=rng.random() < 0.5)
     points: list[Point] = [(first[0], first[1], True)]
     prev = np.zeros_like(gt)
-    if refine is None:
-        refine = rng.random() < 0.35
     if refine:
-        prev = perturb_mask(gt, others, rng, image)
+        if prev_full is not None:
+            prev = crop_resize(prev_full.astype(np.float32), win, size) > 0.5
+        else:
+            prev = perturb_mask(gt, others, rng, image)
         for _ in range(int(rng.integers(1, 3))):
             p = error_click(gt, prev, rng)
             if p is None:

@@ -1,7 +1,7 @@
 """Train 1C-DSN on synthetic scenes, bounded by wall time, checkpointed and resumable.
 
     python -m backend.training.train_dsn --out DIR --minutes M [--resume]
-        [--init WEIGHTS] [--lr-scale F] [--model-clicks P]
+        [--init WEIGHTS] [--lr-scale F] [--model-clicks P] [--min-fill F] [--prev-window P]
 
 DIR/ckpt.pt (full state, atomic), DIR/best.pt (model weights of the best validation score),
 DIR/train.log (loss, learning rate, validation IoU after 1 and 3 clicks).
@@ -48,8 +48,9 @@ FROZEN = ("_conv_stem.", "_bn0.", "_blocks.0.", "_blocks.1.", "_blocks.2.")  # s
 class TrainScenes(Dataset):
     """Item i = SAMPLES_PER_SCENE crops from training scene SEED + i (deterministic)."""
 
-    def __init__(self, length: int = 10 ** 9):
+    def __init__(self, length: int = 10 ** 9, min_fill: float = 0.005, prev_window: float = 0.0):
         self.length = length
+        self.min_fill, self.prev_window = min_fill, prev_window
         self.gen: SceneGenerator | None = None
 
     def __len__(self) -> int:
@@ -62,7 +63,8 @@ class TrainScenes(Dataset):
         scene = self.gen.scene(SEED + i)
         while not scene.masks:
             scene = self.gen.scene(int(rng.integers(1 << 30)))
-        return [make_sample(scene, pick_instance(scene, rng), rng, CROP) for _ in range(SAMPLES_PER_SCENE)]
+        return [make_sample(scene, pick_instance(scene, rng), rng, CROP, min_fill=self.min_fill,
+                            prev_window=self.prev_window) for _ in range(SAMPLES_PER_SCENE)]
 
 
 def collate(items: list[list[Sample]]) -> Sample:
@@ -191,6 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr-scale", type=float, default=1.0, help="multiplies both learning rates")
     ap.add_argument("--model-clicks", type=float, default=0.0,
                     help="share of crops given 1-2 corrective clicks at the model's own mistakes")
+    ap.add_argument("--min-fill", type=float, default=0.005,
+                    help="smallest object share of a training crop (the coarse pass sees small objects smaller)")
+    ap.add_argument("--prev-window", type=float, default=0.0,
+                    help="share of refinement crops framed on the previous mask, as the daemon frames them")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--val-scenes", type=int, default=VAL_SCENES)
     ap.add_argument("--log-every", type=int, default=25)
@@ -227,11 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         log(f"start: device {device}, seed {SEED}, plan {plan_s / 60:.1f} min, crop {CROP}, "
             f"batch {SCENES_PER_BATCH * SAMPLES_PER_SCENE}, init {args.init}, lr x{args.lr_scale}, "
-            f"model clicks {args.model_clicks}")
+            f"model clicks {args.model_clicks}, min fill {args.min_fill}, prev window {args.prev_window}")
 
     val = val_set(args.val_scenes)
     log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
-    loader = DataLoader(TrainScenes(), batch_size=SCENES_PER_BATCH, collate_fn=collate,
+    loader = DataLoader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window), batch_size=SCENES_PER_BATCH, collate_fn=collate,
                         sampler=range(step * SCENES_PER_BATCH, 10 ** 9), num_workers=1,
                         worker_init_fn=worker_init, prefetch_factor=4, persistent_workers=True,
                         multiprocessing_context="spawn")

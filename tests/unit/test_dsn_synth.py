@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from backend.models.window import Window, crop_resize, fit_window
 from backend.training.samples import background_region, error_click, make_sample
@@ -123,3 +124,25 @@ def test_enclosing_region_holds_the_object_and_more():
         region = enclosing_region(img, gt, np.random.default_rng(seed))
         assert (region & gt).sum() == gt.sum()   # the whole object, holes filled
         assert region.sum() >= 3 * gt.sum()
+
+
+def test_refinement_crops_can_be_framed_on_the_previous_mask(gen):
+    """prev_window=1: the crop is the window the daemon would refine in, fitted to the previous
+    mask's box (15-45 % of the crop) or the whole scene; prev_window=0: fitted to the object."""
+    from backend.segment import selection_box
+    framed, fills = 0, []
+    for seed in range(12):
+        sc = gen.scene(seed)
+        if not sc.masks:
+            continue
+        s = make_sample(sc, 0, np.random.default_rng(seed), size=128, refine=True, prev_window=1.0)
+        assert s.target.sum() > 0 and s.prev.sum() > 0
+        assert (s.pos[0] > 0).any() and ((s.pos[0] > 0) & (s.target[0] > 0)).any()
+        x0, y0, x1, y1 = selection_box((s.prev[0].numpy() * 255).astype(np.uint8))
+        fills.append((x1 - x0) * (y1 - y0) / 128 ** 2)
+        framed += 1
+    assert framed >= 8
+    assert np.median(fills) > 0.1          # the previous mask, not a speck, sets the scale
+    a = make_sample(gen.scene(3), 0, np.random.default_rng(5), size=128, refine=True, prev_window=0.0)
+    b = make_sample(gen.scene(3), 0, np.random.default_rng(5), size=128, refine=True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))   # the default is unchanged
