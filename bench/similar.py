@@ -88,15 +88,15 @@ def score_scene(scene: Scene, qi: int, found: list) -> dict[str, float]:
         if full.sum() and (full & tgt).sum() >= COVER * full.sum():
             good += 1
     return {
-        "targets": len(targets), "found": sum((union & m).sum() >= COVER * m.sum() for m in targets),
+        "targets": len(targets), "found": int(sum((union & m).sum() >= COVER * m.sum() for m in targets)),
         "returned": len(found), "correct": good,
-        "others": len(others), "other_hits": sum((union & m).sum() >= COVER * m.sum() for m in others),
+        "others": len(others), "other_hits": int(sum((union & m).sum() >= COVER * m.sum() for m in others)),
         "pix_tp": float((union & tgt).sum()), "pix_ret": float(union.sum()), "pix_tgt": float(tgt.sum()),
     }
 
 
 def summarise(rows: list[dict[str, float]], seconds: list[float]) -> dict[str, float]:
-    t = {k: sum(r[k] for r in rows) for k in rows[0]}
+    t = {k: sum(r[k] for r in rows) for k in rows[0] if k != "scene"}
     rec = t["found"] / max(t["targets"], 1)
     prec = t["correct"] / max(t["returned"], 1) if t["returned"] else 1.0
     return {
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             found = eng.similar(entry, seed, lambda f, m: None)
             secs[e].append(time.perf_counter() - t0)
-            rows[e].append(score_scene(scene, qi, found))
+            rows[e].append({"scene": s, **score_scene(scene, qi, found)})
     out: dict[str, dict] = {"scenes": {"used": used, "seed": args.seed}}
     print(f"{used} validation scenes, query = {args.seed}")
     print(f"{'engine':10s} {'inst R':>7s} {'inst P':>7s} {'F1':>6s} {'other':>6s} {'pix P':>6s} {'pix R':>6s} "
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for e in engines if used else []:
         m = summarise(rows[e], secs[e])
         m["encode_sec_mean"] = float(np.mean(enc[e]))
-        out[e] = m
+        out[e] = {**m, "per_scene": rows[e]}   # for comparing two runs scene by scene
         print(f"{e:10s} {m['inst_recall']:7.3f} {m['inst_precision']:7.3f} {m['inst_f1']:6.3f} "
               f"{m['other_hit_rate']:6.3f} {m['pix_precision']:6.3f} {m['pix_recall']:6.3f} {m['sec_mean']:8.2f} {m['encode_sec_mean']:7.2f}"
               f"  ({m['targets']}/{m['returned']}/{m['others']})")
