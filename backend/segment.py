@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .models.dsn import Feats, click_maps, load_dsn
-from .models.window import Window, crop_resize, fit_window
+from .models.window import Window, covers_image, crop_resize, fit_window
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class ClickSegmenter:
             x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + 1), max(y1, y + 1)
         bw, bh = x1 - x0, y1 - y0
         side = max(np.sqrt(bw * bh / TARGET_FILL), 1.25 * max(bw, bh), MIN_WINDOW)
-        if side >= max(w, h) * 0.9:
+        if covers_image(side, w, h):
             return None
         side = int(np.ceil(side / 16) * 16)  # quantised for the encoding cache
         return fit_window(round((x0 + x1) / 16) * 8, round((y0 + y1) / 16) * 8, side, w, h)
@@ -226,7 +226,7 @@ class ClickSegmenter:
                 win = fit_window(positives[0][0], positives[0][1], int(np.ceil(side / 16) * 16), w, h)
         settled = key in emb.windows
         for attempt in range(MAX_WINDOWS):
-            if win is None or win.side >= 0.9 * max(w, h):  # the whole image is the right scale
+            if win is None or covers_image(win.side, w, h):  # the whole image is the right scale
                 win = None
                 break
             feats = self._crop_feats(emb, win)

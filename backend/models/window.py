@@ -10,6 +10,15 @@ import cv2
 import numpy as np
 
 
+WHOLE_IMAGE = 0.9  # a window this share of the long side or bigger: the whole image is decoded instead
+
+
+def covers_image(side: float, width: int, height: int) -> bool:
+    """Whether a window of `side` is (nearly) the whole image: inference then decodes the
+    whole-image encoding, and training frames such a crop on the whole scene."""
+    return side >= WHOLE_IMAGE * max(width, height)
+
+
 class Window(NamedTuple):
     x0: int
     y0: int

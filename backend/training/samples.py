@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..models.dsn import click_maps
-from ..models.window import Window, crop_resize, fit_window
+from ..models.window import Window, covers_image, crop_resize, fit_window
 from .synth import Scene, random_blob
 
 Point = tuple[float, float, bool]
@@ -162,7 +162,7 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
         prev_full = perturb_mask(mask, near, rng, scene.image, scale=win.side)
         win = choose_window(prev_full if prev_full.any() else mask, rng, rng.uniform(0.15, 0.45))
         h, w = mask.shape
-        if win.side > 0.9 * max(h, w):  # the daemon then decodes the whole image
+        if covers_image(win.side, w, h):  # the daemon then decodes the whole image
             win = fit_window(w / 2, h / 2, max(h, w), w, h)
     image = crop_resize(scene.image, win, size)
     gt = crop_resize(mask.astype(np.float32), win, size) > 0.5

@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
 
     val = val_set(args.val_scenes)
     log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
-    loader = DataLoader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window), batch_size=SCENES_PER_BATCH, collate_fn=collate,
+    loader = DataLoader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window),
+                        batch_size=SCENES_PER_BATCH, collate_fn=collate,
                         sampler=range(step * SCENES_PER_BATCH, 10 ** 9), num_workers=1,
                         worker_init_fn=worker_init, prefetch_factor=4, persistent_workers=True,
                         multiprocessing_context="spawn")
