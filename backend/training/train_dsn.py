@@ -1,7 +1,7 @@
 """Train 1C-DSN on synthetic scenes, bounded by wall time, checkpointed and resumable.
 
     python -m backend.training.train_dsn --out DIR --minutes M [--resume]
-        [--init WEIGHTS] [--lr-scale F] [--model-clicks P] [--min-fill F] [--prev-window P]
+        [--init WEIGHTS] [--first-scene N] [--lr-scale F] [--model-clicks P] [--min-fill F] [--prev-window P]
 
 DIR/ckpt.pt (full state, atomic), DIR/best.pt (model weights of the best validation score),
 DIR/train.log (loss, learning rate, validation IoU after 1 and 3 clicks).
@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="smallest object share of a training crop (the coarse pass sees small objects smaller)")
     ap.add_argument("--prev-window", type=float, default=0.0,
                     help="share of refinement crops framed on the previous mask, as the daemon frames them")
+    ap.add_argument("--first-scene", type=int, default=0,
+                    help="index of the first training scene of a new run: a fine-tune from --init sees fresh "
+                         "scenes instead of replaying those its starting weights were trained on")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--val-scenes", type=int, default=VAL_SCENES)
     ap.add_argument("--log-every", type=int, default=25)
@@ -221,25 +224,28 @@ def main(argv: list[str] | None = None) -> None:
     ], weight_decay=1e-4)
     base_lrs = [LR_BACKBONE * args.lr_scale, LR_DECODER * args.lr_scale]
     step, elapsed_before, best, plan_s = 0, 0.0, -1.0, (args.plan_minutes or args.minutes) * 60
+    first_scene = args.first_scene
     ckpt_path = args.out / "ckpt.pt"
     if args.resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed_before, best, plan_s = ck["step"], ck["elapsed"], ck["best"], ck["plan_s"]
+        first_scene = int(ck.get("first_scene", 0))
         if args.plan_minutes:
             plan_s = args.plan_minutes * 60
         log(f"resumed at step {step}, {elapsed_before / 60:.1f} min done of a {plan_s / 60:.1f} min plan, best val IoU {best:.4f}")
     else:
         log(f"start: device {device}, seed {SEED}, plan {plan_s / 60:.1f} min, crop {CROP}, "
             f"batch {SCENES_PER_BATCH * SAMPLES_PER_SCENE}, init {args.init}, lr x{args.lr_scale}, "
-            f"model clicks {args.model_clicks}, min fill {args.min_fill}, prev window {args.prev_window}")
+            f"model clicks {args.model_clicks}, min fill {args.min_fill}, prev window {args.prev_window}, "
+            f"first scene {first_scene}")
 
     val = val_set(args.val_scenes)
     log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
     loader = DataLoader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window),
                         batch_size=SCENES_PER_BATCH, collate_fn=collate,
-                        sampler=range(step * SCENES_PER_BATCH, 10 ** 9), num_workers=1,
+                        sampler=range(first_scene + step * SCENES_PER_BATCH, 10 ** 9), num_workers=1,
                         worker_init_fn=worker_init, prefetch_factor=4, persistent_workers=True,
                         multiprocessing_context="spawn")
 
@@ -255,14 +261,14 @@ def main(argv: list[str] | None = None) -> None:
             best = iou
             atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, args.out / "best.pt")
         atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                     "elapsed": elapsed(), "best": best, "plan_s": plan_s}, ckpt_path)
+                     "elapsed": elapsed(), "best": best, "plan_s": plan_s, "first_scene": first_scene}, ckpt_path)
         log(f"{tag} step {step} ({elapsed() / 60:.1f} min): val IoU@1 {iou1:.4f} @3 {iou3:.4f} "
             f"score {iou:.4f} (best {best:.4f}); checkpoint saved")
 
     if args.init is not None and step == 0:
         checkpoint("initial")
     set_train(model)
-    click_rng = np.random.default_rng([SEED, 11, step])
+    click_rng = np.random.default_rng([SEED, 11, first_scene + step])
     deadline = t_start + args.minutes * 60
     last_ckpt = time.monotonic()
     run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
