@@ -54,6 +54,7 @@ class Settings:
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
     complete_shape: bool = True   # click the placed query's missed part when a mask is small
     size_hint: bool = True        # the one-click model zooms in for an object of the query's size
+    shape_click: bool = True      # a peak in a hole of the placed query: click the query's shape too
 
 
 class MatchMap(NamedTuple):
@@ -115,6 +116,16 @@ class Patch(NamedTuple):
             out[y0 - other.y:y1 - other.y, x0 - other.x:x1 - other.x] = \
                 self.mask[y0 - self.y:y1 - self.y, x0 - self.x:x1 - self.x]
         return out
+
+    def covers(self, x: float, y: float) -> bool:
+        """Whether the pixel under image point (x, y) is in the mask."""
+        lx, ly = int(x) - self.x, int(y) - self.y
+        return 0 <= ly < self.mask.shape[0] and 0 <= lx < self.mask.shape[1] and bool(self.mask[ly, lx])
+
+    def iou(self, other: "Patch") -> float:
+        inter = np.count_nonzero(self.mask & other.seen_from(self))
+        union = self.area + other.area - inter
+        return inter / union if union else 0.0
 
 
 def as_patch(mask: "np.ndarray | Patch") -> Patch:
@@ -323,7 +334,9 @@ ALIGN_SIDE = 48       # template matching works with the query resized to at mos
 
 def align(rgb: np.ndarray, sp: "Patch", cx: float, cy: float, radius: float) -> tuple[float, float]:
     """Where the query's box centre fits best near (cx, cy): masked squared differences of the
-    query's pixels, searching ±radius image pixels on a small copy."""
+    query's pixels, searching ±radius image pixels on a small copy. Places where the box would
+    overlap the query's own box by half its size or more on both axes are not searched (the
+    query matches itself perfectly: a copy beside it got the query's place)."""
     h, w = rgb.shape[:2]
     tw, th = sp.mask.shape[1], sp.mask.shape[0]
     f = min(1.0, ALIGN_SIDE / max(tw, th))
@@ -340,6 +353,11 @@ def align(rgb: np.ndarray, sp: "Patch", cx: float, cy: float, radius: float) -> 
     region = cv2.resize(rgb[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
     res = cv2.matchTemplate(region.astype(np.float32), tmpl.astype(np.float32), cv2.TM_SQDIFF,
                             mask=np.repeat(m[..., None], 3, 2).astype(np.float32))
+    ys, xs = np.mgrid[:res.shape[0], :res.shape[1]]
+    itself = (np.abs(x0 + xs / f - sp.x) < tw / 2) & (np.abs(y0 + ys / f - sp.y) < th / 2)
+    if itself.all():
+        return cx, cy
+    res[itself] = np.inf
     _, _, (bx, by), _ = cv2.minMaxLoc(res)
     return x0 + (bx + sw / 2) / f, y0 + (by + sh / 2) / f
 
@@ -413,6 +431,39 @@ def complete_pieces(pieces: list[tuple[float, float]], offset: tuple[float, floa
     return bigger if got.area < bigger.area <= PIECES_MAX * query_area else got
 
 
+def holes_of(mask: np.ndarray) -> np.ndarray:
+    """The background pixels a mask encloses (the inside of a ring or an outline drawing)."""
+    outside = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return outside[1:-1, 1:-1] == 1
+
+
+HOLE_SHARE = 0.5      # a mask with this share of its area in the placed query's holes is the background inside
+
+
+def click_the_shape(got: Patch, px: float, py: float, template: Patch, taken: np.ndarray,
+                    segment: "Segment") -> tuple[Patch, float, float]:
+    """A peak in a hole of the placed query (an outline drawing, a ring, a thought bubble) puts
+    the click on the background inside the object, and the one-click model rightly selects that
+    background. When the click is in such a hole and the mask lies mostly in the holes, click the
+    placed query's interior point instead, and keep whichever mask is closer to the query's
+    shape (template matching may have placed it off the object). A click off the placed query
+    but not in a hole is left alone: that is template matching missing a copy of another size."""
+    if not template.area or template.covers(px, py):
+        return got, px, py
+    holes = holes_of(template.mask)
+    lx, ly = int(px) - template.x, int(py) - template.y
+    if not (0 <= ly < holes.shape[0] and 0 <= lx < holes.shape[1] and holes[ly, lx]):
+        return got, px, py
+    if np.count_nonzero(got.seen_from(template) & holes) < HOLE_SHARE * got.area:
+        return got, px, py
+    ix, iy = interior_point(template)
+    if taken[int(iy), int(ix)]:
+        return got, px, py
+    alt = segment(ix, iy, template)
+    return (alt, ix, iy) if alt.iou(template) > got.iou(template) else (got, px, py)
+
+
 SHORT = 0.5           # a one-click mask under this share of the query's area may have missed a part
 
 
@@ -437,19 +488,22 @@ def complete_shape(got: Patch, px: float, py: float, template: Patch, taken: np.
 
 def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -> Patch:
     """The connected parts of the patch under (x, y) or lying mostly (>= 50 %) inside the
-    template (objects in several pieces), else its largest part; cropped to their box."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(p.mask.astype(np.uint8), connectivity=8)
+    template (objects in several pieces), else its largest part; cropped to their box. A part
+    inside a hole of another (a blob inside an outline drawing) counts as part of it, and a
+    click in a hole is on the part around it."""
+    n, labels = cv2.connectedComponents((p.mask | holes_of(p.mask)).astype(np.uint8), connectivity=8)
     if n > 2:
         keep = np.zeros(n, bool)
         lx, ly = int(x) - p.x, int(y) - p.y
         if 0 <= ly < labels.shape[0] and 0 <= lx < labels.shape[1]:
             keep[labels[ly, lx]] = True
+        labels[~p.mask] = 0                      # holes are not selected
         if template is not None and template.area:
             inside = np.bincount(labels[template.seen_from(p)], minlength=n)
-            keep |= inside >= 0.5 * stats[:, cv2.CC_STAT_AREA]
+            keep |= inside >= 0.5 * np.bincount(labels.ravel(), minlength=n)
         keep[0] = False
         if not keep.any():
-            keep[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))] = True
+            keep[1 + int(np.argmax(np.bincount(labels.ravel(), minlength=n)[1:]))] = True
         p = Patch(p.x, p.y, keep[labels])
     q = as_patch(p.mask)
     return Patch(p.x + q.x, p.y + q.y, q.mask)
@@ -602,6 +656,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 cx, cy = align(rgb, sp, px, py, 0.5 * max(sp.mask.shape) + cell)
                 template = move_template(sp, centre, cx, cy, H, W)
                 got = segment(px, py, template)
+                if settings.shape_click:
+                    got, px, py = click_the_shape(got, px, py, template, taken, segment)
                 if len(pieces) > 1:
                     got = complete_pieces(pieces, (cx - centre[0], cy - centre[1]), got, px, py,
                                           template, taken, segment, sp.area)

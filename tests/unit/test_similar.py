@@ -257,6 +257,77 @@ def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
     assert whole == {False: 0, True: 3}
 
 
+def test_a_peak_in_the_hole_of_an_outline_gets_the_outline_clicked():
+    """Outline objects (a ring): a click in the hole makes a one-click model rightly select the
+    background inside. The placed query's shape is clicked instead, and the mask closer to the
+    query's shape is kept."""
+    ring, hole = np.zeros((120, 160), np.uint8), np.zeros((120, 160), np.uint8)
+    cv2.circle(ring, (80, 60), 24, 1, 5)
+    cv2.circle(hole, (80, 60), 21, 1, -1)
+    ring, hole = ring > 0, (hole > 0) & (ring == 0)
+    template = sim.as_patch(np.roll(ring, 2, axis=1))    # template matching placed it 2 px off
+    clicks = []
+
+    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+        clicks.append((x, y))
+        for part in (ring, hole):
+            if part[int(y), int(x)]:
+                return sim.as_patch(part)
+        return sim.Patch(0, 0, np.zeros((0, 0), bool))
+
+    taken = np.zeros(ring.shape, bool)
+    got, x, y = sim.click_the_shape(segment(80.5, 60.5, template), 80.5, 60.5, template, taken, segment)
+    assert ring[int(y), int(x)] and got.iou(sim.as_patch(ring)) == 1.0 and len(clicks) == 2
+    # the same peak with the outline's pixel taken by a known object: nothing better to click
+    taken[int(y), int(x)] = True
+    got, x, y = sim.click_the_shape(segment(80.5, 60.5, template), 80.5, 60.5, template, taken, segment)
+    assert (x, y) == (80.5, 60.5) and got.iou(sim.as_patch(hole)) == 1.0
+
+
+def test_template_matching_does_not_place_the_query_on_itself():
+    """A copy beside the query (a little darker): the search window around the copy's peak also
+    holds the query, which matches itself perfectly; the copy must get the place."""
+    img = np.full((120, 200, 3), (60, 140, 60), np.uint8)
+    cv2.circle(img, (60, 60), 14, (230, 30, 30), -1)
+    cv2.circle(img, (100, 60), 14, (215, 40, 40), -1)
+    query = np.zeros((120, 200), np.uint8)
+    cv2.circle(query, (60, 60), 14, 1, -1)
+    x, y = sim.align(img, sim.as_patch(query > 0), 92, 60, radius=40)
+    assert abs(x - 100.5) <= 2 and abs(y - 60.5) <= 2
+
+
+def test_holes_and_parts_inside_them():
+    ring = np.zeros((40, 40), np.uint8)
+    cv2.circle(ring, (20, 20), 12, 1, 3)
+    ring = ring > 0
+    assert sim.holes_of(ring)[20, 20] and not sim.holes_of(ring)[0, 0]
+    bars = np.zeros((40, 40), bool)
+    bars[:, 5] = bars[:, 30] = True                       # parts spanning the box enclose nothing
+    assert not sim.holes_of(bars).any()
+    blob = np.zeros((40, 40), bool)
+    blob[17:23, 17:23] = True
+    far = np.zeros((40, 40), bool)
+    far[0:3, 36:40] = True
+    mask = sim.as_patch(ring | blob | far)
+    kept = sim.keep_parts(mask, 20.5, 20.5).full(40, 40)   # click on the blob inside the ring
+    assert (kept == (ring | blob)).all()
+    kept = sim.keep_parts(sim.as_patch(ring | far), 15.5, 20.5).full(40, 40)   # click in the hole
+    assert (kept == ring).all()
+
+
+def test_a_peak_on_the_placed_query_is_not_clicked_again():
+    template = sim.Patch(10, 10, np.ones((8, 8), bool))
+    got = sim.Patch(10, 10, np.ones((8, 8), bool))
+    calls = []
+
+    def segment(x, y, template, more=()):
+        calls.append((x, y))
+        return got
+
+    assert sim.click_the_shape(got, 13.5, 13.5, template, np.zeros((40, 40), bool), segment) == (got, 13.5, 13.5)
+    assert not calls
+
+
 def test_features_engine_through_the_pipeline():
     img, reds, blues = disc_image(RED, BLUE)
     engine = FeaturesEngine(backbone=ColourBackbone(), segmenter=None)
