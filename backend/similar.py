@@ -498,12 +498,12 @@ def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -
         if 0 <= ly < labels.shape[0] and 0 <= lx < labels.shape[1]:
             keep[labels[ly, lx]] = True
         labels[~p.mask] = 0                      # holes are not selected
+        area = np.bincount(labels.ravel(), minlength=n)
         if template is not None and template.area:
-            inside = np.bincount(labels[template.seen_from(p)], minlength=n)
-            keep |= inside >= 0.5 * np.bincount(labels.ravel(), minlength=n)
+            keep |= np.bincount(labels[template.seen_from(p)], minlength=n) >= 0.5 * area
         keep[0] = False
         if not keep.any():
-            keep[1 + int(np.argmax(np.bincount(labels.ravel(), minlength=n)[1:]))] = True
+            keep[1 + int(np.argmax(area[1:]))] = True
         p = Patch(p.x, p.y, keep[labels])
     q = as_patch(p.mask)
     return Patch(p.x + q.x, p.y + q.y, q.mask)
