@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backend.cache import ImageEntry  # noqa: E402
-from backend.engines import get  # noqa: E402
+from backend.engines import choose, get  # noqa: E402
 from backend.training.synth import Scene, SceneGenerator  # noqa: E402
 
 COVER = 0.5
@@ -47,16 +47,14 @@ def query_index(scene: Scene) -> int:
     return max(idx, key=lambda i: int(scene.masks[i].sum()))
 
 
-def click_seed(scene: Scene, qi: int, select_engine: str, segmenter=None) -> np.ndarray:
-    """The query as a user gets it: one click inside the copy, then the one-click model (or the
-    select engine)."""
+def click_seed(scene: Scene, qi: int, select_engine: str | None) -> np.ndarray:
+    """The query as a user gets it: one click inside the copy, selected by the select engine
+    (default: the daemon's default, the one-click model where its weights are present)."""
     from backend.training.samples import click_inside
     rng = np.random.default_rng(qi)
     x, y = click_inside(scene.masks[qi], rng, central=True)
-    if segmenter is not None:
-        return segmenter.predict(segmenter.set_image(scene.image), [(x, y, True)]) > 127
     entry = ImageEntry("q", rgba(scene.image), scene.image)
-    return get(select_engine).select(entry, [(x, y, True)], None, lambda f, m: None)
+    return choose("select", select_engine).select(entry, [(x, y, True)], None, lambda f, m: None)
 
 
 def dsn_segmenter(path: Path):
@@ -128,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, default=0, help="first validation scene seed")
     ap.add_argument("--engines", default="classic,features")
     ap.add_argument("--seed", choices=("gt", "click"), default="gt")
-    ap.add_argument("--select-engine", default="classic", help="engine that turns the click into the query")
+    ap.add_argument("--select-engine", default=None,
+                    help="engine that turns the click into the query (default: the daemon's default)")
     ap.add_argument("--dsn", type=Path, default=None,
                     help="one-click checkpoint for proposals and click queries (default: shipped weights if any)")
     ap.add_argument("--pvm-threshold", type=float, default=None, help="override the PVM's shipped threshold")
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         get("pvm")._model.threshold.fill_(args.pvm_threshold)
     segmenter = dsn_segmenter(args.dsn) if args.dsn else None
     if segmenter is not None:
-        for e in engines:
+        for e in engines + ["dsn"]:
             if hasattr(get(e), "_segmenter"):
                 get(e)._segmenter = segmenter
     for e in engines:
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         used += 1
         qi = query_index(scene)
-        seed = scene.masks[qi] if args.seed == "gt" else click_seed(scene, qi, args.select_engine, segmenter)
+        seed = scene.masks[qi] if args.seed == "gt" else click_seed(scene, qi, args.select_engine)
         if not seed.any():
             seed = scene.masks[qi]
         entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)   # shared: encoded once
