@@ -1,12 +1,15 @@
 """Click-to-mask quality on held-out synthetic scenes: 1C-DSN against GrabCut from the same clicks.
 
     python bench/select.py [--n 100] [--max-clicks 8] [--weights PATH]
+    python bench/select.py --photos [bench/photos.json]      # a few real photos instead
+
 
 Scenes come from the validation split of backend/training/synth.py (backgrounds and objects
 never trained on; seeds differ from the training-time validation set). The first click is the
 interior point farthest from the object's boundary; every later click goes to the centre of
 the largest error region (positive if missed, negative if extra), as in NoC protocols.
-Reports mIoU after 1 and 3 clicks, boundary F-score (1 click, 2 px tolerance), NoC@85/90
+With --photos, the scenes are real photos listed in bench/photos.json (objects outlined by
+hand, snapped to the image by GrabCut in a narrow band; see that file). Reports mIoU after 1 and 3 clicks, boundary F-score (1 click, 2 px tolerance), NoC@85/90
 (capped at --max-clicks) and time per click, all measured in the same run.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ sys.path.insert(0, os.path.dirname(_HERE))
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
@@ -202,6 +206,46 @@ def load_scenes(n: int, upscale: float, seed: int = BENCH_SEED) -> list[tuple[np
     return out
 
 
+PHOTOS = Path(__file__).with_name("photos.json")
+
+
+def outline_mask(img: np.ndarray, polygon: list[list[float]], band: int) -> np.ndarray:
+    """Ground truth from a hand-drawn outline: the filled polygon, or with band > 0 GrabCut's
+    answer when everything farther than `band` px inside is the object and everything farther
+    outside is not."""
+    h, w = img.shape[:2]
+    drawn = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(drawn, [np.round(np.asarray(polygon)).astype(np.int32)], 1)
+    if band <= 0:
+        return drawn > 0
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    trimap = np.full((h, w), cv2.GC_BGD, np.uint8)
+    trimap[cv2.dilate(drawn, k) > 0] = cv2.GC_PR_BGD
+    trimap[drawn > 0] = cv2.GC_PR_FGD
+    trimap[cv2.erode(drawn, k) > 0] = cv2.GC_FGD
+    x, y, bw, bh = cv2.boundingRect(cv2.dilate(drawn, k))
+    x0, y0, x1, y1 = max(x - 40, 0), max(y - 40, 0), min(x + bw + 40, w), min(y + bh + 40, h)
+    sub = trimap[y0:y1, x0:x1].copy()
+    cv2.grabCut(np.ascontiguousarray(img[y0:y1, x0:x1]), sub, None, np.zeros((1, 65)), np.zeros((1, 65)),
+                5, cv2.GC_INIT_WITH_MASK)
+    out = np.zeros((h, w), bool)
+    out[y0:y1, x0:x1] = (sub == cv2.GC_FGD) | (sub == cv2.GC_PR_FGD)
+    return out
+
+
+def load_photos(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(RGB image, ground-truth mask) of every listed photo that is installed."""
+    out = []
+    for ph in json.loads(path.read_text())["photos"]:
+        bgr = cv2.imread(ph["path"], cv2.IMREAD_COLOR)
+        if bgr is None:
+            print(f"skipped {ph['name']}: {ph['path']} not found (Debian package {ph['package']})", file=sys.stderr)
+            continue
+        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        out.append((img, outline_mask(img, ph["polygon"], ph["band"])))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100, help="validation scenes")
@@ -211,11 +255,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=BENCH_SEED, help="first scene seed (tune on others)")
     ap.add_argument("--skip", default="", help="comma-separated method names to skip")
+    ap.add_argument("--photos", type=Path, nargs="?", const=PHOTOS, default=None,
+                    help=f"real photos from this list instead of synthetic scenes (default list: {PHOTOS.name})")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
 
-    scenes = load_scenes(args.n, args.upscale, args.seed)
+    scenes = load_photos(args.photos) if args.photos else load_scenes(args.n, args.upscale, args.seed)
+    if not scenes:
+        raise SystemExit("no scenes to measure")
     seg = ClickSegmenter(args.weights)
     methods: dict[str, Method] = {
         "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
@@ -228,7 +276,7 @@ def main() -> None:
     }
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     px = np.mean([img.shape[0] * img.shape[1] for img, _ in scenes]) / 1e6
-    print(f"{len(scenes)} held-out scenes, mean {px:.2f} MP, max {args.max_clicks} clicks, "
+    print(f"{len(scenes)} {'real photos' if args.photos else 'held-out scenes'}, mean {px:.2f} MP, max {args.max_clicks} clicks, "
           f"{torch.get_num_threads()} threads")
     print(f"| method | mIoU@1 | mIoU@3 | BF@1 ({BOUNDARY_TOL} px) | NoC@85 | NoC@90 | s first click | s next click |")
     print("|---|---|---|---|---|---|---|---|")

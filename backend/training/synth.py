@@ -21,7 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-BG_ROOTS = [Path("/usr/share/backgrounds"), Path("/usr/share/wallpapers"), Path("/usr/share/desktop-base")]
+# The packages named in docs/models.md, not every package that installs into /usr/share/backgrounds:
+# photos from other packages (mate-backgrounds: bench/select.py --photos) stay unseen.
+BG_ROOTS = [Path("/usr/share/backgrounds/gnome"), Path("/usr/share/wallpapers"), Path("/usr/share/desktop-base")]
 CLIPART_ROOT = Path("/usr/share/openclipart/png")
 BG_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 BG_MIN_BYTES = 100_000
