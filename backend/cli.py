@@ -2,7 +2,7 @@
 
     python -m backend serve [--endpoint tcp://127.0.0.1:5557] [--curve-dir DIR]
     python -m backend select IMAGE --click X,Y [--click X,Y ...] [--neg X,Y ...] -o MASK.png
-    python -m backend similar IMAGE --click X,Y -o MASK.png [--instances DIR]
+    python -m backend similar IMAGE --click X,Y -o MASK.png [--instances DIR] [--min-score S]
     python -m backend erase IMAGE --mask MASK.png -o OUT.png [--engine NAME] [--dilation PX]
     python -m backend doctor
     python -m backend keygen DIR
@@ -37,6 +37,16 @@ def _point(text: str) -> tuple[float, float]:
     return x, y
 
 
+def _unit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m backend", description="SimpSON Erase backend.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -61,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             c.add_argument("--instances", type=Path, default=None, metavar="DIR",
                            help="also write each instance's mask (full size) and instances.json here")
+            c.add_argument("--min-score", type=_unit, default=None, metavar="0..1",
+                           help="score an object needs (default: the engine's own threshold; lower finds more)")
 
     e = sub.add_parser("erase", help="fill the masked area")
     e.add_argument("image", type=Path)
@@ -176,7 +188,7 @@ def run_one(args: argparse.Namespace) -> int:
             images.save_mask(args.output, mask)
             print(f"{args.output}: {int((mask > 0).sum())} pixels selected by {name} in {time.perf_counter() - start:.2f} s")
         elif args.command == "similar":
-            union, found, name = pipeline.similar(entry, points, None, args.engine)
+            union, found, name = pipeline.similar(entry, points, None, args.engine, min_score=args.min_score)
             images.save_mask(args.output, union)
             if args.instances:
                 write_instances(args.instances, found, w, h)

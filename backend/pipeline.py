@@ -79,9 +79,10 @@ class Pipeline:
         return mask255(mask), chosen.name
 
     def similar(self, entry: ImageEntry, points: list[Point], seed: Optional[np.ndarray] = None,
-                engine: Optional[str] = None, progress: Progress = no_progress
-                ) -> tuple[np.ndarray, list[Found], str]:
-        """-> (union mask 0/255, instances with the seed first, engine name)."""
+                engine: Optional[str] = None, progress: Progress = no_progress,
+                min_score: Optional[float] = None) -> tuple[np.ndarray, list[Found], str]:
+        """-> (union mask 0/255, instances with the seed first, engine name). min_score: the
+        score an instance needs (0..1; default: the engine's own threshold)."""
         if seed is None:
             if not points:
                 raise ProtocolError("bad_request", "Similar needs a seed mask or at least one point.")
@@ -92,7 +93,7 @@ class Pipeline:
             raise ProtocolError("bad_request", "The seed selection is empty: click on an object first.")
         chosen = engines.choose("similar", engine)
         progress(0.2, "Looking for similar objects")
-        found = chosen.similar(entry, seed_bool, progress)[:protocol.MAX_INSTANCES - 1]
+        found = chosen.similar(entry, seed_bool, progress, min_score)[:protocol.MAX_INSTANCES - 1]
         ys, xs = np.nonzero(seed_bool)
         x0, y0 = int(xs.min()), int(ys.min())
         box = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
@@ -217,9 +218,12 @@ class Pipeline:
                  "mask": {"frame": 0, "box": box}}, [crop])
 
     def _similar_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
+        min_score = protocol.field(header, "min_score", (int, float), None)
+        if min_score is not None and not 0 <= min_score <= 1:
+            raise ProtocolError("bad_request", "min_score must be 0..1.")
         engine, entry, points, seed = self._mask_request(header, payload)
         start = time.perf_counter()
-        union, found, name = self.similar(entry, points, seed, engine, progress)
+        union, found, name = self.similar(entry, points, seed, engine, progress, min_score)
         box, crop = mask_crop(union)
         frames: list[Any] = [crop]
         instances = []

@@ -106,8 +106,11 @@ class Client:
         return self._mask(reply, payload, image)
 
     def similar(self, image: Image, points: Sequence[Point] = (), mask: bytes | None = None,
-                engine: str | None = None, progress: Progress | None = None) -> Similar:
-        reply, payload = self._mask_request("similar", image, points, mask, engine, progress)
+                engine: str | None = None, progress: Progress | None = None,
+                min_score: float | None = None) -> Similar:
+        """min_score: the score (0..1) an instance needs; None = the engine's own threshold."""
+        extra = {} if min_score is None else {"min_score": float(min_score)}
+        reply, payload = self._mask_request("similar", image, points, mask, engine, progress, extra)
         instances = []
         for inst in reply.get("instances", []):
             x, y, w, h = protocol.box(inst.get("box"))
@@ -144,9 +147,11 @@ class Client:
 
     # ---- internals ----
     def _mask_request(self, op: str, image: Image, points: Sequence[Point], mask: bytes | None,
-                      engine: str | None, progress: Progress | None) -> tuple[dict[str, Any], list[Any]]:
-        """A select or similar request: points, an optional mask (previous / seed), an engine."""
-        header: dict[str, Any] = {"op": op, "points": _points(points)}
+                      engine: str | None, progress: Progress | None,
+                      extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[Any]]:
+        """A select or similar request: points, an optional mask (previous / seed), an engine,
+        and the op's own fields (extra)."""
+        header: dict[str, Any] = {"op": op, "points": _points(points), **(extra or {})}
         frames: list[Any] = []
         if mask is not None:
             _check_mask(mask, image)

@@ -40,8 +40,11 @@ class Engine:
         """H×W bool mask of the object at the points (True = add, False = subtract)."""
         raise NotImplementedError
 
-    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress) -> list[Found]:
-        """Other instances of the object in the H×W bool seed mask (the seed itself excluded)."""
+    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
+                min_score: float | None = None) -> list[Found]:
+        """Other instances of the object in the H×W bool seed mask (the seed itself excluded).
+        min_score: accept candidates scoring at least this (0..1) instead of the engine's own
+        threshold; lower finds more, and more that are not alike."""
         raise NotImplementedError
 
     def erase(self, rgb: np.ndarray, hole: np.ndarray, progress: Progress) -> np.ndarray:

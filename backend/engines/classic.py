@@ -23,8 +23,10 @@ class ClassicEngine(Engine):
                progress: Progress) -> np.ndarray:
         return grabcut_select(entry.rgb, points, previous)
 
-    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress) -> list[Found]:
-        return colour_similar(entry.rgb, seed)
+    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
+                min_score: float | None = None) -> list[Found]:
+        found = colour_similar(entry.rgb, seed)   # its colour gate decides; min_score only filters
+        return found if min_score is None else [f for f in found if f.score >= min_score]
 
     def erase(self, rgb: np.ndarray, hole: np.ndarray, progress: Progress) -> np.ndarray:
         return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)

@@ -145,9 +145,13 @@ class FeaturesEngine(Engine):
             return sim.as_patch(mask > 127)
         return by_dsn
 
-    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress) -> list[Found]:
+    def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
+                min_score: float | None = None) -> list[Found]:
         mm = self.match_map(entry, seed)
-        res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry), self.verifier(),
+        verifier = self.verifier()
+        if min_score is not None:
+            verifier.threshold = float(min_score)
+        res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry), verifier,
                                self.settings, progress, align_clicks=self.segmenter() is None)
         return to_found(res.accepted)
 

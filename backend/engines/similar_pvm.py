@@ -73,6 +73,6 @@ class PvmEngine(FeaturesEngine):
         self._load()
         return LearnedVerifier(self._model)  # type: ignore[arg-type]
 
-    def similar(self, entry, seed: np.ndarray, progress):  # type: ignore[override]
+    def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()
-        return super().similar(entry, seed, progress)
+        return super().similar(entry, seed, progress, min_score)

@@ -115,7 +115,10 @@ def select_similar(client: Client, image: Gimp.Image, layer: Gimp.Layer, config:
     px = gimp_io.read_layer(image, layer)
     seed = gimp_io.selection_mask(image, px)
     points = [] if seed is not None else layer_clicks(clicks(image, config), px)
-    found = run_with_progress(client, lambda p: client.similar(px.image, points, mask=seed, progress=p),
+    likeness = config.get_property("min-score")
+    min_score = None if likeness < 0 else likeness
+    found = run_with_progress(client, lambda p: client.similar(px.image, points, mask=seed, progress=p,
+                                                               min_score=min_score),
                               "SimpSON Erase: looking for similar objects")
     Gimp.progress_set_text(f"SimpSON Erase: {len(found.instances)} objects")
     return lambda: gimp_io.set_selection(image, found.mask, px, Gimp.ChannelOps.ADD)
@@ -204,6 +207,10 @@ class SimpsonErase(Gimp.PlugIn):
                 ops.add(nick, i, label_, "")
             proc.add_choice_argument("operation", "Operation", "How the object combines with the selection",
                                      ops, "replace", RW)
+        if name == SELECT_SIMILAR:
+            proc.add_double_argument("min-score", "Likeness",
+                                     "Score (0..1) a similar object needs; lower finds more (-1: the engine's own)",
+                                     -1.0, 1.0, -1.0, RW)
         if name in ERASES:
             proc.add_int_argument("dilation", "Grow by", "Grow the hole by this many pixels (-1: automatic)",
                                   -1, 256, -1, RW)

@@ -1,15 +1,17 @@
-"""The SimpSON Erase docker: backend status, the tool and action buttons, engine, dilation, progress, cancel."""
+"""The SimpSON Erase docker: backend status, the tool and action buttons, engine, likeness, dilation,
+progress, cancel."""
 from __future__ import annotations
 
 from krita import DockWidget
 from PyQt5.QtCore import Qt
-from PyQt5.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
-                             QToolButton, QVBoxLayout, QWidget)
+from PyQt5.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
+                             QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from . import extension
 
 DOCKER_ID = "simpson_erase_docker"
 MAX_DILATION = 256
+AUTOMATIC = -0.05   # the likeness box's lowest value, shown as "Automatic"
 
 
 class SimpsonDocker(DockWidget):
@@ -59,7 +61,17 @@ class SimpsonDocker(DockWidget):
         self.dilation.setToolTip("How far Erase grows the hole around the selection")
         self.dilation.setValue(self.ext.options.dilation)
         self.dilation.valueChanged.connect(self._options_changed)
+        self.likeness = QDoubleSpinBox()
+        self.likeness.setRange(AUTOMATIC, 1.0)
+        self.likeness.setSingleStep(0.05)
+        self.likeness.setDecimals(2)
+        self.likeness.setSpecialValueText("Automatic")
+        self.likeness.setToolTip("How alike Select Similar's objects must be (0-1): lower finds copies that "
+                                 "differ more, and more objects that are not copies")
+        self.likeness.setValue(self.ext.options.min_score if self.ext.options.min_score >= 0 else AUTOMATIC)
+        self.likeness.valueChanged.connect(self._options_changed)
         form.addRow("Engine", self.engine)
+        form.addRow("Likeness", self.likeness)
         form.addRow("Dilation", self.dilation)
         box.addLayout(form)
 
@@ -109,6 +121,8 @@ class SimpsonDocker(DockWidget):
     def _options_changed(self, *_) -> None:
         self.ext.options.engine = self.engine.currentData() or ""
         self.ext.options.dilation = self.dilation.value()
+        likeness = self.likeness.value()
+        self.ext.options.min_score = -1.0 if likeness < 0 else likeness
         self.ext.options.save(self.ext.app)
 
     def _progress(self, fraction: float, text: str) -> None:

@@ -44,6 +44,7 @@ def instance() -> Optional["SimpsonErase"]:
 class Options:
     engine: str = ""          # "" = the backend's default for each operation
     dilation: int = -1        # -1 = automatic (about 3 % of each object's size)
+    min_score: float = -1.0   # Select Similar's likeness, 0..1; -1 = the engine's own threshold
 
     @classmethod
     def load(cls, app: Krita) -> "Options":
@@ -52,11 +53,16 @@ class Options:
             opts.dilation = int(app.readSetting(SETTINGS_GROUP, "dilation", "-1"))
         except ValueError:
             log.warning("SimpSON Erase: bad dilation setting, using automatic")
+        try:
+            opts.min_score = float(app.readSetting(SETTINGS_GROUP, "min_score", "-1"))
+        except ValueError:
+            log.warning("SimpSON Erase: bad likeness setting, using automatic")
         return opts
 
     def save(self, app: Krita) -> None:
         app.writeSetting(SETTINGS_GROUP, "engine", self.engine)
         app.writeSetting(SETTINGS_GROUP, "dilation", str(self.dilation))
+        app.writeSetting(SETTINGS_GROUP, "min_score", str(self.min_score))
 
 
 class SimpsonErase(Extension):
@@ -165,9 +171,10 @@ class SimpsonErase(Extension):
         if seed is None:
             return self.say("Select an object first (SimpSON One-Click Select or any selection tool).", error=True)
         engine = self._engine_for("similar")
+        min_score = None if self.options.min_score < 0 else min(self.options.min_score, 1.0)
 
         def task(client: Client, progress) -> Any:
-            return client.similar(px.image, mask=seed, engine=engine, progress=progress)
+            return client.similar(px.image, mask=seed, engine=engine, progress=progress, min_score=min_score)
 
         def done(similar) -> None:
             n = len(similar.instances)

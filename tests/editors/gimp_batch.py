@@ -163,6 +163,16 @@ def ok_cases():
         return r
 
     @case
+    def similar_strict():
+        """Select Similar with min-score 1: no other object scores that high, the clicked disc stays alone."""
+        image = load("scene.png")
+        r = run("python-fu-simpson-select-similar", image, image.get_layers()[0], points="%d,%d" % tuple(centres[2]),
+                min_score=1.0)
+        export_selection(image, "similar_strict")
+        image.delete()
+        return r
+
+    @case
     def similar_from_points():
         """Select Similar with nothing selected starts from the points argument."""
         image = load("scene.png")

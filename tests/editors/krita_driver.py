@@ -225,6 +225,13 @@ def script(ext, app, report):
     QApplication.sendEvent(canvas, QKeyEvent(QEvent.KeyPress, Qt.Key_Escape, Qt.NoModifier))
     report["tool_after_esc"] = ext.tool.active
 
+    # Select Similar with the likeness at 1: no other disc scores that high, the selection stays disc 0.
+    ext.options.min_score = 1.0
+    app.action("simpson_erase_similar").trigger()
+    yield (idle(ext), 60)
+    save_selection(doc, "similar_strict", report, ext)
+    ext.options.min_score = -1.0
+
     # Select Similar from its action, then undo / redo.
     app.action("simpson_erase_similar").trigger()
     yield (idle(ext), 60)

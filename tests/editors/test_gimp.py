@@ -214,6 +214,16 @@ def test_select_similar_from_points(ok_run):
         assert (sel & disc(*c)).sum() > 0.8 * disc(*c).sum(), c
 
 
+def test_select_similar_likeness_argument(ok_run):
+    results, out, _ = ok_run
+    assert results["similar_strict"]["status"] == "success", results["similar_strict"]
+    sel = png(out / "similar_strict.png") > 127
+    c = disc_centres(W, H)
+    assert (sel & disc(*c[2])).sum() > 0.8 * disc(*c[2]).sum()
+    for k in (0, 1, 3):
+        assert (sel & disc(*c[k])).sum() < 0.05 * disc(*c[k]).sum(), k
+
+
 def test_select_object_with_points_and_operation(ok_run):
     results, out, _ = ok_run
     assert results["eight_bit"]["subtract"]["status"] == "success"

@@ -113,6 +113,13 @@ def test_select_similar_and_undo_redo(krita):
     assert report["layers_after_clicks"] == ["Background", "Selection Mask"]
 
 
+def test_likeness_option_reaches_select_similar(krita):
+    out, report, _ = krita
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["similar_strict"]["message"].startswith("Selected 1 matching object "), steps["similar_strict"]
+    assert iou(selection(out, "similar_strict"), disc(*disc_centres(W, H)[0])) > 0.9
+
+
 def test_erase_makes_a_layer_above_with_the_discs_gone(krita):
     out, report, rgba = krita
     assert report["active_before_erase"] == "Background"

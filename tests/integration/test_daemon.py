@@ -45,6 +45,7 @@ def test_select_similar_erase_round_trip(daemon, transport):
         assert union[cy, cx]
     bx, by = int(320 * 0.45) + 15, int(240 * 0.75) + 15
     assert not union[by, bx]                      # the blue square is not a red disc
+    assert len(client.similar(img, [(x, y, True)], min_score=0.0).instances) >= len(sim.instances)
 
     patch = client.erase(img, sim.mask.data)
     x0, y0, w, h = patch.box
@@ -96,6 +97,9 @@ def test_errors_are_sentences(daemon, transport):
     with pytest.raises(RequestRejected) as e:
         client.erase(img, bytes(320 * 240))
     assert "empty" in e.value.user_message
+    with pytest.raises(RequestRejected) as e:
+        client.similar(img, [(10.0, 5.0, True)], min_score=1.5)
+    assert e.value.code == "bad_request" and "min_score" in e.value.user_message
     with pytest.raises(RequestRejected) as e:
         client.select(img, [(10.0, 5.0, True)], engine="nope")
     assert e.value.code == "unavailable"

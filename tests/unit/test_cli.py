@@ -23,6 +23,9 @@ def test_select_similar_erase(tmp_path):
     r = run("similar", tmp_path / "in.png", "--click", f"{x},{y}", "-o", tmp_path / "sim.png",
             "--instances", tmp_path / "inst")
     assert r.returncode == 0, r.stderr
+    r = run("similar", tmp_path / "in.png", "--click", f"{x},{y}", "-o", tmp_path / "one.png", "--min-score", "1")
+    assert r.returncode == 0, r.stderr
+    assert "(0 similar to the clicked one)" in r.stdout     # nothing scores above 1: the clicked object alone
     assert (tmp_path / "inst" / "instances.json").exists() and (tmp_path / "inst" / "instance_000.png").exists()
     r = run("erase", tmp_path / "in.png", "--mask", tmp_path / "sim.png", "-o", tmp_path / "out.png")
     assert r.returncode == 0, r.stderr
@@ -38,6 +41,8 @@ def test_errors_exit_2_with_a_sentence(tmp_path):
     assert r.returncode == 2 and "Cannot read image" in r.stderr
     r = run("select", tmp_path / "in.png", "--click", "abc", "-o", tmp_path / "m.png")
     assert r.returncode == 2 and "X,Y" in r.stderr
+    r = run("similar", tmp_path / "in.png", "--click", "5,5", "-o", tmp_path / "m.png", "--min-score", "1.5")
+    assert r.returncode == 2 and "0 to 1" in r.stderr and not (tmp_path / "m.png").exists()
     Image.fromarray(np.zeros((240, 320), np.uint8)).save(tmp_path / "empty.png")
     r = run("erase", tmp_path / "in.png", "--mask", tmp_path / "empty.png", "-o", tmp_path / "o.png")
     assert r.returncode == 2 and "empty" in r.stderr and not (tmp_path / "o.png").exists()

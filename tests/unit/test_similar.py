@@ -427,3 +427,39 @@ def test_shipped_weights_checksum_size_and_discs():
     assert len(found) == 3
     for cx, cy in disc_centres(320, 240)[1:]:
         assert any(f.box[0] <= cx < f.box[0] + f.box[2] and f.box[1] <= cy < f.box[1] + f.box[3] for f in found)
+
+
+def test_min_score_replaces_the_engines_threshold():
+    img, reds, _ = disc_image(RED, BLUE)
+    torch.manual_seed(0)
+    strict = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None)
+    strict._model.threshold.fill_(1.01)                  # accepts nothing by itself
+    assert strict.similar(entry_of(img), reds[0], lambda f, m: None) == []
+    assert len(strict.similar(entry_of(img), reds[0], lambda f, m: None, min_score=0.0)) >= 3
+    assert strict._model.threshold.item() > 1.0          # the shipped threshold is left as it was
+    loose = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None)
+    loose._model.threshold.fill_(0.0)
+    assert len(loose.similar(entry_of(img), reds[0], lambda f, m: None)) >= 3
+    assert loose.similar(entry_of(img), reds[0], lambda f, m: None, min_score=1.0) == []
+
+
+def test_min_score_through_the_pipeline_and_its_bounds():
+    from backend.engines.classic import ClassicEngine
+    from simpson_client.protocol import ProtocolError
+    img, reds, _ = disc_image(RED, BLUE)
+    classic = ClassicEngine()
+    found = classic.similar(entry_of(img), reds[0], lambda f, m: None)
+    assert len(found) >= 3
+    for cut in (max(f.score for f in found), min(1.0, max(f.score for f in found) + 1e-3)):
+        kept = classic.similar(entry_of(img), reds[0], lambda f, m: None, min_score=cut)
+        assert [f.score for f in kept] == [f.score for f in found if f.score >= cut]
+    assert not kept                                      # above the best score: nothing
+    p = Pipeline()
+    entry = p.entry(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]))
+    seed = (reds[0] * 255).astype(np.uint8)
+    _, inst, _ = p.similar(entry, [], seed, "classic", min_score=1.0)
+    assert len(inst) == 1                                 # the seed alone
+    for bad in (-0.1, 1.5, "high", True, float("nan")):
+        with pytest.raises(ProtocolError) as e:
+            p._similar_request({"op": "similar", "min_score": bad}, [], lambda f, m: None)
+        assert e.value.code == "bad_request"
