@@ -143,9 +143,11 @@ def stop_daemon(home: Path) -> None:
         return
     for _ in range(50):
         if not pid_file.exists():
-            break
+            print(f"    stopped the running daemon (pid {pid})")
+            return
         time.sleep(0.1)
-    print(f"    stopped the running daemon (pid {pid})")
+    print(f"    warning: the running daemon (pid {pid}) did not stop within 5 s; it runs the old code "
+          "until it exits (after 30 idle minutes)")
 
 
 def copy_app(home: Path) -> Path:

@@ -18,6 +18,7 @@ import json
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import threading
 import time
@@ -124,6 +125,9 @@ def serve(args: argparse.Namespace) -> int:
         logging.getLogger("simpson").info(ready)
         print(ready, flush=True)
 
+    # SIGINT (Ctrl-C, install.py's restart) stops the daemon cleanly even when it was started with
+    # SIGINT ignored, as a shell's background job or a child of such a process is
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     pid_file = Path(cfg.home) / "daemon.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     try:

@@ -206,3 +206,24 @@ def test_curve_authenticated_daemon(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
+
+
+def test_sigint_stops_a_daemon_started_with_sigint_ignored(tmp_path):
+    """A shell's background job (and every child of one) starts with SIGINT ignored; the daemon
+    still stops cleanly on SIGINT, as install.py stops it, and removes its pid file."""
+    import subprocess
+    port = free_port()
+    env = dict(os.environ, SIMPSON_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--endpoint", f"tcp://127.0.0.1:{port}"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert "ready" in proc.stdout.readline()
+        assert (tmp_path / "daemon.pid").read_text().strip() == str(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        assert not (tmp_path / "daemon.pid").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
