@@ -118,7 +118,8 @@ def serve(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     # only once the daemon will run: a warm-up still inside torch when a refused start-up
     # exits the interpreter aborts the process (exit -6 instead of 1 on a loaded machine)
-    threading.Thread(target=pipeline.warm_up, name="simpson-warm-up", daemon=True).start()
+    warm_up = threading.Thread(target=pipeline.warm_up, name="simpson-warm-up", daemon=True)
+    warm_up.start()
     ready = f"SimpSON backend ready on {endpoint} (pid {os.getpid()}, log {log_path})"
 
     def on_ready() -> None:
@@ -126,8 +127,10 @@ def serve(args: argparse.Namespace) -> int:
         print(ready, flush=True)
 
     # SIGINT (Ctrl-C, install.py's restart) stops the daemon cleanly even when it was started with
-    # SIGINT ignored, as a shell's background job or a child of such a process is
+    # SIGINT ignored, as a shell's background job or a child of such a process is; so does
+    # SIGTERM (`kill PID`, a service manager), which would otherwise leave the pid file behind
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
     pid_file = Path(cfg.home) / "daemon.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     try:
@@ -136,6 +139,9 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.close()
+        # a daemon thread killed inside torch at interpreter exit aborts the process (exit -6
+        # on SIGTERM right after start-up): let the warm-up finish first
+        warm_up.join(timeout=60)
         if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
     return EXIT_OK

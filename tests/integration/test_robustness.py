@@ -208,9 +208,11 @@ def test_curve_authenticated_daemon(tmp_path):
         proc.wait(10)
 
 
-def test_sigint_stops_a_daemon_started_with_sigint_ignored(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_a_daemon_started_with_sigint_ignored(tmp_path, signum):
     """A shell's background job (and every child of one) starts with SIGINT ignored; the daemon
-    still stops cleanly on SIGINT, as install.py stops it, and removes its pid file."""
+    still stops cleanly on SIGINT (as install.py stops it) and on SIGTERM (`kill PID`), and
+    removes its pid file."""
     import subprocess
     port = free_port()
     env = dict(os.environ, SIMPSON_HOME=str(tmp_path), PYTHONUNBUFFERED="1")
@@ -220,7 +222,7 @@ def test_sigint_stops_a_daemon_started_with_sigint_ignored(tmp_path):
     try:
         assert "ready" in proc.stdout.readline()
         assert (tmp_path / "daemon.pid").read_text().strip() == str(proc.pid)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         assert proc.wait(60) == 0
         assert not (tmp_path / "daemon.pid").exists()
     finally:
