@@ -126,17 +126,15 @@ def serve(args: argparse.Namespace) -> int:
         logging.getLogger("simpson").info(ready)
         print(ready, flush=True)
 
-    # SIGINT (Ctrl-C, install.py's restart) stops the daemon cleanly even when it was started with
-    # SIGINT ignored, as a shell's background job or a child of such a process is; so does
-    # SIGTERM (`kill PID`, a service manager), which would otherwise leave the pid file behind
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
+    # SIGINT (Ctrl-C, install.py's restart) and SIGTERM (`kill PID`, a service manager) stop the
+    # daemon cleanly, also when it was started with SIGINT ignored, as a shell's background job
+    # or a child of such a process is; SIGTERM's default would leave the pid file behind
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: server.stop())
     pid_file = Path(cfg.home) / "daemon.pid"
     pid_file.write_text(f"{os.getpid()}\n")
     try:
         server.serve_forever(on_ready)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.close()
         # a daemon thread killed inside torch at interpreter exit aborts the process (exit -6
