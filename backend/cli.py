@@ -5,7 +5,7 @@
     python -m backend similar IMAGE --click X,Y -o MASK.png [--instances DIR] [--min-score S]
     python -m backend erase IMAGE --mask MASK.png -o OUT.png [--engine NAME] [--dilation PX]
     python -m backend doctor
-    python -m backend keygen DIR
+    python -m backend keygen DIR [--force]
 
 Masks are 8-bit single-channel PNGs, 255 = selected. Exit codes: 0 ok, 1 the operation failed,
 2 bad arguments or unreadable input.
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the installation")
     k = sub.add_parser("keygen", help="make CURVE keys for remote use")
     k.add_argument("dir", type=Path)
+    k.add_argument("--force", action="store_true", help="replace keys already in DIR (clients holding the old keys lose access)")
     return p
 
 
@@ -93,7 +94,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.command == "serve":
         return serve(args)
     if args.command == "keygen":
-        return keygen(args.dir)
+        return keygen(args.dir, args.force)
     if args.command == "doctor":
         return doctor()
     return run_one(args)
@@ -269,12 +270,32 @@ def _daemon_state(cfg: client_settings.Settings) -> str:
     return f"running on {cfg.endpoint} (device {info['device']}, {info['cache']['images']} images cached)"
 
 
-def keygen(folder: Path) -> int:
+KEY_FILES = ("server.key", "server.key_secret", "client.key", "client.key_secret", "clients/client.key")
+
+
+def keygen(folder: Path, force: bool = False) -> int:
+    """CURVE keys for a remote daemon: secret files owner-only (0600) in an owner-only folder
+    (0700); keys already there are kept unless force."""
     import zmq.auth
-    (folder / "clients").mkdir(parents=True, exist_ok=True)
-    server_pub, _ = zmq.auth.create_certificates(str(folder), "server")
-    client_pub, client_secret = zmq.auth.create_certificates(str(folder), "client")
+    existing = [name for name in KEY_FILES if (folder / name).exists()]
+    if existing and not force:
+        print(f"error: {folder} already holds keys ({', '.join(existing)}); pass --force to replace them "
+              "(clients holding the old keys then lose access).", file=sys.stderr)
+        return EXIT_USAGE
+    old_umask = os.umask(0o077)   # files and folders made from here on are the owner's only
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "clients").mkdir(exist_ok=True)
+        if os.name == "posix":
+            os.chmod(folder, 0o700)
+        server_pub, server_secret = zmq.auth.create_certificates(str(folder), "server")
+        client_pub, client_secret = zmq.auth.create_certificates(str(folder), "client")
+    finally:
+        os.umask(old_umask)
     os.replace(client_pub, folder / "clients" / "client.key")
+    if os.name == "posix":
+        for secret in (server_secret, client_secret):
+            os.chmod(secret, 0o600)
     pub, sec = zmq.auth.load_certificate(client_secret)
     spub, _ = zmq.auth.load_certificate(server_pub)
     print(f"Keys in {folder}. Start the daemon with --curve-dir {folder}; put these in the client's config.json:")

@@ -44,6 +44,24 @@ class Job:
     last_sent: float = field(default_factory=time.monotonic)
 
 
+def insecure_keys(secret: Path, clients: Path) -> str:
+    """A sentence when other local users could read the server's secret key or add a client key
+    (as ssh refuses such keys); "" when the keys are the owner's only. POSIX only."""
+    import os
+    import stat
+    if os.name != "posix":
+        return ""
+    mode = stat.S_IMODE(secret.stat().st_mode)
+    if mode & 0o077:
+        return (f"{secret} is readable by other users (mode {mode:04o}); make it the owner's only "
+                f"(chmod 600 {secret}) or make new keys with `python -m backend keygen --force`.")
+    mode = stat.S_IMODE(clients.stat().st_mode)
+    if mode & 0o022:
+        return (f"{clients} can be changed by other users (mode {mode:04o}), who could let themselves in; "
+                f"run chmod go-w {clients}.")
+    return ""
+
+
 class Server:
     def __init__(self, endpoint: str, pipeline: Pipeline, curve_dir: Optional[Path] = None,
                  workers: int = 2, max_jobs: int = 64, log_path: str = "the daemon log",
@@ -96,6 +114,10 @@ class Server:
         if not secret.exists() or not clients.is_dir():
             self.close()
             raise StartupError(f"{curve_dir} must hold server.key_secret and a clients/ folder of public keys.")
+        problem = insecure_keys(secret, clients)
+        if problem:
+            self.close()
+            raise StartupError(problem)
         public, private = load_certificate(str(secret))
         self._auth = ThreadAuthenticator(self.ctx)
         self._auth.start()

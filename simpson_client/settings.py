@@ -88,7 +88,13 @@ def save(settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {k: v for k, v in dataclasses.asdict(settings).items() if k != "home"}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    # a client's CURVE secret key is the owner's only, like the key files keygen writes
+    mode = 0o600 if settings.curve_client_secret else 0o644
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    if os.name == "posix":
+        os.chmod(tmp, mode)
     os.replace(tmp, path)
     return path
 
