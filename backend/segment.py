@@ -7,7 +7,6 @@ full-resolution pixels, so edges stay sharp on big photos.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,12 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models.dsn import Feats, click_maps, load_dsn
+from .models.dsn import Feats, click_maps
 from .models.window import Window, covers_image, crop_resize, fit_window
+from .weights import load as load_weights
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "dsn-lite0.pt"
 COARSE_SIDE = 512  # long side of the whole-image pass
 CROP = 320  # network input of the zoom-in pass
 TARGET_FILL = 0.3  # object box / window area
@@ -34,32 +33,6 @@ GROW = 2.0  # window growth when the mask runs into its edge
 MAX_WINDOWS = 4  # zoom-in encodings per first click at most
 
 Point = tuple[float, float, bool]
-
-
-class WeightsError(RuntimeError):
-    """Missing weights or a checksum mismatch."""
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def verify_weights(path: Path, what: str = "Segmentation weights") -> None:
-    """Checks `path` against `<path without suffix>.sha256` ("<hex>  <name>"); `what` names the
-    file in the error."""
-    sha_file = path.with_suffix(".sha256")
-    if not path.is_file():
-        raise WeightsError(f"{what} not found: {path}")
-    if not sha_file.is_file():
-        raise WeightsError(f"Checksum file not found: {sha_file}")
-    expected = sha_file.read_text().split()[0].lower()
-    actual = sha256_of(path)
-    if actual != expected:
-        raise WeightsError(f"Checksum mismatch for {path}: expected {expected}, got {actual}")
 
 
 @dataclass
@@ -79,10 +52,9 @@ class Embedding:
 
 class ClickSegmenter:
     def __init__(self, weights: Path | None = None, device: str = "cpu"):
-        path = Path(weights) if weights is not None else WEIGHTS
-        verify_weights(path)
+        """weights: a file of the model's weights (default: the shipped ones; see backend/weights.py)."""
         self.device = torch.device(device)
-        self.model = load_dsn(path).to(self.device)
+        self.model = load_weights("dsn", weights).to(self.device)
         self.zoom = True  # False: decode the whole-image encoding only (for benchmarks)
         self.use_prev = True  # feed the previous mask to the decoder
         self.refine_edges = True  # guided-filter edges where logits are upsampled > 2x

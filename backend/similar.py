@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 import cv2
@@ -23,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import weights
 from .models.cpn import CPN, box_parts, pick_peaks
-from .segment import WeightsError, verify_weights
 
 log = logging.getLogger("simpson.similar")
 
@@ -36,7 +35,6 @@ SIDE_STEP = 64           # encoded sides are quantised so nearby queries share o
 HIST_BINS = (8, 4, 4)    # colour histogram bins: hue, saturation, value
 SHAPE = 16               # shape descriptor: the mask's box resized to SHAPE×SHAPE
 PARTS = 3                # part descriptor: features pooled in PARTS×PARTS cells of the box
-CPN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "cpn-lite0.pt"   # optional: learned proposals
 
 
 @dataclass
@@ -511,38 +509,26 @@ def keep_parts(p: Patch, x: float, y: float, template: Optional[Patch] = None) -
 
 # ---------------------------------------------------------------- learned proposals (CPN)
 
-def load_cpn(path: Path) -> CPN:
-    """The CPN stored at path, checked against path.sha256 first (ValueError when the checksum
-    file is missing or does not match); torch.load(weights_only=True), loaded strictly."""
-    path = Path(path)
-    try:
-        verify_weights(path, "CPN weights")
-    except WeightsError as e:
-        raise ValueError(f"checksum check failed: {e}") from e
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    model = CPN()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
-    return model.eval()
-
-
 _CPN_LOCK = threading.Lock()
 _CPN_LOADED: dict[tuple, Optional[CPN]] = {}
 
 
 def default_cpn() -> Optional[CPN]:
-    """The CPN from CPN_WEIGHTS when that file exists (cached per file version), else None; a
-    file that fails its checksum or does not load is logged and not used (cosine proposals)."""
+    """The CPN from backend/weights/cpn-lite0.pt when that file exists (optional; cached per file
+    version), else None; a file that fails its checksum or does not load is logged and not used
+    (cosine proposals)."""
+    file = weights.path("cpn")
     try:
-        st = CPN_WEIGHTS.stat()
+        st = file.stat()
     except OSError:
         return None
-    key = (str(CPN_WEIGHTS), st.st_mtime_ns, st.st_size)
+    key = (str(file), st.st_mtime_ns, st.st_size)
     with _CPN_LOCK:
         if key not in _CPN_LOADED:
             _CPN_LOADED.clear()
             try:
-                _CPN_LOADED[key] = load_cpn(CPN_WEIGHTS)
-                log.info("similar: proposals from the CPN (%s)", CPN_WEIGHTS.name)
+                _CPN_LOADED[key] = weights.load("cpn", file)
+                log.info("similar: proposals from the CPN (%s)", file.name)
             except Exception:   # noqa: BLE001 - fall back to the cosine proposals, say why
                 log.exception("similar: CPN weights unusable; cosine proposals")
                 _CPN_LOADED[key] = None
@@ -573,7 +559,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
     disjoint from the seed and from each other.
 
-    cpn: the proposal source. "auto" = the CPN from CPN_WEIGHTS when that file exists, else the
+    cpn: the proposal source. "auto" = the shipped CPN (default_cpn) when its file exists, else the
     training-free cosine map; None = always the cosine map; or a CPN module. With a CPN, each
     query (the seed, then every accepted instance) gives a heatmap, proposals are the peaks of
     their maximum above the CPN's stored threshold; the rest of the loop is the same. With

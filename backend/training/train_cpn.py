@@ -34,7 +34,7 @@ import torch
 
 from .. import similar as sim
 from ..models.cpn import CPN, focal_loss, n_params, pick_peaks
-from ..segment import sha256_of
+from ..weights import write_sha256
 from . import cpn_data
 from .train_dsn import atomic_save
 
@@ -143,9 +143,7 @@ def export(model: CPN, threshold: float, path: Path) -> str:
     sd["threshold"] = torch.tensor(float(threshold))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(sd, path)
-    digest = sha256_of(path)
-    path.with_suffix(".sha256").write_text(f"{digest}  {path.name}\n")
-    return digest
+    return write_sha256(path)
 
 
 def load_split(cache: Path, split: str, first: int, n: int) -> list[cpn_data.Cached]:

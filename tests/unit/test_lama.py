@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from backend.engines import EngineUnavailable
-from backend.engines.lama import (CHECKPOINT_NAME, TORCHSCRIPT_NAME, LamaEngine, find_weights,
-                                  generator_config, load_checkpoint_dict, load_generator, load_inpainter)
+from backend.engines.lama import CHECKPOINT_NAME, TORCHSCRIPT_NAME, LamaEngine, find_weights, load_inpainter
 from backend.models.lama import LamaGenerator, LamaInpainter
+from backend.weights import generator_config, load, read_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning")
 
@@ -82,8 +82,8 @@ def test_lightning_checkpoint_loads_weights_only(tmp_path):
     g = tiny_generator()
     path = tmp_path / CHECKPOINT_NAME
     save_lightning(g, path, {"lr": 1e-3, "kind": "ffc_resnet"})
-    assert load_checkpoint_dict(path)["global_step"] == 123456   # plain values load as they are
-    loaded = load_generator(path)
+    assert read_checkpoint(path)["global_step"] == 123456   # plain values load as they are
+    loaded = load("lama-ckpt", path)
     image, mask = inputs()
     x = torch.cat((image * (1 - mask), mask), 1)
     with torch.no_grad():
@@ -95,7 +95,7 @@ def test_checkpoint_with_foreign_objects_runs_no_code(tmp_path):
     save_lightning(tiny_generator(), path, HyperParams({"generator": {"kind": "ffc_resnet"}}))
     with pytest.raises(Exception):
         torch.load(path, map_location="cpu", weights_only=True)
-    ckpt = load_checkpoint_dict(path)
+    ckpt = read_checkpoint(path)
     assert not isinstance(ckpt["hyper_parameters"], HyperParams)   # a stub, not the real class
     assert generator_config({k[10:]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}) == TINY
 

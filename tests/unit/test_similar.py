@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from backend import similar as sim
+from backend import weights
 from backend.cache import ImageEntry
 from backend.engines import Found
-from backend.engines.similar_features import FeaturesEngine, backbone_from, load_state
-from backend.engines.similar_pvm import LearnedVerifier, PvmEngine, pvm_from
+from backend.engines.similar_features import FeaturesEngine
+from backend.engines.similar_pvm import LearnedVerifier, PvmEngine
 from backend.models.lite0 import Lite0
 from backend.models.pvm import ROW, PairVerifier, loss_fn
 from backend.pipeline import Pipeline
-from backend.segment import sha256_of
 
 
 class ColourBackbone(torch.nn.Module):
@@ -384,10 +384,9 @@ def test_shipped_format_roundtrip(tmp_path: Path):
     sd.update({f"pvm.{k}": v for k, v in pvm.state_dict().items()})
     path = tmp_path / "similar-lite0.pt"
     torch.save(sd, path)
-    path.with_suffix(".sha256").write_text(f"{sha256_of(path)}  {path.name}\n")
-    loaded = load_state(path)
-    assert isinstance(backbone_from(loaded), Lite0)
-    assert abs(float(pvm_from(loaded).threshold) - 0.37) < 1e-6
+    weights.write_sha256(path)
+    assert isinstance(weights.load("similar-backbone", path), Lite0)
+    assert abs(float(weights.load("pvm", path).threshold) - 0.37) < 1e-6
 
 
 def test_bench_metric_counts_half_covered_instances():
@@ -411,11 +410,9 @@ SHIPPED = Path(__file__).resolve().parents[2] / "backend" / "weights" / "similar
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="backend/weights/similar-lite0.pt not built (docs/similar.md)")
 def test_shipped_weights_checksum_size_and_discs():
-    from backend.engines.similar_features import verified
     from tests.conftest import disc_centres, scene
-    assert verified(SHIPPED) and SHIPPED.stat().st_size <= 30 * 2 ** 20
-    sd = torch.load(SHIPPED, map_location="cpu", weights_only=True)
-    model = pvm_from({k: v.float() for k, v in sd.items()})
+    assert weights.usable(SHIPPED) and SHIPPED.stat().st_size <= 30 * 2 ** 20
+    model = weights.load("pvm", SHIPPED)
     assert 0.0 < float(model.threshold) < 1.0
     engine = PvmEngine(segmenter=None)
     assert engine.status() == "ready"
