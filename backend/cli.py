@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--endpoint", default=None, help="tcp://HOST:PORT (default: the configured one, "
                    f"else tcp://127.0.0.1:{client_settings.DEFAULT_PORT}); non-loopback needs --curve-dir")
     s.add_argument("--curve-dir", type=Path, default=None, help="CURVE keys: server.key_secret + clients/*.key")
-    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--workers", type=int, default=protocol.WORKERS)
     s.add_argument("--idle-exit", type=float, default=0.0, metavar="SECONDS",
                    help="exit after this long without requests (0 = never; the plug-ins' autostart uses 1800)")
 

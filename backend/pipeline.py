@@ -155,8 +155,7 @@ class Pipeline:
             "engines": engines.describe(),
             "defaults": {op: _default_name(op) for op in ("select", "similar", "erase")},
             "cache": self.cache.stats(),
-            "limits": {"max_pixels": protocol.MAX_PIXELS, "max_side": protocol.MAX_SIDE,
-                       "max_message_bytes": protocol.MAX_MESSAGE_BYTES, "max_points": protocol.MAX_POINTS},
+            "limits": protocol.limits(),
         }
 
     # ---- request parsing ----

@@ -64,7 +64,8 @@ def insecure_keys(secret: Path, clients: Path) -> str:
 
 class Server:
     def __init__(self, endpoint: str, pipeline: Pipeline, curve_dir: Optional[Path] = None,
-                 workers: int = 2, max_jobs: int = 64, log_path: str = "the daemon log",
+                 workers: int = protocol.WORKERS, max_jobs: int = protocol.MAX_REQUESTS,
+                 log_path: str = "the daemon log",
                  idle_exit: float = 0.0):
         self.endpoint = endpoint
         self.idle_exit = idle_exit      # seconds without requests before the daemon exits; 0 = never
@@ -72,6 +73,7 @@ class Server:
         self.pipeline = pipeline
         self.log_path = log_path
         self.max_jobs = max_jobs
+        self.workers = workers
         self.ctx = zmq.Context()
         self._stop = threading.Event()
         self._jobs: dict[tuple[bytes, str], Job] = {}
@@ -179,11 +181,9 @@ class Server:
         try:
             msg = protocol.decode([f.buffer for f in body])
             rid = protocol.request_id(msg.header)
-            op = protocol.field(msg.header, "op", str)
-            if op not in protocol.OPS:
-                raise ProtocolError("unknown_op", f"Unknown op {op!r}; known: {', '.join(protocol.OPS)}.")
+            op = protocol.check_request(msg.header, len(msg.frames))   # every field's type, before queuing
             if op == "cancel":
-                self._cancel(frames[0].bytes, protocol.field(msg.header, "target", str))
+                self._cancel(frames[0].bytes, msg.header["target"])
                 self._send(envelope, {"id": rid, "kind": "result", "op": "cancel"})
                 return
             key = (frames[0].bytes, rid)
@@ -195,8 +195,8 @@ class Server:
                 job = Job(envelope=[frames[0].bytes], rid=rid, op=op)
                 self._jobs[key] = job
             self._pool.submit(self._run, key, job, msg)
-        except ProtocolError as e:
-            self._send(envelope, {"id": rid, "kind": "error", "code": e.code, "message": e.message})
+        except ProtocolError as e:   # the id, whenever the header had a readable one
+            self._send(envelope, {"id": rid or e.rid, "kind": "error", "code": e.code, "message": e.message})
         except Exception:  # never let one message kill the loop
             log.exception("failed to route a message")
             self._send(envelope, {"id": rid, "kind": "error", "code": "internal",
@@ -240,6 +240,9 @@ class Server:
         try:
             progress(0.0, "Working")
             header, frames = self.pipeline.handle(msg, progress)
+            if job.op == "info":   # this daemon's own concurrency limits
+                header = dict(header, limits=dict(header.get("limits", {}), max_requests=self.max_jobs,
+                                                  workers=self.workers))
             reply = protocol.encode(dict(header, id=job.rid), frames)
         except Cancelled:
             reply = protocol.encode({"id": job.rid, "kind": "error", "code": "cancelled", "message": "Cancelled."})

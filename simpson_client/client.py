@@ -255,6 +255,10 @@ class Client:
     def _exchange(self, conn: Connection, header: dict[str, Any], frames: list[Any], progress: Progress | None,
                   timeout: float | None) -> tuple[dict[str, Any], list[Any]]:
         rid = uuid.uuid4().hex[:16]
+        try:   # the daemon's own checks (one schema): a request it would refuse is not sent
+            protocol.check_request(header, len(frames))
+        except protocol.ProtocolError as e:
+            raise RequestRejected(e.message, e.code) from None
         conn.send(protocol.encode(dict(header, id=rid), frames))
         idle = timeout or self.settings.idle_timeout
         cancel_sent = False

@@ -55,7 +55,7 @@ MUTATIONS = [
     lambda f, r: [f[0].replace(b"[[10,10,true]]", r.choice([b"[[NaN,1,true]]", b"[[1e9,1,true]]", b"[[-1,2,true]]",
                                                           b'[["a",1,true]]', b"[[1,2]]", b"7", b"[[1,2,3,4]]",
                                                           b"[[Infinity,1,true]]"]))] + f[1:],
-    lambda f, r: [json.dumps({"v": 1, "id": "z" * r.randint(0, 100), "op": "info"}).encode()],
+    lambda f, r: [json.dumps({"v": 1, "id": "z" * r.randint(0, 100), "op": "info", "sizes": []}).encode()],
     lambda f, r: [f[0].replace(b'"hash":"', b'"hash":"0')] + f[1:],              # bad hash
     lambda f, r: [bytes(b ^ (1 << r.randint(0, 7)) if r.random() < 0.05 else b for b in f[0])] + f[1:],  # bit flips
     lambda f, r: [json.dumps(r.choice([[], 1, "s", None, {"v": 1}])).encode()] + f[1:],
@@ -94,7 +94,7 @@ def test_fuzz_2000_malformed_messages(daemon):
 @pytest.mark.parametrize("frames,code", [
     ([b"not json"], "bad_request"),
     ([json.dumps({"v": 99, "id": "a", "op": "info"}).encode()], "version"),
-    ([json.dumps({"v": 1, "id": "a", "op": "fly"}).encode()], "unknown_op"),
+    ([json.dumps({"v": 1, "id": "a", "op": "fly", "sizes": []}).encode()], "unknown_op"),
     ([json.dumps({"v": 1, "id": "a", "op": "select", "sizes": [],
                   "image": {"width": 100000, "height": 100000, "format": "rgba8", "hash": "0" * 32}}).encode()],
      "too_large"),
@@ -107,6 +107,44 @@ def test_clear_error_codes(daemon, frames, code):
     sock.send_multipart(frames)
     head = _reply(sock)
     assert head["kind"] == "error" and head["code"] == code and head["message"]
+    sock.close()
+
+
+IMG10 = {"width": 10, "height": 10, "format": "rgba8", "hash": "0" * 32}
+
+
+@pytest.mark.parametrize("header,payload,code", [
+    ({"v": 2, "sizes": [], "op": "info"}, [], "version"),                         # issue 26.2
+    ({"v": 1, "sizes": [3], "op": "info"}, [], "bad_request"),                    # frame count
+    ({"v": 1, "sizes": [3], "op": "info"}, [b"ab"], "bad_request"),               # frame size
+    ({"v": True, "sizes": [], "op": "info"}, [], "version"),                      # issue 26.5
+    ({"v": 1.0, "sizes": [], "op": "info"}, [], "version"),
+    ({"v": 1, "op": "info"}, [], "bad_request"),                                  # no sizes
+    ({"v": 1, "sizes": [], "op": "select", "image": IMG10, "points": [[1, 1, 2]]}, [], "bad_request"),
+    ({"v": 1, "sizes": [], "op": "select", "image": IMG10, "points": [[1, 1, True]], "engine": ""}, [],
+     "bad_request"),
+    ({"v": 1, "sizes": [], "op": "similar", "image": IMG10}, [], "bad_request"),  # needs a mask or points
+    ({"v": 1, "sizes": [], "op": "erase", "image": IMG10, "mask": {"frame": 0}}, [], "bad_request"),
+    ({"v": 1, "sizes": [], "op": "cancel"}, [], "bad_request"),
+])
+def test_errors_reach_the_request_and_types_are_strict(daemon, header, payload, code):
+    """Every error about a message with a readable id carries that id (a client waiting for its
+    id sees it); what the doc rejects is rejected."""
+    sock = _dealer(daemon.endpoint)
+    sock.send_multipart([json.dumps(dict(header, id="mine-1")).encode(), *payload])
+    head = _reply(sock)
+    assert head["kind"] == "error" and head["code"] == code and head["id"] == "mine-1", head
+    sock.close()
+
+
+def test_deep_nesting_is_a_bad_request_not_internal(daemon):
+    """Issue 26.3: 5,000 levels of nesting (10 KB) get bad_request, and nothing about the log."""
+    sock = _dealer(daemon.endpoint)
+    sock.send_multipart([b'{"v":1,"id":"deep","sizes":[],"op":"info","x":' + b"[" * 5000 + b"]" * 5000 + b"}"])
+    head = _reply(sock)
+    assert head["kind"] == "error" and head["code"] == "bad_request" and "nested" in head["message"], head
+    sock.send_multipart(protocol.encode({"op": "info", "id": "after"}))
+    assert _reply(sock)["kind"] == "result"
     sock.close()
 
 
