@@ -33,7 +33,6 @@ MAX_MESSAGE_BYTES = MAX_PIXELS * 8 + MAX_PIXELS + MAX_HEADER_BYTES  # rgba16 ima
 
 # Bytes per pixel of each pixel format on the wire. rgba16 is little-endian.
 FORMATS = {"rgba8": 4, "rgba16": 8}
-MASK_FORMAT = "gray8"            # masks: 1 byte per pixel, 0 = not selected, 255 = selected
 
 OPS = ("info", "select", "similar", "erase", "cancel")
 
