@@ -18,6 +18,21 @@ def from_wire(data: object, width: int, height: int, fmt: str) -> np.ndarray:
     return np.frombuffer(data, dtype=wire).reshape(height, width, 4).astype(native, copy=False)
 
 
+def mask_from_wire(spec: dict, payload: list, width: int, height: int) -> np.ndarray:
+    """A request's mask -> H×W uint8: {"frame": i} holds width×height bytes; {"frame": i, "box":
+    [x, y, w, h]} holds the box's w×h bytes and everything outside the box is 0 (as replies send masks)."""
+    if spec.get("box") is None:
+        data = protocol.frame_ref(spec, "mask", payload, width * height)
+        return np.frombuffer(data, np.uint8).reshape(height, width)
+    x, y, w, h = protocol.box(spec["box"])
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        raise protocol.ProtocolError("bad_request", f"The mask's box {[x, y, w, h]} is not inside the {width}x{height} image.")
+    crop = protocol.frame_ref(spec, "mask", payload, w * h)
+    full = np.zeros((height, width), np.uint8)
+    full[y:y + h, x:x + w] = np.frombuffer(crop, np.uint8).reshape(h, w)
+    return full
+
+
 def to_wire(pixels: np.ndarray) -> bytes:
     if pixels.dtype == np.uint16:
         return pixels.astype("<u2").tobytes()

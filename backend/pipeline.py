@@ -10,6 +10,7 @@ import platform
 import threading
 import sys
 import time
+from concurrent.futures import Future
 from typing import Any, Callable, Optional
 
 import cv2
@@ -42,6 +43,7 @@ class Pipeline:
     def __init__(self, cache: Optional[ImageCache] = None):
         self.cache = cache or ImageCache()
         self._pending: dict[str, threading.Event] = {}   # hashes being checked, not cached yet
+        self._checks = threading.local()                 # this thread's request: its pending hash checks
 
     # ---- protocol entry point ----
     def handle(self, msg: Message, progress: Progress = no_progress) -> Reply:
@@ -51,10 +53,16 @@ class Pipeline:
                    "erase": self._erase_request, "info": lambda h, p, pr: (self.info(), [])}.get(op)
         if handler is None:
             raise ProtocolError("unknown_op", f"Unknown op {op!r}; known: {', '.join(protocol.OPS)}.")
+        self._checks.pending = []
         try:
-            return handler(header, msg.frames, progress)
+            reply = handler(header, msg.frames, progress)
         except EngineUnavailable as e:
             raise ProtocolError("unavailable", str(e)) from None
+        for check in self._checks.pending:   # pixels sent with the request: answer only if they match the hash
+            if not check.result():
+                raise ProtocolError("bad_request", "The image's pixels do not match its hash (see 'Image reference' "
+                                                   "in docs/protocol.md); the image was not cached.")
+        return reply
 
     # ---- typed operations (also used by the one-process CLI) ----
     def entry(self, pixels: np.ndarray, key: Optional[str] = None) -> ImageEntry:
@@ -177,16 +185,22 @@ class Pipeline:
         # This request works on the pixels it carried, whatever the hash says. Later requests
         # find the image by hash only once the hash is checked, off the request's path.
         self._pending.setdefault(digest, threading.Event())
-        threading.Thread(target=self._cache_if_hash_matches, args=(entry, data), daemon=True).start()
+        check: Future[bool] = Future()
+        threading.Thread(target=self._cache_if_hash_matches, args=(entry, data, check), daemon=True).start()
+        getattr(self._checks, "pending", []).append(check)   # handle() waits for it before answering
         return entry
 
-    def _cache_if_hash_matches(self, entry: ImageEntry, data: Any) -> None:
+    def _cache_if_hash_matches(self, entry: ImageEntry, data: Any, check: "Future[bool]") -> None:
         w, h, fmt = entry.width, entry.height, images.wire_format(entry.pixels)
         try:
-            if protocol.image_hash(w, h, fmt, data) == entry.key:
+            ok = protocol.image_hash(w, h, fmt, data) == entry.key
+            if ok:
                 self.cache.put(entry)
             else:
                 log.warning("an image's hash does not match its pixels; not cached")
+            check.set_result(ok)
+        except BaseException as e:   # noqa: BLE001 - handed to the request, which answers with it
+            check.set_exception(e)
         finally:
             event = self._pending.pop(entry.key, None)
             if event is not None:
@@ -197,8 +211,7 @@ class Pipeline:
             if required:
                 raise ProtocolError("bad_request", "Missing field 'mask'.")
             return None
-        data = protocol.frame_ref(header["mask"], "mask", payload, entry.width * entry.height)
-        return np.frombuffer(data, np.uint8).reshape(entry.height, entry.width)
+        return images.mask_from_wire(header["mask"], payload, entry.width, entry.height)
 
     def _mask_request(self, header: dict[str, Any], payload: list[Any]
                       ) -> tuple[Optional[str], ImageEntry, list[Point], Optional[np.ndarray]]:

@@ -126,3 +126,65 @@ def test_eight_concurrent_clients(daemon):
         t.join(120)
     assert results == {i: True for i in range(8)}
     assert daemon.alive()
+
+
+def test_pixels_that_do_not_match_their_hash_are_refused(daemon):
+    """Issue 26.4: pixels sent with a hash they do not have get bad_request (not a result), and
+    are not cached."""
+    import json
+
+    import zmq
+    px = scene(seed=11)
+    data = px.tobytes()
+    spec = {"width": 320, "height": 240, "format": "rgba8", "hash": "0123456789abcdef" * 2}
+    x, y = disc_centres(320, 240)[0]
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.endpoint)
+
+    def ask(frames):
+        sock.send_multipart(frames)
+        while True:
+            assert sock.poll(30000)
+            head = json.loads(sock.recv_multipart()[0])
+            if head["kind"] != "progress":
+                return head
+
+    head = ask(protocol.encode({"op": "select", "id": "h1", "image": dict(spec, frame=0),
+                                "points": [[x, y, True]]}, [data]))
+    assert head["kind"] == "error" and head["code"] == "bad_request" and "hash" in head["message"], head
+    head = ask(protocol.encode({"op": "select", "id": "h2", "image": spec, "points": [[x, y, True]]}))
+    assert head["code"] == "image_unknown"
+    sock.close()
+
+
+def test_a_request_may_send_a_mask_as_box_and_crop(daemon):
+    """Issue 26.10: a refinement click sends the previous Mask as its box + crop (as replies do),
+    with the same result as the full-size mask, and far fewer bytes."""
+    px = scene(seed=12)
+    img = _image(px)
+    client = Client(daemon.settings("pyzmq"))
+    (x, y), (x2, y2) = disc_centres(320, 240)[:2]
+    first = client.select(img, [(x, y, True)])
+    sent = []
+    from simpson_client import transport as tr
+    orig = tr.PyzmqConnection.send
+
+    def spy(self, frames):
+        sent.append(sum(protocol.nbytes(f) for f in frames))
+        return orig(self, frames)
+
+    tr.PyzmqConnection.send = spy
+    try:
+        by_box = client.select(img, [(x, y, True), (x2, y2, True)], previous=first)
+        small = max(sent)
+        full = client.select(img, [(x, y, True), (x2, y2, True)], previous=first.data)
+    finally:
+        tr.PyzmqConnection.send = orig
+    assert by_box.box == full.box and by_box.crop == full.crop
+    assert small < 4096 + first.box[2] * first.box[3] < 320 * 240
+    assert client.erase(img, first).data == client.erase(img, first.data).data
+    with pytest.raises(RequestRejected) as e:     # a box outside the image
+        from simpson_client.client import Mask
+        client.select(img, [(x, y, True)], previous=Mask(320, 240, (300, 0, 40, 10), bytes(400)))
+    assert e.value.code == "bad_request" and "box" in e.value.user_message
