@@ -6,9 +6,7 @@ docker's status line and a floating message on the canvas (no modal dialogs).
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -90,12 +88,6 @@ class SimpsonErase(Extension):
     # ---- Krita hooks ----
     def setup(self) -> None:
         QTimer.singleShot(2000, self.check_backend)
-        driver = os.environ.get("SIMPSON_KRITA_DRIVER")
-        if driver and os.environ.get("SIMPSON_KRITA_OUT"):   # end-to-end tests only
-            spec = importlib.util.spec_from_file_location("simpson_erase_test_driver", driver)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            module.start(self)
 
     def createActions(self, window) -> None:  # noqa: N802 - Krita's name
         handlers: dict[str, Callable[..., Any]] = {SIMILAR: self.select_similar, ERASE: self.erase}

@@ -1,5 +1,6 @@
-"""Runs INSIDE Krita (loaded by the plug-in when SIMPSON_KRITA_DRIVER names this file): drives the
-real plug-in end to end and writes what it sees to $SIMPSON_KRITA_OUT for test_krita.py to check.
+"""Runs INSIDE Krita (loaded by the test-only plug-in krita_test_plugin/ when SIMPSON_KRITA_DRIVER
+names this file): drives the real plug-in end to end and writes what it sees to $SIMPSON_KRITA_OUT
+for test_krita.py to check.
 
 Outputs: report.json (steps, messages, layer names, undo texts), sel-<step>.u8 (selection masks,
 width*height bytes), erased.bgra / original.bgra (layer pixels), window.png (screenshot),
@@ -73,7 +74,8 @@ class Runner:
 
 
 def start(ext) -> None:
-    """Called by the plug-in's setup(); waits for a document with a view, then runs the script."""
+    """Called once Krita's extensions are set up (ext: SimpSON Erase's); waits for a document with a
+    view, then runs the script."""
     app = Krita.instance()
     report: dict = {"steps": []}
     # Errors in Qt callbacks go to the log (Krita's own hook shows a dialog); a hang dumps every thread.

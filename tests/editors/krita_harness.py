@@ -1,8 +1,9 @@
 """Start the real Krita 5.2 (trixie root, Xvfb) with SimpSON Erase installed as install.py does.
 
-Used by test_krita.py. The plug-in runs DRIVER (a Python file) once a document has a view, when
-SIMPSON_KRITA_DRIVER names it; the driver writes OUTDIR/krita-status.txt ("OK" or a traceback)
-and quits Krita.
+Used by test_krita.py. A test-only pykrita plug-in (krita_test_plugin/, installed into the test
+profile beside SimpSON Erase) runs DRIVER (a Python file SIMPSON_KRITA_DRIVER names), which waits
+for a document with a view, drives the plug-in, writes OUTDIR/krita-status.txt ("OK" or a
+traceback) and quits Krita.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ ROOT = Path(os.environ.get("EDITORS_ROOT", Path.home() / ".cache/simpson-editors
 # HOME inside the root: one per pytest-xdist worker (Krita profiles must not be shared by parallel runs)
 HOME_IN_ROOT = os.environ.get("KRITA_TEST_HOME", "/home/simpson-krita-e2e" + os.environ.get("PYTEST_XDIST_WORKER", ""))
 DRIVER = Path(__file__).resolve().parent / "krita_driver.py"
+TEST_PLUGIN_SRC = Path(__file__).resolve().parent / "krita_test_plugin"
+TEST_PLUGIN = "simpson_erase_test_driver"   # pykrita plug-in that runs DRIVER (test profiles only)
 
 
 def unavailable_reason() -> str | None:
@@ -46,7 +49,13 @@ def install_plugin(simpson_home: Path) -> Path:
     # Test profile only: the QPainter canvas (lighter, deterministic under Xvfb).
     kritarc_set(kritarc, "General", "canvasState", "OPENGL_FAILED")
     (kritarc.parent / "kritadisplayrc").write_text("[General]\nOpenGLRenderer=none\n")
-    return resource_dir / "pykrita"
+    # Test profile only: the plug-in that runs the driver (the shipped plug-in has no test hook).
+    pykrita = resource_dir / "pykrita"
+    shutil.rmtree(pykrita / TEST_PLUGIN, ignore_errors=True)
+    shutil.copytree(TEST_PLUGIN_SRC / TEST_PLUGIN, pykrita / TEST_PLUGIN)
+    shutil.copy2(TEST_PLUGIN_SRC / f"{TEST_PLUGIN}.desktop", pykrita / f"{TEST_PLUGIN}.desktop")
+    kritarc_set(kritarc, "python", f"enable_{TEST_PLUGIN}", "true")
+    return pykrita
 
 
 def kritarc_set(path: Path, group: str, key: str, value: str) -> None:

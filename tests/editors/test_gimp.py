@@ -2,8 +2,9 @@
 
 One gimp-console start runs every procedure against a real daemon on the host (gimp_batch.py,
 cases "ok"); a second runs the failure cases with no daemon reachable; a third, the GIMP GUI
-under xvfb-run, drives the interactive dialogs through their test hook and takes screenshots
-(gimp_batch_gui.py). Outputs are PNG exports, raw dumps and results.json, checked with numpy.
+under xvfb-run, drives the interactive dialogs through gimp_dialog_driver.py (copied into the
+test profile's plug-in as its test hook) and takes screenshots (gimp_batch_gui.py). Outputs are
+PNG exports, raw dumps and results.json, checked with numpy.
 SIMPSON_DOCS_SCREENSHOTS=1 also copies the screenshots to docs/gimp-dialog.png, docs/gimp-window.png
 and docs/gimp-error.png.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ ROOT = Path(os.environ.get("EDITORS_ROOT", Path.home() / ".cache/simpson-editors
 TOOLS = REPO / "tools" / "editors"
 BATCH = Path(__file__).with_name("gimp_batch.py")
 BATCH_GUI = Path(__file__).with_name("gimp_batch_gui.py")
+DIALOG_DRIVER = Path(__file__).with_name("gimp_dialog_driver.py")
 SAMPLE = REPO / "samples" / "beach.jpg"
 W, H, R = 320, 240, 18          # scene size and disc radius
 
@@ -51,6 +54,8 @@ def plugin_installed(tmp_path_factory) -> str:
     assert r.returncode == 0, r.stdout + r.stderr
     main = plugins / "simpson-erase" / "simpson-erase.py"
     assert os.access(main, os.X_OK) and (plugins / "simpson-erase/simpson_client/client.py").exists()
+    # the dialog's test driver, which users never get: the dialog imports it by this name when present
+    shutil.copy(DIALOG_DRIVER, plugins / "simpson-erase" / "simpson_erase_test_hook.py")
     return home
 
 
