@@ -36,8 +36,3 @@ def crop(src: bytes, src_width: int, box: tuple[int, int, int, int], bytes_per_p
     stride = src_width * bytes_per_pixel
     return b"".join(src[(y + r) * stride + x * bytes_per_pixel:(y + r) * stride + (x + w) * bytes_per_pixel]
                     for r in range(h))
-
-
-def image_to_layer(x: float, y: float, offset_x: int, offset_y: int) -> tuple[float, float]:
-    """A point in image coordinates -> the same point in a layer placed at (offset_x, offset_y)."""
-    return x - offset_x, y - offset_y

@@ -18,11 +18,7 @@ try:  # editors' Pythons usually lack pyzmq
 except ImportError:  # pragma: no cover - depends on the interpreter
     zmq = None
 
-__all__ = ["AuthenticationFailed", "Connection", "TransportClosed", "connect", "pyzmq_available"]
-
-
-def pyzmq_available() -> bool:
-    return zmq is not None
+__all__ = ["AuthenticationFailed", "Connection", "TransportClosed", "connect"]
 
 
 class Connection:

@@ -35,14 +35,6 @@ def widget_to_image(view, pos: QPointF) -> QPointF:
     return view.flakeToImageTransform().map(to_flake.map(QPointF(pos)))
 
 
-def image_to_widget(view, x: float, y: float) -> QPointF:
-    """Image position -> canvas-widget position (the inverse of widget_to_image)."""
-    to_flake, ok = view.flakeToImageTransform().inverted()
-    if not ok:
-        raise ValueError("the image transform cannot be inverted")
-    return view.flakeToCanvasTransform().map(to_flake.map(QPointF(x, y)))
-
-
 def pixel_at(view, pos: QPointF) -> tuple[int, int]:
     p = widget_to_image(view, pos)
     return math.floor(p.x()), math.floor(p.y())

@@ -15,10 +15,6 @@ def test_paste_and_crop():
     assert pixels.crop(bytes(dest), 4, (1, 1, 2, 2), 1) == b"\x01\x02\x03\x04"
 
 
-def test_image_to_layer():
-    assert pixels.image_to_layer(10.5, 3.5, 4, -2) == (6.5, 5.5)
-
-
 def test_mask_keeps_the_box_and_builds_the_full_mask_on_demand():
     from simpson_client import Mask
     m = Mask(5, 4, (1, 2, 3, 2), bytes([255, 0, 255, 255, 255, 0]), "dsn", 0.25)
