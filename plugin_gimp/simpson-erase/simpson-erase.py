@@ -21,6 +21,7 @@ from gi.repository import Gimp, GLib, GObject  # noqa: E402
 
 import gimp_io  # noqa: E402
 from simpson_client import Cancelled, Client, Mask, Patch, SimpsonError  # noqa: E402
+from simpson_client.protocol import MAX_DILATION  # noqa: E402
 from task import run_with_progress  # noqa: E402
 
 SELECT_OBJECT = "python-fu-simpson-select-object"
@@ -213,7 +214,7 @@ class SimpsonErase(Gimp.PlugIn):
                                      -1.0, 1.0, -1.0, RW)
         if name in ERASES:
             proc.add_int_argument("dilation", "Grow by", "Grow the hole by this many pixels (-1: automatic)",
-                                  -1, 256, -1, RW)
+                                  -1, MAX_DILATION, -1, RW)
             proc.add_string_argument("engine", "Engine", "Backend engine (empty: the default)", "", RW)
         return proc
 

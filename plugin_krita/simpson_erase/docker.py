@@ -8,9 +8,9 @@ from PyQt5.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout
                              QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from . import extension
+from .simpson_client.protocol import MAX_DILATION
 
 DOCKER_ID = "simpson_erase_docker"
-MAX_DILATION = 256
 AUTOMATIC = -0.05   # the likeness box's lowest value, shown as "Automatic"
 
 
