@@ -7,7 +7,8 @@
     python -m backend doctor
     python -m backend keygen DIR [--force]
 
-Masks are 8-bit single-channel PNGs, 255 = selected. Exit codes: 0 ok, 1 the operation failed,
+Masks are 8-bit single-channel PNGs, 255 = selected; images are read as displayed (EXIF orientation
+applied). Exit codes: 0 ok, 1 the operation failed,
 2 bad arguments or unreadable input.
 """
 from __future__ import annotations
@@ -38,6 +39,13 @@ def _point(text: str) -> tuple[float, float]:
     return x, y
 
 
+def _device(text: str) -> str:
+    from . import device
+    if not device.valid(text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(device.CHOICES)} (or cuda:N)")
+    return text.strip().lower()
+
+
 def _unit(text: str) -> float:
     try:
         value = float(text)
@@ -48,11 +56,26 @@ def _unit(text: str) -> float:
     return value
 
 
+def _dilation(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= protocol.MAX_DILATION:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels from 0 to {protocol.MAX_DILATION}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m backend", description="SimpSON Erase backend.")
     sub = p.add_subparsers(dest="command", required=True)
+    # where the models run; every command that runs one takes it (backend/device.py)
+    dev = argparse.ArgumentParser(add_help=False)
+    dev.add_argument("--device", type=_device, default=None, metavar="auto|cpu|cuda|mps",
+                     help="where the models run (default: config.json's \"device\", else auto: CUDA, then "
+                          "Apple MPS, then the CPU)")
 
-    s = sub.add_parser("serve", help="run the daemon")
+    s = sub.add_parser("serve", help="run the daemon", parents=[dev])
     s.add_argument("--endpoint", default=None, help="tcp://HOST:PORT (default: the configured one, "
                    f"else tcp://127.0.0.1:{client_settings.DEFAULT_PORT}); non-loopback needs --curve-dir")
     s.add_argument("--curve-dir", type=Path, default=None, help="CURVE keys: server.key_secret + clients/*.key")
@@ -61,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit after this long without requests (0 = never; the plug-ins' autostart uses 1800)")
 
     for name, text in (("select", "select the object at the clicks"), ("similar", "select every similar object")):
-        c = sub.add_parser(name, help=text)
+        c = sub.add_parser(name, help=text, parents=[dev])
         c.add_argument("image", type=Path)
         c.add_argument("--click", type=_point, action="append", default=[], metavar="X,Y", required=True)
         c.add_argument("-o", "--output", type=Path, required=True, metavar="MASK.png")
@@ -75,14 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--min-score", type=_unit, default=None, metavar="0..1",
                            help="score an object needs (default: the engine's own threshold; lower finds more)")
 
-    e = sub.add_parser("erase", help="fill the masked area")
+    e = sub.add_parser("erase", help="fill the masked area", parents=[dev])
     e.add_argument("image", type=Path)
     e.add_argument("--mask", type=Path, required=True)
     e.add_argument("-o", "--output", type=Path, required=True)
     e.add_argument("--engine", default=None)
-    e.add_argument("--dilation", type=int, default=None, help="pixels (default: automatic per object)")
+    e.add_argument("--dilation", type=_dilation, default=None, metavar=f"0..{protocol.MAX_DILATION}",
+                   help="pixels (default: automatic per object)")
 
-    sub.add_parser("doctor", help="check the installation")
+    sub.add_parser("doctor", help="check the installation", parents=[dev])
     k = sub.add_parser("keygen", help="make CURVE keys for remote use")
     k.add_argument("dir", type=Path)
     k.add_argument("--force", action="store_true", help="replace keys already in DIR (clients holding the old keys lose access)")
@@ -91,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None):
+        from . import device
+        device.set_preference(args.device)
     if args.command == "serve":
         return serve(args)
     if args.command == "keygen":
@@ -173,70 +200,142 @@ def setup_logging(path: Path) -> Path:
 
 
 def run_one(args: argparse.Namespace) -> int:
-    """select / similar / erase in this process, without a daemon."""
+    """select / similar / erase in this process, without a daemon. Every argument and input file
+    is checked before the work starts (exit 2, one sentence); nothing is written unless the
+    command succeeds."""
     from . import images
     from .engines import EngineUnavailable
     from .pipeline import Pipeline
 
+    def usage(text: str) -> int:
+        print(f"error: {text}", file=sys.stderr)
+        return EXIT_USAGE
+
+    problem = _argument_problem(args)
+    if problem:
+        return usage(problem)
     try:
         pixels = images.load_image(args.image)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    pipeline = Pipeline()
-    entry = pipeline.entry(pixels)
-    h, w = pixels.shape[:2]
-    start = time.perf_counter()
-    try:
+        h, w = pixels.shape[:2]
+        points: list = []
         if args.command in ("select", "similar"):
             pts = [(x, y, True) for x, y in args.click] + [(x, y, False) for x, y in getattr(args, "neg", [])]
             points = protocol.points([[x, y, p] for x, y, p in pts], w, h)
+        previous = images.load_mask(args.previous, w, h) if getattr(args, "previous", None) else None
+        mask = images.load_mask(args.mask, w, h) if args.command == "erase" else None
+        if args.command == "erase" and pixels.dtype != "uint8" and args.output.suffix.lower() != ".png":
+            return usage(f"{args.image} has 16-bit colour; give an output name ending in .png to keep it.")
+    except protocol.ProtocolError as e:
+        return usage(e.message)
+    except ValueError as e:
+        return usage(str(e))
+    pipeline = Pipeline()
+    entry = pipeline.entry(pixels)
+    start = time.perf_counter()
+    written: list[Path] = []
+    try:
         if args.command == "select":
-            previous = images.load_mask(args.previous, w, h) if args.previous else None
-            mask, name = pipeline.select(entry, points, previous, args.engine)
-            images.save_mask(args.output, mask)
-            print(f"{args.output}: {int((mask > 0).sum())} pixels selected by {name} in {time.perf_counter() - start:.2f} s")
+            result, name = pipeline.select(entry, points, previous, args.engine)
+            images.save_mask(args.output, result)
+            written.append(args.output)
+            print(f"{args.output}: {int((result > 0).sum())} pixels selected by {name} in {time.perf_counter() - start:.2f} s")
         elif args.command == "similar":
             union, found, name = pipeline.similar(entry, points, None, args.engine, min_score=args.min_score)
-            images.save_mask(args.output, union)
             if args.instances:
-                write_instances(args.instances, found, w, h)
+                written += write_instances(args.instances, found, w, h)
+            images.save_mask(args.output, union)
+            written.append(args.output)
             print(f"{args.output}: {len(found)} objects ({len(found) - 1} similar to the clicked one) "
                   f"found by {name} in {time.perf_counter() - start:.2f} s")
         else:
-            mask = images.load_mask(args.mask, w, h)
             box, patch, name = pipeline.erase(entry, mask, args.engine, args.dilation)
             out = pixels.copy()
             x, y, bw, bh = box
             out[y:y + bh, x:x + bw] = patch
             images.save_image(args.output, out)
+            written.append(args.output)
             print(f"{args.output}: erased {bw}x{bh} px at ({x}, {y}) with {name} in {time.perf_counter() - start:.2f} s")
     except protocol.ProtocolError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return EXIT_USAGE if e.code == "bad_request" else EXIT_FAILED
-    except EngineUnavailable as e:
+    except (EngineUnavailable, ValueError, OSError) as e:
+        for path in written:   # a failed command leaves nothing behind
+            path.unlink(missing_ok=True)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     return EXIT_OK
 
 
-def write_instances(folder: Path, found: list, width: int, height: int) -> None:
+def _argument_problem(args: argparse.Namespace) -> str:
+    """The sentence for an argument that cannot work (checked before any work), else ""."""
+    if args.engine is not None:
+        problem = _engine_problem(args.command, args.engine)
+        if problem:
+            return problem
+    problem = _output_problem(args.output, "-o")
+    if problem:
+        return problem
+    folder = getattr(args, "instances", None)
+    if folder is not None:
+        if folder.exists() and not folder.is_dir():
+            return f"--instances {folder} is a file; give a folder (it gets one mask per object and instances.json)."
+        if not _writable(folder):
+            return f"--instances {folder} cannot be created or written."
+    return ""
+
+
+def _engine_problem(op: str, name: str) -> str:
+    from . import engines
+    if name not in engines.REGISTRY:
+        return f"There is no engine called {name!r}; known: {', '.join(sorted(engines.REGISTRY))}."
+    try:
+        engine = engines.get(name)
+    except engines.EngineUnavailable:
+        return ""   # it exists but cannot run here: the operation says why (exit 1)
+    if op not in engine.ops:
+        able = [n for n, d in engines.describe().items() if op in d["ops"]]
+        return f"Engine {name!r} cannot {op}; engines that can: {', '.join(able)}."
+    return ""
+
+
+def _output_problem(path: Path, option: str) -> str:
+    from PIL import Image as PILImage
+    if path.is_dir():
+        return f"{option} {path} is a folder; give a file name such as {path / 'out.png'}."
+    PILImage.init()
+    fmt = PILImage.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in PILImage.SAVE:
+        return f"{option} {path}: cannot write {path.suffix or 'files without an extension'}; use .png."
+    if not _writable(path.parent):
+        return f"{option} {path}: the folder {path.parent} cannot be created or written."
+    return ""
+
+
+def _writable(folder: Path) -> bool:
+    """Can folder be written, or be created inside its nearest existing ancestor?"""
+    folder = folder.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def write_instances(folder: Path, found: list, width: int, height: int) -> list[Path]:
+    """Each instance's full-size mask and instances.json in folder; -> the files written."""
     import numpy as np
 
     from . import images
     folder.mkdir(parents=True, exist_ok=True)
-    listing = []
+    listing, written = [], []
     for i, f in enumerate(found):
         full = np.zeros((height, width), np.uint8)
         x, y, w, h = f.box
         full[y:y + h, x:x + w][f.mask] = 255
         name = f"instance_{i:03d}.png"
         images.save_mask(folder / name, full)
+        written.append(folder / name)
         listing.append({"file": name, "box": list(f.box), "score": round(float(f.score), 4), "seed": i == 0})
     (folder / "instances.json").write_text(json.dumps(listing, indent=2) + "\n", encoding="utf-8")
+    return written + [folder / "instances.json"]
 
 
 def doctor() -> int:
@@ -247,12 +346,12 @@ def doctor() -> int:
     print(f"SimpSON Erase backend, protocol {info['protocol']}")
     for k, v in info["versions"].items():
         print(f"  {k:9s} {v}")
-    print(f"  device    {info['device']} ({info['threads']} threads)")
+    print(f"  device    {info['device']} ({info['device_note']}; {info['threads']} threads)")
     print(f"  home      {cfg.home}")
     print(f"  endpoint  {cfg.endpoint}")
     print("engines:")
     for name, e in info["engines"].items():
-        print(f"  {name:9s} {'/'.join(e['ops']):22s} {e['status']}")
+        print(f"  {name:9s} {'/'.join(e['ops']):22s} {e['device']:5s} {e['status']}")
     print("defaults: " + ", ".join(f"{op}={name or 'NONE'}" for op, name in info["defaults"].items()))
     print(f"daemon:   {_daemon_state(cfg)}")
     ok = all(info["defaults"].values())

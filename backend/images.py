@@ -1,6 +1,8 @@
 """Pixel arrays: wire bytes <-> numpy, image files for the CLI (any PNG/JPEG/TIFF PIL reads)."""
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,43 +55,109 @@ def to_rgb8(pixels: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """An image file -> H×W×4 RGBA, uint8 or uint16 (16-bit files keep their depth; grey -> RGB)."""
+    """An image file -> H×W×4 RGBA, uint8 or uint16 (16-bit files keep their depth; grey -> RGB),
+    turned as its EXIF orientation says (as photo viewers and the editors show it).
+
+    The size is checked against the daemon's limit before anything is decoded; a damaged or
+    truncated file is a ValueError (one sentence), never a partial picture."""
+    with _open(path, "image") as im:
+        deep = im.mode.startswith("I") or any(";16" in str(t[3]) for t in im.tile)   # before load() empties tile
+        _decoded(im, path, "image")   # PIL reads 16-bit colour as 8 bits: cv2 decodes those again below
+        orientation = _orientation(im)
+        if not deep:
+            return np.array(orient(np.asarray(im.convert("RGBA"), dtype=np.uint8), orientation), order="C")  # writable
     import cv2
-    try:
-        with PILImage.open(path) as im:   # reads only the header: check the size before decoding
-            w, h = im.size
-    except (OSError, ValueError) as e:
-        raise ValueError(f"Cannot read image {path}: {e}") from None
-    if w * h > protocol.MAX_PIXELS or max(w, h) > protocol.MAX_SIDE:
-        raise ValueError(f"Image {path} is {w}x{h}, over the {protocol.MAX_PIXELS // 1_000_000}-megapixel limit.")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if arr is None or arr.dtype not in (np.uint8, np.uint16):
-        with PILImage.open(path) as im:
-            return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
+        raise ValueError(f"Cannot read image {path}: the file is damaged or its kind of pixels is not supported.")
     top = np.iinfo(arr.dtype).max
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.shape[2] == 1:
         rgb = np.repeat(arr, 3, axis=2)
     elif arr.shape[2] == 2:   # grey + alpha
-        return np.dstack([arr[..., :1]] * 3 + [arr[..., 1:]])
+        return np.ascontiguousarray(orient(np.dstack([arr[..., :1]] * 3 + [arr[..., 1:]]), orientation))
     else:
         rgb = arr[..., 2::-1]
     alpha = arr[..., 3:4] if arr.shape[2] == 4 else np.full(rgb.shape[:2] + (1,), top, arr.dtype)
-    return np.ascontiguousarray(np.concatenate([rgb, alpha], axis=2))
+    return np.ascontiguousarray(orient(np.concatenate([rgb, alpha], axis=2), orientation))
 
 
 def load_mask(path: Path, width: int, height: int) -> np.ndarray:
-    """An 8-bit mask file (any mode; >= 128 is selected) -> H×W uint8 0/255."""
-    try:
-        im = PILImage.open(path)
-        im.load()
-    except (OSError, ValueError) as e:
-        raise ValueError(f"Cannot read mask {path}: {e}") from None
-    if im.size != (width, height):
-        raise ValueError(f"Mask {path} is {im.size[0]}x{im.size[1]}, the image is {width}x{height}.")
-    grey = np.asarray(im.convert("L"), dtype=np.uint8)
+    """An 8-bit mask file (any mode; >= 128 is selected), in the image's displayed orientation
+    (its own EXIF orientation applied) -> H×W uint8 0/255."""
+    with _open(path, "mask") as im:
+        _decoded(im, path, "mask")
+        grey = orient(np.asarray(im.convert("L"), dtype=np.uint8), _orientation(im))
+    if grey.shape != (height, width):
+        raise ValueError(f"Mask {path} is {grey.shape[1]}x{grey.shape[0]}, the image is {width}x{height}.")
     return np.where(grey >= 128, 255, 0).astype(np.uint8)
+
+
+# EXIF orientation (tag 0x0112) -> how to turn the stored pixels into the displayed picture
+_EXIF_ORIENTATION = 0x0112
+
+
+def orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Stored pixels (H×W or H×W×C) -> as displayed, for an EXIF orientation 1..8 (PIL's
+    ImageOps.exif_transpose, on arrays of any depth)."""
+    if orientation == 2:
+        return a[:, ::-1]
+    if orientation == 3:
+        return a[::-1, ::-1]
+    if orientation == 4:
+        return a[::-1]
+    if orientation == 5:
+        return a.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(a, -1)
+    if orientation == 7:
+        return np.rot90(a, 2).swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(a, 1)
+    return a
+
+
+def _orientation(im: PILImage.Image) -> int:
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:   # noqa: BLE001 - a damaged EXIF block: show the pixels as stored
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _open(path: Path, what: str) -> PILImage.Image:
+    """PIL's lazy open (the header only), with our size limit instead of PIL's decompression-bomb
+    check (no warning on stderr, one sentence)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            im = PILImage.open(path)
+    except PILImage.DecompressionBombError as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        count = f"{int(found.group(1)):,} pixels" if found else "far too many pixels"
+        raise ValueError(f"{what.capitalize()} {path} has {count}, over the {protocol.MAX_PIXELS // 1_000_000}-"
+                         "megapixel limit.") from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError(f"Cannot read {what} {path}: {_reason(e)}") from None
+    w, h = im.size
+    if w * h > protocol.MAX_PIXELS or max(w, h) > protocol.MAX_SIDE:
+        im.close()
+        raise ValueError(f"{what.capitalize()} {path} is {w}x{h}, over the {protocol.MAX_PIXELS // 1_000_000}-megapixel limit.")
+    return im
+
+
+def _decoded(im: PILImage.Image, path: Path, what: str) -> PILImage.Image:
+    try:
+        im.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ValueError(f"Cannot read {what} {path}: the file is damaged or incomplete ({_reason(e)}).") from None
+    return im
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).rstrip(".") or type(e).__name__
+    return text[0].lower() + text[1:] if text[:1].isupper() and not text[1:2].isupper() else text
 
 
 def save_mask(path: Path, mask: np.ndarray) -> None:
