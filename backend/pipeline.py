@@ -154,11 +154,14 @@ class Pipeline:
 
     def info(self) -> dict[str, Any]:
         import torch  # noqa: PLC0415 - only for its version
+        from . import device  # noqa: PLC0415
         return {
             "kind": "result", "op": "info", "protocol": protocol.VERSION,
             "versions": {"python": sys.version.split()[0], "numpy": np.__version__, "opencv": cv2.__version__,
                          "torch": torch.__version__, "platform": platform.platform()},
-            "device": "cuda" if torch.cuda.is_available() else "cpu",
+            # where the models run (backend/device.py), not what torch could use; each engine's
+            # own device is in `engines` (a model that did not fit stays on the CPU)
+            "device": device.chosen().device, "device_note": device.chosen().reason,
             "threads": torch.get_num_threads(),
             "engines": engines.describe(),
             "defaults": {op: _default_name(op) for op in ("select", "similar", "erase")},

@@ -7,6 +7,7 @@ full-resolution pixels, so edges stay sharp on big photos.
 """
 from __future__ import annotations
 
+import copy
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
 from .models.window import Window, covers_image, crop_resize, fit_window
 from .weights import load as load_weights
@@ -51,13 +53,24 @@ class Embedding:
 
 
 class ClickSegmenter:
-    def __init__(self, weights: Path | None = None, device: str = "cpu"):
-        """weights: a file of the model's weights (default: the shipped ones; see backend/weights.py)."""
-        self.device = torch.device(device)
-        self.model = load_weights("dsn", weights).to(self.device)
+    def __init__(self, weights: Path | None = None, device: str | torch.device | None = None):
+        """weights: a file of the model's weights (default: the shipped ones; see backend/weights.py);
+        device: where it runs (default: backend/device.py's choice; the CPU when it does not fit)."""
+        self.model = place(load_weights("dsn", weights), "The one-click model",
+                           None if device is None else torch.device(device))
+        self.device = device_of(self.model)
         self.zoom = True  # False: decode the whole-image encoding only (for benchmarks)
         self.use_prev = True  # feed the previous mask to the decoder
         self.refine_edges = True  # guided-filter edges where logits are upsampled > 2x
+
+    def on_cpu(self) -> "ClickSegmenter":
+        """This segmenter with a CPU copy of its model (the same switches); itself on the CPU.
+        Its embeddings are its own: those made on another device do not mix with it."""
+        if self.device.type == "cpu":
+            return self
+        twin = copy.copy(self)
+        twin.model, twin.device = cpu_copy(self.model), torch.device("cpu")
+        return twin
 
     # ------------------------------------------------------------------ encoding
     def _encode(self, rgb: np.ndarray) -> Feats:

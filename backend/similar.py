@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import weights
+from . import device, weights
 from .models.cpn import CPN, box_parts, pick_peaks
 
 log = logging.getLogger("simpson.similar")
@@ -183,10 +183,10 @@ def encode_raw(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> tuple[d
         padded[eh:, :ew] = small[-1:]
     if pw > ew:
         padded[:, ew:] = padded[:, ew - 1:ew]
-    x = torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None]
+    x = torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None].to(device.device_of(backbone))
     with torch.inference_mode():
         out = backbone(x)
-    return {lvl: out[lvl].float() for lvl in LEVELS}, scale
+    return {lvl: out[lvl].float().cpu() for lvl in LEVELS}, scale   # the rest of the search is on the CPU
 
 
 def match_feats(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -527,7 +527,7 @@ def default_cpn() -> Optional[CPN]:
         if key not in _CPN_LOADED:
             _CPN_LOADED.clear()
             try:
-                _CPN_LOADED[key] = weights.load("cpn", file)
+                _CPN_LOADED[key] = device.place(weights.load("cpn", file), "The CPN")
                 log.info("similar: proposals from the CPN (%s)", file.name)
             except Exception:   # noqa: BLE001 - fall back to the cosine proposals, say why
                 log.exception("similar: CPN weights unusable; cosine proposals")
@@ -538,10 +538,11 @@ def default_cpn() -> Optional[CPN]:
 def cpn_heatmap(cpn: CPN, mm: MatchMap, weights: np.ndarray,
                 projected: Optional[dict[str, torch.Tensor]] = None) -> np.ndarray:
     """gh×gw click probabilities for one query (its grid weights, see to_grid)."""
+    dev = device.device_of(cpn)
     with torch.inference_mode():
-        feats = {lvl: f[None] for lvl, f in mm.feats.items()}
-        q = torch.from_numpy(np.ascontiguousarray(weights, np.float32))[None]
-        return torch.sigmoid(cpn(feats, q, projected))[0, 0].numpy()
+        feats = {lvl: f[None].to(dev) for lvl, f in mm.feats.items()}
+        q = torch.from_numpy(np.ascontiguousarray(weights, np.float32))[None].to(dev)
+        return torch.sigmoid(cpn(feats, q, projected))[0, 0].float().cpu().numpy()
 
 
 @dataclass
@@ -601,7 +602,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
         if cpn is not None:     # learned proposals: one heatmap per query, their maximum
             if projected is None:
                 with torch.inference_mode():
-                    projected = cpn.project({lvl: f[None] for lvl, f in mm.feats.items()})
+                    projected = cpn.project({lvl: f[None].to(device.device_of(cpn)) for lvl, f in mm.feats.items()})
             heats += [cpn_heatmap(cpn, mm, g, projected) for g in qgrids[len(heats):]]
             props = peaks(np.max(np.stack(heats), 0), seed_cells, blocked, float(cpn.threshold), settings.max_peaks)
         if cpn is None or settings.cosine_too:

@@ -45,6 +45,7 @@ class Settings:
     curve_server_public: str = "" # Z85 keys, for a remote (authenticated) daemon; pyzmq only
     curve_client_public: str = ""
     curve_client_secret: str = ""
+    device: str = "auto"          # where the daemon's models run: auto | cpu | cuda | cuda:N | mps
     home: str = ""                # filled in on load
 
     @property

@@ -35,6 +35,11 @@ class Engine:
         """'ready', or one sentence saying why the engine cannot run."""
         return "ready"
 
+    def device(self) -> str:
+        """Where its models run ("cuda", "mps", "cpu"): where they are once loaded, before that
+        where they will be put (backend/device.py). Engines without a model run on the CPU."""
+        return "cpu"
+
     def select(self, entry: ImageEntry, points: list[Point], previous: np.ndarray | None,
                progress: Progress) -> np.ndarray:
         """H×W bool mask of the object at the points (True = add, False = subtract)."""
@@ -106,12 +111,12 @@ def choose(op: str, name: str | None) -> Engine:
 
 
 def describe() -> dict[str, dict[str, object]]:
-    """name -> {ops, status} for doctor/info."""
+    """name -> {ops, status, device} for doctor/info."""
     out: dict[str, dict[str, object]] = {}
     for name in sorted(REGISTRY):
         try:
             engine = get(name)
-            out[name] = {"ops": sorted(engine.ops), "status": engine.status()}
+            out[name] = {"ops": sorted(engine.ops), "status": engine.status(), "device": engine.device()}
         except EngineUnavailable as e:
-            out[name] = {"ops": [], "status": str(e)}
+            out[name] = {"ops": [], "status": str(e), "device": "cpu"}
     return out

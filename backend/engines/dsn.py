@@ -20,7 +20,7 @@ import threading
 import cv2
 import numpy as np
 
-from .. import weights
+from .. import device, weights
 from ..cache import ImageEntry
 from . import Engine, Point, Progress
 
@@ -35,9 +35,10 @@ class DsnEngine(Engine):
     ops = frozenset({"select"})
 
     def __init__(self, segmenter=None) -> None:
-        """segmenter: a ClickSegmenter-like object (set_image/predict); None = the shipped model,
-        loaded on first use."""
+        """segmenter: a ClickSegmenter-like object (set_image/predict, device, on_cpu); None = the
+        shipped model, loaded on first use on backend/device.py's device."""
         self._segmenter = segmenter
+        self._cpu = None                # its CPU copy, made on the first device failure
         self._lock = threading.Lock()   # one decode at a time: the per-image crop cache is shared
 
     def status(self) -> str:
@@ -48,6 +49,10 @@ class DsnEngine(Engine):
             return f"The segmentation weights are missing ({file.name}); reinstall SimpSON Erase."
         return "ready"
 
+    def device(self) -> str:
+        seg = self._segmenter
+        return device.chosen().device if seg is None else device.label(getattr(seg, "device", None))
+
     def segmenter(self):
         """The one-click model (a ClickSegmenter), loaded on first use; WeightsError when its
         weights are missing or damaged."""
@@ -57,26 +62,49 @@ class DsnEngine(Engine):
                 self._segmenter = ClickSegmenter()
             return self._segmenter
 
-    def embedding(self, entry: ImageEntry):
-        """The image's encoding, made once per cached image and shared by everything that
-        segments it through this engine."""
-        seg = self.segmenter()
-        return entry.derive(_ENCODING, lambda: seg.set_image(entry.rgb))
+    def _on_cpu(self, seg) -> tuple:
+        """(the CPU copy of the model, its encodings' cache key); the model itself when it is on
+        the CPU already."""
+        with self._lock:
+            if self._cpu is None:
+                self._cpu = seg.on_cpu() if hasattr(seg, "on_cpu") else seg
+            return self._cpu, _ENCODING if self._cpu is seg else _ENCODING + "-cpu"
 
-    def segment(self, entry: ImageEntry, clicks: list[Point], size: tuple[float, float] | None = None) -> np.ndarray:
+    def _run(self, what: str, fn):
+        """fn(segmenter, cache key) on the model's device; after a device failure again on the
+        CPU (its own encodings), for this request."""
+        seg = self.segmenter()
+        return device.run(f"{what} (dsn engine)", getattr(seg, "device", None), lambda: fn(seg, _ENCODING),
+                          lambda: fn(*self._on_cpu(seg)))
+
+    def embedding(self, entry: ImageEntry, seg=None, key: str = _ENCODING):
+        """The image's encoding, made once per cached image and shared by everything that
+        segments it through this engine (seg, key: the CPU copy's after a device failure)."""
+        seg = seg or self.segmenter()
+        return entry.derive(key, lambda: seg.set_image(entry.rgb))
+
+    def segment(self, entry: ImageEntry, clicks: list[Point], size: tuple[float, float] | None = None,
+                cpu: bool = False) -> np.ndarray:
         """The model's H×W uint8 mask (255 = selected) for `clicks` alone, without the selection
         rules of `select`; size: the (width, height) the object is expected to have (see
-        ClickSegmenter.predict). Safe to call from several threads."""
-        seg = self.segmenter()
-        embedding = self.embedding(entry)
-        with self._lock:
-            return seg.predict(embedding, clicks, size=size)
+        ClickSegmenter.predict); cpu: on the model's CPU copy (a request already fallen back).
+        Safe to call from several threads."""
+        def on(seg, key: str) -> np.ndarray:
+            embedding = self.embedding(entry, seg, key)
+            with self._lock:
+                return seg.predict(embedding, clicks, size=size)
+        if cpu:
+            return on(*self._on_cpu(self.segmenter()))
+        return self._run("Segmenting", on)
 
     def select(self, entry: ImageEntry, points: list[Point], previous: np.ndarray | None,
                progress: Progress) -> np.ndarray:
-        seg = self.segmenter()
+        return self._run("Select", lambda seg, key: self._select(seg, key, entry, points, previous, progress))
+
+    def _select(self, seg, key: str, entry: ImageEntry, points: list[Point], previous: np.ndarray | None,
+                progress: Progress) -> np.ndarray:
         progress(0.05, "Encoding the image")
-        embedding = self.embedding(entry)
+        embedding = self.embedding(entry, seg, key)
         progress(0.5, "Segmenting")
         with self._lock:
             if previous is None or not previous.any():

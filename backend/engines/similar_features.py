@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .. import similar as sim
+from .. import device, similar as sim
 from .. import weights
 from ..cache import ImageEntry
 from . import Engine, EngineUnavailable, Found, Progress
@@ -54,17 +54,43 @@ class FeaturesEngine(Engine):
         self._backbone = backbone
         self._source = "given" if backbone is not None else ""
         self._segmenter = segmenter
+        self._cpu: dict[str, Any] = {}   # CPU copies of the models, made on the first device failure
         self._lock = threading.Lock()
 
     # -- lazy resources
-    def backbone(self) -> torch.nn.Module:
+    def backbone(self, cpu: bool = False) -> torch.nn.Module:
+        """The matching backbone on backend/device.py's device (cpu: its CPU copy)."""
         with self._lock:
             if self._backbone is None:
-                self._backbone, self._source = find_backbone()
-                if self._backbone is None:
+                backbone, self._source = find_backbone()
+                if backbone is None:
                     raise EngineUnavailable(self._source)
-                log.info("similar: matching backbone from %s", self._source)
-            return self._backbone
+                self._backbone = device.place(backbone, "The select-similar backbone")
+                log.info("similar: matching backbone from %s on %s", self._source,
+                         device.label(device.device_of(self._backbone)))
+        return self._on_cpu("backbone", self._backbone) if cpu else self._backbone
+
+    def _on_cpu(self, name: str, module: Any) -> Any:
+        """A CPU copy of one of this engine's models (itself when it is on the CPU), kept."""
+        if module is None or device.device_of(module).type == "cpu":
+            return module
+        with self._lock:
+            if self._cpu.get(name, (None,))[0] is not module:
+                self._cpu[name] = (module, device.cpu_copy(module))
+            return self._cpu[name][1]
+
+    def cpn(self, cpu: bool = False) -> Any:
+        """The proposal network (None: cosine proposals; see similar.default_cpn), on the
+        backbone's device: its CPU copy when the backbone is on the CPU."""
+        shared = sim.default_cpn()
+        if cpu or device.device_of(self.backbone()).type == "cpu":
+            return self._on_cpu("cpn", shared)
+        return shared
+
+    def device(self) -> str:
+        if self._backbone is None:
+            return device.chosen().device
+        return device.label(device.device_of(self._backbone))
 
     def segmenter(self) -> Any:
         """The one-click engine that segments the proposals (it owns the model, its per-image
@@ -96,16 +122,17 @@ class FeaturesEngine(Engine):
         return (f"Select similar needs {shipped.name} or {dsn.name} in {weights.SHIPPED_DIR}; "
                 "reinstall SimpSON Erase to restore them.")
 
-    def verifier(self) -> sim.Verifier:
+    def verifier(self, cpu: bool = False) -> sim.Verifier:
         return sim.CosineVerifier(self.settings)
 
     # -- the op
-    def match_map(self, entry: ImageEntry, seed: np.ndarray) -> sim.MatchMap:
+    def match_map(self, entry: ImageEntry, seed: np.ndarray, cpu: bool = False) -> sim.MatchMap:
+        """The image's matching features (on the CPU, whichever device encoded them)."""
         side = sim.encode_side(entry.height, entry.width, seed)
-        backbone = self.backbone()
+        backbone = self.backbone(cpu)
         return entry.derive(f"similar-match-{side}", lambda: sim.encode(backbone, entry.rgb, side))
 
-    def segment_fn(self, entry: ImageEntry) -> sim.Segment:
+    def segment_fn(self, entry: ImageEntry, cpu: bool = False) -> sim.Segment:
         seg = self.segmenter()
         if seg is None:
             def by_grabcut(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
@@ -115,18 +142,25 @@ class FeaturesEngine(Engine):
 
         def by_dsn(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
             mask = seg.segment(entry, [(x, y, True)] + [(mx, my, True) for mx, my in more],
-                               size=template.mask.shape[::-1] if size_hint else None)
+                               size=template.mask.shape[::-1] if size_hint else None, cpu=cpu)
             return sim.as_patch(mask > 127)
         return by_dsn
 
     def similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
                 min_score: float | None = None) -> list[Found]:
-        mm = self.match_map(entry, seed)
-        verifier = self.verifier()
+        """On backend/device.py's device; after a device failure again on the CPU, for this request."""
+        return device.run(f"Select similar ({self.name} engine)", device.current(),
+                          lambda: self._similar(entry, seed, progress, min_score, cpu=False),
+                          lambda: self._similar(entry, seed, progress, min_score, cpu=True))
+
+    def _similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
+                 min_score: float | None, cpu: bool) -> list[Found]:
+        mm = self.match_map(entry, seed, cpu)
+        verifier = self.verifier(cpu)
         if min_score is not None:
             verifier.threshold = float(min_score)
-        res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry), verifier,
-                               self.settings, progress, align_clicks=self.segmenter() is None)
+        res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,
+                               self.settings, progress, cpn=self.cpn(cpu), align_clicks=self.segmenter() is None)
         return to_found(res.accepted)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .. import similar as sim
+from .. import device, similar as sim
 from .. import weights
 from ..models.pvm import PairVerifier
 from . import EngineUnavailable
@@ -23,8 +23,9 @@ class LearnedVerifier:
         self.threshold = float(model.threshold) if threshold is None else threshold
 
     def score(self, q: sim.Descriptor, c: sim.Descriptor) -> float:
-        rows_q = torch.from_numpy(sim.descriptor_row(q))[None]
-        rows_c = torch.from_numpy(sim.descriptor_row(c))[None]
+        dev = device.device_of(self.model)
+        rows_q = torch.from_numpy(sim.descriptor_row(q))[None].to(dev)
+        rows_c = torch.from_numpy(sim.descriptor_row(c))[None].to(dev)
         with torch.inference_mode():
             logits, _ = self.model(rows_q, rows_c)
         return float(torch.sigmoid(logits[0]))
@@ -58,17 +59,18 @@ class PvmEngine(FeaturesEngine):
                                         "reinstall SimpSON Erase.")
             sd = weights.read(file, checked=False)   # checked just above; one file holds both models
             if self._backbone is None:
-                self._backbone, self._source = weights.build("similar-backbone", sd), file.name
+                self._backbone = device.place(weights.build("similar-backbone", sd), "The select-similar backbone")
+                self._source = file.name
             if self._model is None:
-                self._model = weights.build("pvm", sd)
+                self._model = device.place(weights.build("pvm", sd), "The verifier")
 
-    def backbone(self) -> torch.nn.Module:
+    def backbone(self, cpu: bool = False) -> torch.nn.Module:
         self._load()
-        return self._backbone  # type: ignore[return-value]
+        return self._on_cpu("backbone", self._backbone) if cpu else self._backbone  # type: ignore[return-value]
 
-    def verifier(self) -> sim.Verifier:
+    def verifier(self, cpu: bool = False) -> sim.Verifier:
         self._load()
-        return LearnedVerifier(self._model)  # type: ignore[arg-type]
+        return LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model)  # type: ignore[arg-type]
 
     def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()

@@ -90,7 +90,7 @@ class PairVerifier(nn.Module):
         q, c = split_row(query_rows), split_row(cand_rows)
         x = (pair_scalars(q, c) - self.scalar_mean) / self.scalar_std
         if self.embed is None:
-            return self.head(x)[:, 0], torch.zeros(x.shape[0])
+            return self.head(x)[:, 0], torch.zeros(x.shape[0], device=x.device)
         dist = (self.z(q) - self.z(c)).norm(dim=1)
         return self.head(torch.cat([dist[:, None], x], 1))[:, 0], dist
 
