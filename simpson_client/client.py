@@ -7,13 +7,13 @@ import uuid
 from typing import Any, Callable, NamedTuple, Sequence
 
 from . import daemon, pixels, protocol
+from .protocol import Point
 from .errors import (BackendStopped, BackendTimeout, BackendUnavailable, Cancelled, ProtocolMismatch,
                      RequestRejected, SimpsonError)
 from .settings import Settings, load
 from .transport import AuthenticationFailed, Connection, TransportClosed, connect
 
 Progress = Callable[[float, str], Any]   # (fraction 0..1, message); return False to cancel
-Point = tuple[float, float, bool]        # x, y in image pixels; True = add, False = subtract
 
 
 class Image:
@@ -181,7 +181,7 @@ class Client:
             except AuthenticationFailed as e:
                 # a daemon that wants keys, or one that is just dying: look again before saying so
                 if attempt == 2:
-                    raise BackendUnavailable(f"Cannot connect to the SimpSON backend at {self.settings.endpoint}: {e}") from None
+                    raise BackendUnavailable(self._keys_sentence(e)) from None
                 time.sleep(0.3)
             except TransportClosed:
                 break
@@ -195,6 +195,18 @@ class Client:
         except TransportClosed:
             raise BackendUnavailable(f"The SimpSON backend started but does not answer at {self.settings.endpoint}; "
                                      f"see {self.settings.log_path}.") from None
+
+    def _keys_sentence(self, e: Exception) -> str:
+        """What to do when the daemon refused the handshake: it needs CURVE keys, or others."""
+        from .settings import CONFIG_NAME
+        config = f"{self.settings.home}/{CONFIG_NAME}"
+        keys = "curve_server_public, curve_client_public and curve_client_secret"
+        if not self.settings.curve_server_public:
+            return (f"The SimpSON backend at {self.settings.endpoint} needs CURVE keys, and this plug-in has none: "
+                    f"put {keys} (printed by `python -m backend keygen KEYS` where the daemon runs) in {config}; "
+                    f"this needs pyzmq in the editor's Python ({e}).")
+        return (f"The SimpSON backend at {self.settings.endpoint} refused this plug-in's CURVE keys: check {keys} "
+                f"in {config}, and that the client's public key is in the daemon's KEYS/clients folder ({e}).")
 
     def _ping(self) -> bool:
         try:

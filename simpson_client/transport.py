@@ -21,6 +21,10 @@ except ImportError:  # pragma: no cover - depends on the interpreter
 __all__ = ["AuthenticationFailed", "Connection", "TransportClosed", "connect"]
 
 
+NEEDS_KEYS = ("The daemon closed the connection during the ZeroMQ handshake: it probably requires CURVE "
+              "authentication, which needs pyzmq and keys.")
+
+
 class Connection:
     name = "base"
 
@@ -95,15 +99,18 @@ class PyzmqConnection(Connection):
     def _on_event(self) -> None:
         from zmq.utils.monitor import recv_monitor_message
         event = recv_monitor_message(self._monitor)["event"]
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED or (event == zmq.EVENT_CONNECTED and not self._curve):
+        # connected once the ZeroMQ handshake succeeded (libzmq reports it for NULL security too):
+        # a daemon that wants CURVE hangs up on a client without keys right after the TCP connect
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._connected = True
-        elif event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+        elif event in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL) or (
+                event == zmq.EVENT_DISCONNECTED and not self._connected):
             self.close()
-            raise AuthenticationFailed("The daemon refused our keys (authentication failed).")
+            raise AuthenticationFailed(NEEDS_KEYS if not self._curve else
+                                       "The daemon refused our keys (authentication failed).")
         elif event == zmq.EVENT_DISCONNECTED:
-            if self._connected:
-                self.close()
-                raise TransportClosed("The daemon closed the connection.")
+            self.close()
+            raise TransportClosed("The daemon closed the connection.")
 
     def send(self, frames: Sequence[Any]) -> None:
         big = any(protocol.nbytes(f) >= 65536 for f in frames)

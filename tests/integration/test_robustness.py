@@ -237,13 +237,19 @@ def test_curve_authenticated_daemon(tmp_path):
         good = Settings(endpoint=f"tcp://127.0.0.1:{port}", autostart=False, home=str(tmp_path), **cfg)
         assert Client(good).info()["protocol"] == protocol.VERSION
         from simpson_client import BackendUnavailable
+        for transport in ("stdlib", "pyzmq"):   # issue 26.7: says that keys are needed and where they go
+            with pytest.raises(BackendUnavailable) as e:
+                Client(Settings(endpoint=f"tcp://127.0.0.1:{port}", autostart=False, home=str(tmp_path),
+                                transport=transport)).info()
+            assert "needs CURVE keys" in e.value.user_message and "config.json" in e.value.user_message, transport
+        wrong = dict(cfg, curve_client_secret=cfg["curve_client_public"])
         with pytest.raises(BackendUnavailable) as e:
-            Client(Settings(endpoint=f"tcp://127.0.0.1:{port}", autostart=False, home=str(tmp_path),
-                            transport="stdlib")).info()
-        assert "CURVE" in e.value.user_message
+            Client(Settings(endpoint=f"tcp://127.0.0.1:{port}", autostart=False, home=str(tmp_path), idle_timeout=10,
+                            **wrong)).info()
+        assert "refused" in e.value.user_message
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(10)
+        proc.wait(60)   # it lets a running start-up warm-up finish first
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
