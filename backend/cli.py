@@ -46,13 +46,6 @@ def _device(text: str) -> str:
     return text.strip().lower()
 
 
-def _device(text: str) -> str:
-    from . import device
-    if not device.valid(text.strip().lower()):
-        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(device.CHOICES)} (or cuda:N)")
-    return text.strip().lower()
-
-
 def _unit(text: str) -> float:
     try:
         value = float(text)
@@ -76,11 +69,6 @@ def _dilation(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m backend", description="SimpSON Erase backend.")
     sub = p.add_subparsers(dest="command", required=True)
-    # where the models run; every command that runs one takes it (backend/device.py)
-    dev = argparse.ArgumentParser(add_help=False)
-    dev.add_argument("--device", type=_device, default=None, metavar="auto|cpu|cuda|mps",
-                     help="where the models run (default: config.json's \"device\", else auto: CUDA, then "
-                          "Apple MPS, then the CPU)")
     # where the models run; every command that runs one takes it (backend/device.py)
     dev = argparse.ArgumentParser(add_help=False)
     dev.add_argument("--device", type=_device, default=None, metavar="auto|cpu|cuda|mps",
