@@ -18,14 +18,16 @@ from typing import Any, Callable, Optional
 import zmq
 
 from simpson_client import protocol
+from simpson_client.errors import Cancelled
 from simpson_client.protocol import ProtocolError
 from simpson_client.settings import is_loopback, parse_endpoint
 
-from .pipeline import Cancelled, Pipeline
+from .pipeline import Pipeline
 
 log = logging.getLogger("simpson.server")
 
-HEARTBEAT_S = 0.5      # a running or queued request hears from us at least this often
+HEARTBEAT_S = 0.2      # progress period; the promise is protocol.PROGRESS_EVERY_S, the rest is slack for a loaded machine
+POLL_BUSY_S = 0.05     # main loop wake-ups while requests are in flight (0.25 s when idle)
 OUTBOX = "inproc://simpson-outbox"
 
 
@@ -135,7 +137,7 @@ class Server:
         poller.register(self.outbox, zmq.POLLIN)
         on_ready()
         while not self._stop.is_set():
-            events = dict(poller.poll(int(HEARTBEAT_S * 500)))
+            events = dict(poller.poll(int(1000 * (POLL_BUSY_S if self._jobs else 0.25))))
             if self.outbox in events:
                 self._forward_outbox()
             if self.router in events:
@@ -230,7 +232,7 @@ class Server:
 
         def progress(fraction: float, message: str) -> None:
             if job.cancel.is_set():
-                raise Cancelled()
+                raise Cancelled("Cancelled.", "cancelled")
             job.fraction, job.message = max(0.0, min(1.0, fraction)), message
             if time.monotonic() - job.last_sent >= 0.1:
                 job.last_sent = time.monotonic()

@@ -25,6 +25,7 @@ MAX_POINTS = 64
 MAX_INSTANCES = 500
 MAX_ID_CHARS = 64
 MAX_DILATION = 256
+PROGRESS_EVERY_S = 0.5          # a queued or running request hears from the daemon at least this often
 MAX_NESTING = 16                 # JSON depth of a header: {"points": [[1, 2, true]]} is 3 deep
 MAX_NAME_CHARS = 64              # engine names
 MAX_REQUESTS = 64                # requests in flight per daemon (queued or running); more get "busy"
@@ -35,6 +36,8 @@ MAX_MESSAGE_BYTES = MAX_PIXELS * 8 + MAX_PIXELS + MAX_HEADER_BYTES  # rgba16 ima
 FORMATS = {"rgba8": 4, "rgba16": 8}
 
 OPS = ("info", "select", "similar", "erase", "cancel")
+
+Point = tuple[float, float, bool]   # a click: x, y in image pixels (see Coordinates); True = add, False = subtract
 
 # Error codes (reply kind "error").
 ERROR_CODES = (

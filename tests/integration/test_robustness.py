@@ -273,3 +273,32 @@ def test_signal_stops_a_daemon_started_with_sigint_ignored(tmp_path, signum):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_progress_at_least_every_half_second(daemon):
+    """Issue 26.8: while a request is queued or running, no gap between the messages it hears
+    (from sending it to its result) exceeds protocol.PROGRESS_EVERY_S, with two requests running
+    and one queued behind them."""
+    img, mask = _big_erase_args()
+    spec = {"width": img.width, "height": img.height, "format": "rgba8", "hash": img.hash}
+    sock = _dealer(daemon.endpoint)
+    sent, heard = {}, {}
+    for rid in ("p1", "p2", "p3"):   # the daemon runs two at a time: the third waits in the queue
+        sock.send_multipart(protocol.encode({"op": "erase", "id": rid, "image": dict(spec, frame=1),
+                                             "mask": {"frame": 0}, "engine": "classic"}, [mask, img.data]))
+        sent[rid] = time.monotonic()
+        heard[rid] = []
+    done = set()
+    deadline = time.monotonic() + 300
+    while len(done) < 3 and time.monotonic() < deadline:
+        if sock.poll(100):
+            head = json.loads(sock.recv_multipart()[0])
+            heard[head["id"]].append(time.monotonic())
+            if head["kind"] != "progress":
+                assert head["kind"] == "result", head
+                done.add(head["id"])
+    assert len(done) == 3
+    gaps = [b - a for rid in heard for a, b in zip([sent[rid]] + heard[rid], heard[rid])]
+    assert len(gaps) > 10 and max(gaps) <= protocol.PROGRESS_EVERY_S, max(gaps)
+    sock.close()
