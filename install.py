@@ -72,14 +72,75 @@ def venv_python(env_dir: Path) -> Path:
     return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+NOTES: list[str] = []   # sentences repeated at the end of the install (a GPU that cannot be used)
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# run by the new environment's Python after the CUDA build is installed: can it use the GPU?
+CUDA_CHECK = """
+import json, warnings
+out = {"ok": False, "cuda": None, "why": ""}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import torch
+    out["cuda"] = torch.version.cuda
+    try:
+        out["ok"] = torch.cuda.is_available() and (torch.ones(2, device="cuda") * 2).sum().item() == 4
+    except Exception as e:
+        out["why"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+if not out["ok"] and not out["why"]:
+    out["why"] = next((str(w.message).strip().splitlines()[0] for w in caught
+                       if "cuda" in str(w.message).lower() or "driver" in str(w.message).lower()),
+                      "torch.cuda.is_available() is False")
+print(json.dumps(out))
+"""
+
+
+def nvidia_gpu() -> tuple[str, str] | None:
+    """(name, driver version) of the first NVIDIA GPU that nvidia-smi sees; None when there is no
+    nvidia-smi or it sees no GPU (no driver loaded, a container without the GPU)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    line = next((s for s in r.stdout.splitlines() if s.strip()), "") if r.returncode == 0 else ""
+    if "," not in line:
+        return None
+    name, driver = (s.strip() for s in line.split(",", 1))
+    return name, driver
+
+
 def has_nvidia_gpu() -> bool:
-    return shutil.which("nvidia-smi") is not None
+    return nvidia_gpu() is not None
 
 
-def ensure_env(env_dir: Path, requirements: Path, gpu: bool = False) -> Path:
-    """A virtual environment with requirements installed; skipped when nothing changed."""
+def choose_build(gpu_asked: bool) -> str:
+    """"cpu", or the driver version of the NVIDIA GPU the CUDA build is installed for: with --gpu,
+    or without it when nvidia-smi sees a GPU. --gpu without a GPU says so and gives the CPU build."""
+    gpu = nvidia_gpu()
+    if gpu is None:
+        if gpu_asked:
+            note = ("--gpu: no NVIDIA GPU was found (nvidia-smi is missing or sees none), so the CPU build of "
+                    "PyTorch is installed; SimpSON Erase runs on the CPU.")
+            print(f"    {note}")
+            NOTES.append(note)
+        return "cpu"
+    name, driver = gpu
+    print(f"    NVIDIA GPU: {name}, driver {driver}: the CUDA build of PyTorch will be installed")
+    return driver
+
+
+def ensure_env(env_dir: Path, requirements: Path, gpu: bool | str = False) -> Path:
+    """A virtual environment with requirements installed; skipped when nothing changed.
+    gpu: False/"cpu" = the CPU build of PyTorch; True or an NVIDIA driver version = the CUDA build
+    (the CPU build after all, with a sentence, when that build cannot use the GPU). The stamp
+    holds the driver version: a new driver tries the CUDA build again, the same one does not."""
     stamp = env_dir / "simpson-requirements.sha256"
-    wanted = hashlib.sha256(_requirements_text(requirements).encode() + (b"gpu" if gpu else b"cpu")).hexdigest()
+    driver = "" if gpu is True else ("cpu" if not gpu else str(gpu))
+    gpu = driver != "cpu"
+    wanted = hashlib.sha256(_requirements_text(requirements).encode() + (b"gpu" + driver.encode() if gpu else b"cpu")
+                            ).hexdigest()
     py = venv_python(env_dir)
     if py.exists() and stamp.exists() and stamp.read_text().strip() == wanted:
         print(f"    environment {env_dir} is up to date")
@@ -89,6 +150,8 @@ def ensure_env(env_dir: Path, requirements: Path, gpu: bool = False) -> Path:
         venv.EnvBuilder(with_pip=True, clear=False).create(env_dir)
     done(t)
     install_torch(py, requirements, gpu)
+    if gpu:
+        ensure_cuda_works(py, requirements, driver)
     t = step("Installing the other dependencies (numpy, OpenCV, Pillow, pyzmq…)")
     run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(requirements)],
         "pip install", cwd=requirements.parent)
@@ -128,10 +191,42 @@ def install_torch(py: Path, requirements: Path, gpu: bool) -> None:
     if any(n.startswith("nvidia-") for n in names):
         print("    the default index offers a CUDA build; using PyTorch's CPU index instead")
         run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", pin,
-             "--index-url", "https://download.pytorch.org/whl/cpu"], "PyTorch (CPU build)")
+             "--index-url", CPU_INDEX], "PyTorch (CPU build)")
     else:
         run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", pin], "PyTorch")
     done(t)
+
+
+def cuda_check(py: Path) -> dict:
+    """{"ok", "cuda" (the build's CUDA version), "why"} from the environment's own PyTorch."""
+    try:
+        r = subprocess.run([str(py), "-c", CUDA_CHECK], capture_output=True, text=True, timeout=300)
+        lines = r.stdout.strip().splitlines()
+        if r.returncode == 0 and lines:
+            return json.loads(lines[-1])
+        tail = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        tail = str(e)
+    return {"ok": False, "cuda": None, "why": f"PyTorch did not start ({tail})"}
+
+
+def ensure_cuda_works(py: Path, requirements: Path, driver: str) -> None:
+    """After the CUDA build: when it cannot use the GPU (a driver too old for the build's CUDA,
+    say), one sentence, and the CPU build instead, so the install ends working."""
+    check = cuda_check(py)
+    if check.get("ok"):
+        print(f"    PyTorch uses the GPU (CUDA {check.get('cuda')})")
+        return
+    note = (f"The CUDA build of PyTorch (CUDA {check.get('cuda') or '?'}) cannot use the GPU with NVIDIA driver "
+            f"{driver or '?'} ({check.get('why', '').rstrip('.')}), so the CPU build is installed instead and "
+            "SimpSON Erase runs on the CPU; update the NVIDIA driver and run install.py again to use the GPU.")
+    print(f"    {note}")
+    NOTES.append(note)
+    listed = run([str(py), "-m", "pip", "list", "--disable-pip-version-check", "--format=json"], "listing packages")
+    cuda_packages = [p["name"] for p in json.loads(listed.stdout or "[]")
+                     if p["name"].lower().startswith(("nvidia-", "triton"))]
+    run([str(py), "-m", "pip", "uninstall", "-y", "-q", "torch", *cuda_packages], "removing the CUDA build")
+    install_torch(py, requirements, gpu=False)
 
 
 def stop_daemon(home: Path) -> None:
@@ -531,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     home.mkdir(parents=True, exist_ok=True)
     if not args.plugins_only:
-        py = ensure_env(home / "venv", REPO / "requirements.txt", gpu=args.gpu or has_nvidia_gpu())
+        py = ensure_env(home / "venv", REPO / "requirements.txt", gpu=choose_build(args.gpu))
         stop_daemon(home)
         app = copy_app(home)
         settings = client_settings.load(home)
@@ -548,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         doctor(py, settings)
         if not args.no_demo:
             demo(py, settings)
+    for note in NOTES:   # said where it happened; again here, where the user reads last
+        print(f"\nNote: {note}")
     return 0
 
 
