@@ -20,6 +20,7 @@ from gi.repository import Gdk, GdkPixbuf, GimpUi, GLib, Gtk  # noqa: E402
 
 import gimp_io  # noqa: E402
 from simpson_client import Cancelled, Client, Mask, SimpsonError  # noqa: E402
+from simpson_client.status import backend_line  # noqa: E402
 from task import Task  # noqa: E402
 
 PREVIEW_SIZE = (720, 540)               # largest preview, in screen pixels
@@ -45,6 +46,7 @@ class ObjectDialog:
         self.task: Optional[Task] = None
         self.pending = False                         # points changed while a request was running
         self.masks: dict[tuple, Mask] = {}           # recent results by their points (for Undo click)
+        self.backend = ""                            # info's line ("Backend: ready on cuda (…)"), once known
         self._build(title, ok_label, pw, ph)
 
     # ---- widgets ----
@@ -161,8 +163,18 @@ class ObjectDialog:
         before = self.masks.get(tuple(points[:-1]), self.mask) if len(points) > 1 else None
         previous = before   # a Mask travels as its box and crop, not as a full-size mask
         self.pending = False
-        self.task = Task(self.client, lambda p: (points, self.client.select(self.px.image, points, previous=previous,
-                                                                            progress=p)))
+        ask_info = not self.backend    # the first answer also asks where the backend runs (info)
+
+        def work(p):
+            mask = self.client.select(self.px.image, points, previous=previous, progress=p)
+            info = None
+            if ask_info:
+                try:
+                    info = self.client.info(timeout=5.0)
+                except SimpsonError:     # the mask is what was asked for; the line can wait
+                    pass
+            return points, mask, info
+        self.task = Task(self.client, work)
         self.status.set_text("Selecting…")
         self._sync()
 
@@ -181,13 +193,15 @@ class ObjectDialog:
             return True
         self.task = None
         try:
-            points, mask = task.result()
+            points, mask, info = task.result()
+            if info is not None:
+                self.backend = backend_line(info)
             self.masks[tuple(points)] = mask
             while len(self.masks) > 8:               # masks are layer-sized: keep a few
                 del self.masks[next(iter(self.masks))]
             if points == self.points:                # else the clicks changed meanwhile
                 self._show_mask(mask)
-            self.status.set_text(HINT)
+            self.status.set_text(f"{HINT}\n{self.backend}" if self.backend else HINT)
         except Cancelled:
             self.status.set_text("Stopped. " + HINT)
         except SimpsonError as e:

@@ -19,6 +19,7 @@ from . import krita_io
 from .click_tool import ClickTool
 from .krita_io import SelectionOp, Unsupported
 from .simpson_client import Client, Mask
+from .simpson_client.status import backend_line
 from .worker import Job, Worker
 
 log = logging.getLogger("simpson_erase")
@@ -210,8 +211,7 @@ class SimpsonErase(Extension):
 
         def done(info: dict) -> None:
             self.engines = dict(info.get("engines") or {})
-            ready = [n for n, e in self.engines.items() if isinstance(e, dict) and e.get("status") == "ready"]
-            self._backend(f"Backend: ready on {info.get('device', '?')} ({', '.join(ready) or 'no engine ready'})")
+            self._backend(backend_line(info))   # the device info reports, and engines that run elsewhere
 
         def failed(text: str) -> None:
             self._backend("Backend: not running; it starts on first use." if "not running" in text

@@ -248,3 +248,16 @@ def test_doctor_shows_the_device_and_the_flag_forces_it(tmp_path):
     r = subprocess.run([sys.executable, "-m", "backend", "doctor", "--device", "gpu"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "'gpu' is not one of auto, cpu, cuda, mps" in r.stderr
+
+
+def test_the_plugins_line_says_what_info_says(monkeypatch):
+    from simpson_client.status import backend_line
+    info = {"device": "cuda", "engines": {
+        "dsn": {"status": "ready", "device": "cuda"}, "pvm": {"status": "ready", "device": "cuda"},
+        "lama": {"status": "ready", "device": "cpu"}, "classic": {"status": "ready", "device": "cpu"},
+        "features": {"status": "The weights are missing.", "device": "cuda"}}}
+    assert backend_line(info) == "Backend: ready on cuda (dsn, pvm; classic, lama on cpu)"
+    assert backend_line({"device": "cpu", "engines": {}}) == "Backend: ready on cpu (no engine ready)"
+    machine(monkeypatch, cuda=False, mps=False)
+    line = backend_line(Pipeline().info())
+    assert line.startswith("Backend: ready on cpu (") and "dsn" in line and " on " not in line[len("Backend: ready on cpu"):]
