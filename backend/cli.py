@@ -353,10 +353,21 @@ def doctor() -> int:
     for name, e in info["engines"].items():
         print(f"  {name:9s} {'/'.join(e['ops']):22s} {e['device']:5s} {e['status']}")
     print("defaults: " + ", ".join(f"{op}={name or 'NONE'}" for op, name in info["defaults"].items()))
+    print(f"erase engine: {_erase_engine(info['defaults']['erase'])}")
     print(f"daemon:   {_daemon_state(cfg)}")
     ok = all(info["defaults"].values())
     print("doctor: OK" if ok else "doctor: PROBLEM: an operation has no working engine")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _erase_engine(name: str) -> str:
+    """The default erase engine and why: LaMa when its weights are there, else what LaMa lacks."""
+    from .engines import EngineUnavailable, get
+    try:
+        note = get("lama").weights_note()
+    except EngineUnavailable as e:
+        note = str(e).rstrip(".")
+    return f"{name or 'NONE'} ({note})"
 
 
 def _daemon_state(cfg: client_settings.Settings) -> str:

@@ -1,13 +1,16 @@
 """The LaMa engine: big-lama (Suvorov et al. 2022) from weights the user supplies.
 
 Weights, looked up in SIMPSON_HOME/weights/ (first found wins):
-  big-lama.pt    the TorchScript export IOPaint uses (`python3 install.py --lama` downloads it);
+  big-lama.pt    the TorchScript export IOPaint uses (`python3 install.py` downloads it);
                  forward(image, mask) -> composite, image 1×3×H×W RGB 0..1, mask 1×1×H×W {0,1}
   big-lama.ckpt  the originally released Lightning checkpoint (big-lama/models/best.ckpt),
                  run through our own generator (backend/models/lama.py)
 
-The crop is resized to at most WORK_SIDE on its long side, mirror-padded to a multiple of 8,
-inpainted, cropped, resized back and composited (pixels outside the hole are the input's).
+Big crops follow IOPaint's default Crop strategy: a crop longer than CROP_TRIGGER is cut into
+windows, each hole's box plus CROP_MARGIN on every side (overlapping windows merged), and each
+window is inpainted at full resolution; only a window still longer than RESIZE_LIMIT is shrunk.
+Each window is mirror-padded to a multiple of 8, inpainted, cropped, resized back if it was
+shrunk and composited (pixels outside the hole are the input's).
 """
 from __future__ import annotations
 
@@ -21,7 +24,9 @@ import numpy as np
 from .. import device, weights
 from . import Engine, EngineUnavailable, Progress
 
-WORK_SIDE = 1024
+CROP_TRIGGER = 800    # IOPaint's hd_strategy_crop_trigger_size: longer crops are cut around each hole
+CROP_MARGIN = 128     # IOPaint's hd_strategy_crop_margin: context on every side of a hole's box
+RESIZE_LIMIT = 1280   # IOPaint's hd_strategy_resize_limit: a window still longer is shrunk to this
 PAD_MOD = 8
 TORCHSCRIPT_NAME = weights.MODELS["lama"].file
 CHECKPOINT_NAME = weights.MODELS["lama-ckpt"].file
@@ -60,8 +65,66 @@ def load_inpainter(path: Path, dev: Any = None) -> Inpainter:
 
 
 # ---------------------------------------------------------------- running
-def run_inpainter(fn: Inpaint, rgb: np.ndarray, hole: np.ndarray, work_side: int = WORK_SIDE) -> np.ndarray:
-    """rgb h×w×3 uint8, hole h×w bool -> h×w×3 uint8; pixels outside the hole are unchanged."""
+def windows(hole: np.ndarray, trigger: int = CROP_TRIGGER, margin: int = CROP_MARGIN
+            ) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) to inpaint, as IOPaint's Crop strategy: the whole crop when its long
+    side is at most `trigger`, else each group of hole pixels' box grown by `margin` on every side
+    (shifted inward at the borders to keep its context, as IOPaint does); windows that overlap
+    are merged, so every hole pixel lies in exactly one window together with its whole group."""
+    h, w = hole.shape
+    if max(h, w) <= trigger:
+        return [(0, 0, w, h)]
+    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    boxes = []
+    for i in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        (x0, x1), (y0, y1) = _grow(x, x + bw, margin, w), _grow(y, y + bh, margin, h)
+        boxes.append([x0, y0, x1, y1])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(b) for b in boxes]
+
+
+def _grow(lo: int, hi: int, margin: int, size: int) -> tuple[int, int]:
+    """[lo, hi) grown by margin on both sides inside [0, size), what falls off one side added to the other."""
+    lo, hi = lo - margin, hi + margin
+    if lo < 0:
+        hi, lo = hi - lo, 0
+    if hi > size:
+        lo, hi = lo - (hi - size), size
+    return max(0, lo), min(size, hi)
+
+
+def inpaint_crop(fn: Inpaint, rgb: np.ndarray, hole: np.ndarray, progress: Optional[Progress] = None,
+                 resize_limit: int = RESIZE_LIMIT) -> np.ndarray:
+    """The engine's strategy on one crop from the pipeline: each window of `windows(hole)` inpainted
+    (shrunk only when longer than resize_limit); -> h×w×3 uint8, only hole pixels changed."""
+    result = rgb.copy()
+    boxes = windows(hole)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        if progress is not None:
+            progress(0.2 + 0.75 * i / len(boxes), "Inpainting with LaMa" + (
+                f" (part {i + 1} of {len(boxes)})" if len(boxes) > 1 else ""))
+        sub = hole[y0:y1, x0:x1]
+        filled = run_inpainter(fn, rgb[y0:y1, x0:x1], sub, resize_limit)
+        result[y0:y1, x0:x1][sub] = filled[sub]
+    return result
+
+
+def run_inpainter(fn: Inpaint, rgb: np.ndarray, hole: np.ndarray, work_side: int = RESIZE_LIMIT) -> np.ndarray:
+    """One window: rgb h×w×3 uint8, hole h×w bool -> h×w×3 uint8, shrunk to work_side on its long
+    side first when longer; pixels outside the hole are unchanged."""
     import torch  # noqa: PLC0415
     h, w = hole.shape
     scale = min(1.0, work_side / max(h, w))
@@ -102,8 +165,24 @@ class LamaEngine(Engine):
         if self._fn is not None or find_weights(self.folder) is not None:
             return "ready"
         folder = self.folder or weights.home_dir()
-        return (f"LaMa needs its weights: run `python3 install.py --lama` (downloads {TORCHSCRIPT_NAME}, "
+        return (f"LaMa needs its weights: run `python3 install.py` (downloads {TORCHSCRIPT_NAME}, "
                 f"about 200 MB) or put {TORCHSCRIPT_NAME} or {CHECKPOINT_NAME} into {folder}.")
+
+    def weights_note(self) -> str:
+        """For doctor: which weights are there, and whether they are the published file."""
+        path = find_weights(self.folder)
+        if path is None:
+            return "LaMa's weights are not installed: run `python3 install.py`"
+        if self._error:
+            return self._error.rstrip(".")
+        if path.suffix != ".pt":
+            return f"{path.name} found in {path.parent}; no checksum is published for it"
+        want = weights.MODELS["lama"].md5
+        got = weights.md5_of(path)
+        if got == want:
+            return f"{path.name} found in {path.parent}, md5 ok"
+        return (f"{path.name} found in {path.parent}, but its md5 {got} is not the published {want}: it is "
+                "used as it is; if erasing fails, run `python3 install.py` to replace it")
 
     def device(self) -> str:
         return device.label(self._fn.device) if self._fn is not None else device.chosen().device
@@ -121,13 +200,12 @@ class LamaEngine(Engine):
                         self._fn = load_inpainter(path)
                 except Exception as e:  # noqa: BLE001 - any failure becomes one sentence
                     self._error = (f"The LaMa weights in {path} could not be loaded ({type(e).__name__}); "
-                                   f"delete the file and run `python3 install.py --lama` again.")
+                                   f"delete the file and run `python3 install.py` again.")
                     raise EngineUnavailable(self._error) from e
             return self._cpu if on_cpu else self._fn
 
     def erase(self, rgb: np.ndarray, hole: np.ndarray, progress: Progress) -> np.ndarray:
         progress(0.1, "Loading LaMa")
         fn = self._model()
-        progress(0.2, "Inpainting with LaMa")
-        return device.run("Erase (lama engine)", fn.device, lambda: run_inpainter(fn, rgb, hole),
-                          lambda: run_inpainter(self._model(on_cpu=True), rgb, hole))
+        return device.run("Erase (lama engine)", fn.device, lambda: inpaint_crop(fn, rgb, hole, progress),
+                          lambda: inpaint_crop(self._model(on_cpu=True), rgb, hole, progress))

@@ -1,6 +1,7 @@
 """LaMa: our generator, both weight formats (built here, tiny), the engine's padding and compositing."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,9 @@ import pytest
 import torch
 
 from backend.engines import EngineUnavailable
-from backend.engines.lama import CHECKPOINT_NAME, TORCHSCRIPT_NAME, LamaEngine, find_weights, load_inpainter
+from backend import weights
+from backend.engines.lama import (CHECKPOINT_NAME, CROP_MARGIN, CROP_TRIGGER, RESIZE_LIMIT, TORCHSCRIPT_NAME,
+                                  LamaEngine, find_weights, inpaint_crop, load_inpainter, windows)
 from backend.models.lama import LamaGenerator, LamaInpainter
 from backend.weights import generator_config, load, read_checkpoint
 
@@ -114,7 +117,7 @@ def test_torchscript_and_checkpoint_agree(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["pt", "ckpt"])
-@pytest.mark.parametrize("size", [(53, 77), (300, 1500)])    # odd sizes pad; 1500 > WORK_SIDE resizes
+@pytest.mark.parametrize("size", [(53, 77), (300, 1500)])    # odd sizes pad; 1500 > CROP_TRIGGER: windows
 def test_engine_changes_only_the_hole(tmp_path, fmt, size):
     g = tiny_generator()
     if fmt == "pt":
@@ -138,7 +141,8 @@ def test_engine_changes_only_the_hole(tmp_path, fmt, size):
 def test_status_without_weights_says_how_to_get_them(tmp_path):
     engine = LamaEngine(tmp_path)
     assert find_weights(tmp_path) is None
-    assert "install.py --lama" in engine.status()
+    assert "run `python3 install.py`" in engine.status()
+    assert engine.weights_note() == "LaMa's weights are not installed: run `python3 install.py`"
     with pytest.raises(EngineUnavailable):
         engine.erase(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16), bool), lambda f, m: None)
 
@@ -148,7 +152,8 @@ def test_damaged_weights_become_one_sentence(tmp_path):
     engine = LamaEngine(tmp_path)
     with pytest.raises(EngineUnavailable, match="could not be loaded"):
         engine.erase(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16), bool), lambda f, m: None)
-    assert "install.py --lama" in engine.status()
+    assert "run `python3 install.py` again" in engine.status()
+    assert "could not be loaded" in engine.weights_note()
 
 
 def test_cancel_from_progress(tmp_path):
@@ -162,3 +167,99 @@ def test_cancel_from_progress(tmp_path):
 
     with pytest.raises(Stop):
         LamaEngine(tmp_path).erase(np.zeros((16, 16, 3), np.uint8), np.ones((16, 16), bool), progress)
+
+
+# ---------------------------------------------------------------- big crops: IOPaint's Crop strategy
+class Recorder:
+    """Stands for the network: records each window's input size and fills the hole with grey."""
+
+    def __init__(self):
+        self.sizes: list[tuple[int, int]] = []
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(tuple(image.shape[-2:]))
+        return image * (1 - mask) + 0.5 * mask
+
+
+def test_a_crop_up_to_the_trigger_is_one_window():
+    hole = np.zeros((CROP_TRIGGER, 500), bool)
+    hole[10:20, 10:20] = True
+    assert windows(hole) == [(0, 0, 500, CROP_TRIGGER)]
+
+
+def test_windows_grow_each_hole_by_the_margin_shift_inward_and_merge():
+    hole = np.zeros((1000, 3000), bool)
+    hole[500:540, 1000:1100] = True            # in the middle: grown by the margin
+    hole[10:30, 2950:2990] = True              # in a corner: shifted inward, same size
+    hole[500:520, 1300:1320] = True            # within 2 margins of the first: merged with it
+    got = sorted(windows(hole))
+    m = CROP_MARGIN
+    assert got == [(1000 - m, 500 - m, 1320 + m, 540 + m), (3000 - 40 - 2 * m, 0, 3000, 20 + 2 * m)]
+
+
+def test_a_small_hole_in_a_big_crop_is_inpainted_at_full_resolution():
+    rgb = np.random.default_rng(0).integers(0, 256, (2000, 3000, 3), dtype=np.uint8)
+    hole = np.zeros((2000, 3000), bool)
+    hole[900:950, 1400:1480] = True
+    hole[100:110, 100:110] = True
+    fn = Recorder()
+    out = inpaint_crop(fn, rgb, hole)
+    # two windows, each the hole plus the margin (padded to a multiple of 8), nothing shrunk
+    assert sorted(fn.sizes) == sorted([(-(-(10 + 2 * CROP_MARGIN) // 8) * 8,) * 2,
+                                       (-(-(50 + 2 * CROP_MARGIN) // 8) * 8, -(-(80 + 2 * CROP_MARGIN) // 8) * 8)])
+    assert np.array_equal(out[~hole], rgb[~hole]) and (out[hole] == 128).all()   # full resolution: exact grey
+
+
+def test_a_window_longer_than_the_limit_is_shrunk():
+    rgb = np.zeros((1600, 2400, 3), np.uint8)
+    hole = np.zeros((1600, 2400), bool)
+    hole[100:1500, 200:1700] = True            # 1500 + 2 margins > RESIZE_LIMIT
+    fn = Recorder()
+    out = inpaint_crop(fn, rgb, hole)
+    assert len(fn.sizes) == 1 and max(fn.sizes[0]) == RESIZE_LIMIT
+    assert np.array_equal(out[~hole], rgb[~hole])
+
+
+def test_progress_names_each_window():
+    rgb = np.zeros((900, 2000, 3), np.uint8)
+    hole = np.zeros((900, 2000), bool)
+    hole[100:120, 100:120] = hole[700:720, 1800:1820] = True
+    seen = []
+    inpaint_crop(Recorder(), rgb, hole, lambda f, m: seen.append((f, m)))
+    assert [m for _, m in seen] == ["Inpainting with LaMa (part 1 of 2)", "Inpainting with LaMa (part 2 of 2)"]
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+
+# ---------------------------------------------------------------- doctor's note
+def test_weights_note_checks_the_published_md5(tmp_path, monkeypatch):
+    g = tiny_generator()
+    save_torchscript(g, tmp_path / TORCHSCRIPT_NAME)
+    engine = LamaEngine(tmp_path)
+    assert "md5" in engine.weights_note() and "is not the published" in engine.weights_note()
+    published = weights.md5_of(tmp_path / TORCHSCRIPT_NAME)     # the test seam: the table's md5
+    monkeypatch.setitem(weights.MODELS, "lama", dataclasses.replace(weights.MODELS["lama"], md5=published))
+    assert engine.weights_note() == f"{TORCHSCRIPT_NAME} found in {tmp_path}, md5 ok"
+    (tmp_path / TORCHSCRIPT_NAME).unlink()
+    save_lightning(g, tmp_path / CHECKPOINT_NAME)
+    assert engine.weights_note().startswith(f"{CHECKPOINT_NAME} found")
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_doctor_says_which_erase_engine_and_why(tmp_path, monkeypatch, capsys, present):
+    from backend import cli, engines
+    monkeypatch.setenv("SIMPSON_HOME", str(tmp_path))
+    monkeypatch.setattr(engines, "_built", {})                   # engines as a fresh daemon builds them
+    monkeypatch.setattr(cli, "_daemon_state", lambda cfg: "not asked")
+    folder = tmp_path / "weights"
+    if present:
+        folder.mkdir()
+        save_torchscript(tiny_generator(), folder / TORCHSCRIPT_NAME)
+        published = weights.md5_of(folder / TORCHSCRIPT_NAME)
+        monkeypatch.setitem(weights.MODELS, "lama", dataclasses.replace(weights.MODELS["lama"], md5=published))
+    cli.doctor()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("erase engine:")]
+    if present:
+        assert lines == [f"erase engine: lama ({TORCHSCRIPT_NAME} found in {folder}, md5 ok)"]
+    else:
+        assert lines == [f"erase engine: {engines.choose('erase', None).name} "
+                         "(LaMa's weights are not installed: run `python3 install.py`)"]
