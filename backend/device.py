@@ -42,6 +42,11 @@ class Choice:
     reason: str          # one sentence: why this device (doctor, info, the log)
     name: str = ""       # the accelerator's name ("NVIDIA GeForce RTX 3060"), "" for the CPU
 
+    @property
+    def note(self) -> str:
+        """info's device_note: "NVIDIA GeForce RTX 3060; auto: a CUDA GPU was found"."""
+        return f"{self.name}; {self.reason}" if self.name else self.reason
+
 
 _lock = threading.Lock()
 _preference: Optional[str] = None     # set by the command line; None = config.json / auto
@@ -178,7 +183,7 @@ def label(dev: Any) -> str:
 def describe() -> str:
     """One line for doctor: "cuda (NVIDIA …; auto: a CUDA GPU was found)"."""
     c = chosen()
-    return f"{c.device} ({c.name + '; ' if c.name else ''}{c.reason})"
+    return f"{c.device} ({c.note})"
 
 
 # ---------------------------------------------------------------- placing models

@@ -161,7 +161,7 @@ class Pipeline:
                          "torch": torch.__version__, "platform": platform.platform()},
             # where the models run (backend/device.py), not what torch could use; each engine's
             # own device is in `engines` (a model that did not fit stays on the CPU)
-            "device": device.chosen().device, "device_note": device.chosen().reason,
+            "device": device.chosen().device, "device_note": device.chosen().note,
             "threads": torch.get_num_threads(),
             "engines": engines.describe(),
             "defaults": {op: _default_name(op) for op in ("select", "similar", "erase")},
