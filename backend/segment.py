@@ -32,6 +32,14 @@ MIN_WINDOW = CROP // 4  # never upsample a window more than 4x
 CROP_CACHE = 8  # zoom-in encodings kept per image
 PROBE_FRACTION = 0.15  # first window (of the long side) when the coarse pass finds no small object
 GROW = 2.0  # window growth when the mask runs into its edge
+# A photo whose long side is over SMALL_PROBE_ABOVE shrinks a small object to a few coarse pixels
+# (a 60-px bottle cap on a 4000-px photo is 8), and the coarse pass takes what it lies on. There
+# the first click also decodes a window of SMALL_PROBE × the long side around it; an object that
+# lies inside that window (it touches no edge) and is at most SMALL_SHARE of the coarse box is the
+# one clicked (docs/models.md, issue 23).
+SMALL_PROBE_ABOVE = 2 * COARSE_SIDE
+SMALL_PROBE = 0.1
+SMALL_SHARE = 0.25
 MAX_WINDOWS = 4  # zoom-in encodings per first click at most
 
 Point = tuple[float, float, bool]
@@ -62,6 +70,7 @@ class ClickSegmenter:
         self.zoom = True  # False: decode the whole-image encoding only (for benchmarks)
         self.use_prev = True  # feed the previous mask to the decoder
         self.refine_edges = True  # guided-filter edges where logits are upsampled > 2x
+        self.small_probe = True  # big photos: look for a small object under the first click (issue 23)
 
     def on_cpu(self) -> "ClickSegmenter":
         """This segmenter with a CPU copy of its model (the same switches); itself on the CPU.
@@ -205,7 +214,10 @@ class ClickSegmenter:
             (x, y), (bw, bh) = positives[0], size
             win = self._window_for((x - bw / 2, y - bh / 2, x + bw / 2, y + bh / 2), positives, w, h)
         else:
-            win = self._window_for(self._object_box(emb, positives), positives, w, h)
+            box = self._object_box(emb, positives)
+            win = self._window_for(box, positives, w, h)
+            if self.small_probe and max(w, h) > SMALL_PROBE_ABOVE:
+                win = self._small_object(emb, pts, box, w, h) or win
             if win is None:  # the coarse pass found a huge object: check from a small window up
                 side = max(MIN_WINDOW, PROBE_FRACTION * max(w, h))
                 win = fit_window(positives[0][0], positives[0][1], int(np.ceil(side / 16) * 16), w, h)
@@ -230,6 +242,36 @@ class ClickSegmenter:
             out[:] = (up[0, 0] > 0).cpu().numpy().astype(np.uint8) * 255
             return out
         return self._paste(logits, win, out, emb.rgb)
+
+    def _small_object(self, emb: Embedding, pts: list[Point], box: tuple[float, float, float, float],
+                      w: int, h: int) -> Window | None:
+        """The window for a small object under the first click, when a probe window around it
+        holds one that touches none of its edges and is much smaller than the coarse pass's
+        object `box`; else None."""
+        x, y = next((px, py) for px, py, p in pts if p)
+        side = int(np.ceil(max(MIN_WINDOW, SMALL_PROBE * max(w, h)) / 16) * 16)
+        probe = fit_window(round(x / 8) * 8, round(y / 8) * 8, side, w, h)
+        if covers_image(probe.side, w, h):
+            return None
+        feats = self._crop_feats(emb, probe)
+        logits = self._decode(feats, [(*probe.to_window(px, py, CROP), p) for px, py, p in pts], None, CROP, CROP)
+        m = (logits[0, 0] > 0).cpu().numpy()
+        n = m.shape[0]
+        s = probe.side / n
+        _, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+        lab = labels[min(max(int((y - probe.y0) / s), 0), n - 1), min(max(int((x - probe.x0) / s), 0), n - 1)]
+        if lab == 0:
+            return None
+        ys, xs = np.nonzero(labels == lab)
+        if ((ys.min() <= 1 and probe.y0 > 0) or (xs.min() <= 1 and probe.x0 > 0)
+                or (ys.max() >= n - 2 and probe.y0 + probe.side < h) or (xs.max() >= n - 2 and probe.x0 + probe.side < w)):
+            return None   # it runs out of the probe (inside the photo): not a small object
+        small = (probe.x0 + xs.min() * s, probe.y0 + ys.min() * s, probe.x0 + (xs.max() + 1) * s,
+                 probe.y0 + (ys.max() + 1) * s)
+        area = (small[2] - small[0]) * (small[3] - small[1])
+        if area > SMALL_SHARE * (box[2] - box[0]) * (box[3] - box[1]):
+            return None   # about what the coarse pass found
+        return self._window_for(small, [(px, py) for px, py, p in pts if p], w, h)
 
     def _rescaled_window(self, logits: torch.Tensor, win: Window, positives: list[tuple[float, float]],
                          w: int, h: int) -> Window | None:

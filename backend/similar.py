@@ -31,6 +31,11 @@ STRIDE = 8               # grid of the matching features (s16 is upsampled to it
 LEVELS = ("s8", "s16")
 TARGET_SEED = 96         # the query's long side in encoded pixels
 MIN_SIDE, MAX_SIDE = 320, 1024   # long side of the encoded image
+# Photos larger than MAX_SIDE: a small query (a 60-px cigarette butt on a 4000-px photo is 15 px,
+# two cells, at 1024) gets a finer encoding, the query's long side >= SMALL_SEED encoded px, up to
+# LARGE_SIDE and never past the photo's own size (issue 23; docs/similar.md).
+SMALL_SEED = 48
+LARGE_SIDE = 2048
 SIDE_STEP = 64           # encoded sides are quantised so nearby queries share one encoding
 HIST_BINS = (8, 4, 4)    # colour histogram bins: hue, saturation, value
 SHAPE = 16               # shape descriptor: the mask's box resized to SHAPE×SHAPE
@@ -159,7 +164,11 @@ def encode_side(height: int, width: int, seed: np.ndarray) -> int:
     """Long side (px) to encode the image at so that the seed's long side is ~TARGET_SEED px."""
     x0, y0, x1, y1 = box_of(seed)
     long_seed = max(x1 - x0, y1 - y0, 1)
-    side = max(height, width) * TARGET_SEED / long_seed
+    long_image = max(height, width)
+    side = long_image * TARGET_SEED / long_seed
+    if side > MAX_SIDE and long_image > MAX_SIDE:   # a small query on a big photo
+        side = min(max(MAX_SIDE, long_image * SMALL_SEED / long_seed), LARGE_SIDE, long_image)
+        return int(round(side / SIDE_STEP)) * SIDE_STEP if side > MAX_SIDE else MAX_SIDE
     side = int(round(side / SIDE_STEP)) * SIDE_STEP
     return int(min(MAX_SIDE, max(MIN_SIDE, side)))
 

@@ -64,3 +64,22 @@ def med(xs: list[float]) -> float:
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of the per-scene differences b - a and its standard error (same scenes, same order)."""
+    import numpy as np
+    d = np.asarray(b, float) - np.asarray(a, float)
+    if d.size == 0:
+        return float("nan"), float("nan")
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+
+
+def realsize_query(scene, seed: int) -> int:
+    """The copy a user clicks in a real-size scene (issue 23): a random copy among those at least
+    60 % of the largest copy's area (a sliver cut by the frame is not what one clicks first)."""
+    import numpy as np
+    copies = [i for i, g in enumerate(scene.groups) if g == 0]
+    big = max(int(scene.masks[i].sum()) for i in copies)
+    ok = [i for i in copies if scene.masks[i].sum() >= 0.6 * big]
+    return ok[int(np.random.default_rng([seed, 23]).integers(len(ok)))]

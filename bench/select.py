@@ -39,8 +39,7 @@ from backend.engines.dsn import DsnEngine  # noqa: E402
 from backend.segment import ClickSegmenter  # noqa: E402
 from backend.training.samples import pick_instance  # noqa: E402
 from backend.training.synth import SceneGenerator  # noqa: E402
-
-Point = tuple[float, float, bool]
+from simpson_client.protocol import Point  # noqa: E402
 BENCH_SEED = 10_000
 BOUNDARY_TOL = 2
 
@@ -127,7 +126,8 @@ class DSNClicks:
     """ClickSegmenter with its switches (zoom, use_prev, refine_edges) set per method."""
 
     def __init__(self, seg: ClickSegmenter, **switches: bool):
-        self.seg, self.switches = seg, {"zoom": True, "use_prev": True, "refine_edges": True, **switches}
+        self.seg, self.switches = seg, {"zoom": True, "use_prev": True, "refine_edges": True, "small_probe": True,
+                                        **switches}
         self.emb, self.key = None, None
 
     def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
@@ -143,8 +143,8 @@ class EngineClicks(DSNClicks):
     """The daemon's select engine (backend/engines/dsn.py) as the GIMP dialog drives it: all
     clicks so far plus the mask the earlier ones gave; the product's path."""
 
-    def __init__(self, seg: ClickSegmenter):
-        super().__init__(seg)
+    def __init__(self, seg: ClickSegmenter, **switches: bool):
+        super().__init__(seg, **switches)
         self.engine = DsnEngine()
         self.engine._segmenter = seg
 
@@ -162,31 +162,56 @@ Method = Callable[[np.ndarray, list[Point], "np.ndarray | None", np.ndarray], np
 def run(method: Method, scenes: list[tuple[np.ndarray, np.ndarray]], max_clicks: int) -> dict[str, float]:
     ious, bfs, noc85, noc90, t_first, t_next = [], [], [], [], [], []
     for img, gt in scenes:
-        x, y, _ = interior_point(gt)
-        points: list[Point] = [(x, y, True)]
-        prev, curve = None, []
-        for k in range(max_clicks):
-            t = time.perf_counter()
-            pred = method(img, points, prev, gt)
-            (t_first if k == 0 else t_next).append(time.perf_counter() - t)
-            curve.append(iou(pred, gt))
-            if k == 0:
-                bfs.append(boundary_f(pred, gt))
-            if k >= 2 and curve[-1] >= 0.9:
-                break
-            click = next_click(gt, pred)
-            if click is None:
-                break
-            points.append(click)
-            prev = pred
-        curve += [curve[-1]] * (max_clicks - len(curve))
-        ious.append(curve)
-        noc85.append(next((i + 1 for i, v in enumerate(curve) if v >= 0.85), max_clicks))
-        noc90.append(next((i + 1 for i, v in enumerate(curve) if v >= 0.9), max_clicks))
+        iou_curve(method, img, gt, max_clicks, ious, bfs, noc85, noc90, t_first, t_next)
+    return summary(ious, bfs, noc85, noc90, t_first, t_next, max_clicks)
+
+
+def iou_curve(method: Method, img: np.ndarray, gt: np.ndarray, max_clicks: int, ious: list, bfs: list,
+              noc85: list, noc90: list, t_first: list, t_next: list) -> None:
+    """One scene's clicks (see the module docstring), appended to the lists."""
+    x, y, _ = interior_point(gt)
+    points: list[Point] = [(x, y, True)]
+    prev, curve = None, []
+    for k in range(max_clicks):
+        t = time.perf_counter()
+        pred = method(img, points, prev, gt)
+        (t_first if k == 0 else t_next).append(time.perf_counter() - t)
+        curve.append(iou(pred, gt))
+        if k == 0:
+            bfs.append(boundary_f(pred, gt))
+        if k >= 2 and curve[-1] >= 0.9:
+            break
+        click = next_click(gt, pred)
+        if click is None:
+            break
+        points.append(click)
+        prev = pred
+    curve += [curve[-1]] * (max_clicks - len(curve))
+    ious.append(curve)
+    noc85.append(next((i + 1 for i, v in enumerate(curve) if v >= 0.85), max_clicks))
+    noc90.append(next((i + 1 for i, v in enumerate(curve) if v >= 0.9), max_clicks))
+
+
+def summary(ious: list, bfs: list, noc85: list, noc90: list, t_first: list, t_next: list,
+            max_clicks: int) -> dict[str, float]:
     a = np.array(ious)
     return {"miou1": a[:, 0].mean(), "miou3": a[:, min(2, max_clicks - 1)].mean(), "bf1": float(np.mean(bfs)),
             "noc85": float(np.mean(noc85)), "noc90": float(np.mean(noc90)),
             "t_first": float(np.mean(t_first)), "t_next": float(np.mean(t_next)) if t_next else float("nan")}
+
+
+def realsize_scenes(n: int, seed: int):
+    """Issue 23's real-size split (12-MP photos, held-out backgrounds and objects): the clicked
+    object is a copy of the repeated small object (bench.common.realsize_query), the one
+    bench/similar.py --split realsize queries. A generator, scenes are ~36 MB each."""
+    from backend.training.synth import RealSizeGenerator
+    from bench.common import realsize_query
+    gen = RealSizeGenerator("val")
+    for i in range(n):
+        sc = gen.scene(seed + i)
+        if not any(g == 0 for g in sc.groups):
+            continue
+        yield sc.image, sc.masks[realsize_query(sc, seed + i)]
 
 
 def load_scenes(n: int, upscale: float, seed: int = BENCH_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -257,9 +282,16 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated method names to skip")
     ap.add_argument("--photos", type=Path, nargs="?", const=PHOTOS, default=None,
                     help=f"real photos from this list instead of synthetic scenes (default list: {PHOTOS.name})")
+    ap.add_argument("--split", choices=("standard", "realsize"), default="standard",
+                    help="realsize: issue 23's 12-MP scenes (seeds from --seed, default 0), the daemon engine "
+                         "with and without the small-object probe, paired per scene")
+    ap.add_argument("--minutes", type=float, default=None, help="realsize: stop after this long")
+    ap.add_argument("--json", type=Path, default=None, help="realsize: per-scene IoU curves per method")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
+    if args.split == "realsize":
+        return main_realsize(args)
 
     scenes = load_photos(args.photos) if args.photos else load_scenes(args.n, args.upscale, args.seed)
     if not scenes:
@@ -286,6 +318,46 @@ def main() -> None:
         r = run(m, scenes, args.max_clicks)
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
+
+
+def main_realsize(args: argparse.Namespace) -> None:
+    """Issue 23's split, scene by scene (12-MP scenes do not all fit in memory): every method on
+    each scene before the next; paired differences against the first method."""
+    from bench.common import paired
+    seg = ClickSegmenter(args.weights)
+    methods: dict[str, Method] = {
+        "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
+        "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
+    }   # GrabCut is left out: ~80 s per click on a 12-MP photo
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    methods = {k: v for k, v in methods.items() if not any(s in k for s in skip)}
+    seed = 0 if args.seed == BENCH_SEED else args.seed
+    acc = {k: ([], [], [], [], [], []) for k in methods}
+    start, n = time.time(), 0
+    for img, gt in realsize_scenes(args.n, seed):
+        if args.minutes is not None and time.time() - start > args.minutes * 60:
+            break
+        for name, m in methods.items():
+            iou_curve(m, img, gt, args.max_clicks, *acc[name])
+        n += 1
+        if n % 10 == 0:
+            print(f"{n} scenes, {time.time() - start:.0f} s", flush=True)
+    print(f"{n} real-size held-out scenes (seeds {seed}-{seed + n - 1}, 12 MP), max {args.max_clicks} clicks, "
+          f"{torch.get_num_threads()} threads")
+    print(f"| method | mIoU@1 | mIoU@3 | BF@1 ({BOUNDARY_TOL} px) | NoC@85 | NoC@90 | s first click | s next click |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in methods:
+        r = summary(*acc[name], args.max_clicks)
+        print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
+              f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |")
+    names = list(methods)
+    for other in names[1:]:
+        for k, lab in ((0, "@1"), (2, "@3")):
+            d, se = paired([c[k] for c in acc[other][0]], [c[k] for c in acc[names[0]][0]])
+            print(f"paired: {names[0]} minus {other}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
+    if args.json:
+        args.json.write_text(json.dumps({"seed": seed, "scenes": n, "methods": {
+            k: {"iou": acc[k][0], "t_first": acc[k][4]} for k in methods}}) + "\n")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO))
 
 from backend.cache import ImageEntry  # noqa: E402
 from backend.engines import choose, get  # noqa: E402
-from backend.training.synth import Scene, SceneGenerator  # noqa: E402
+from backend.training.synth import RealSizeGenerator, Scene, SceneGenerator  # noqa: E402
+from bench.common import paired, realsize_query  # noqa: E402
 
 COVER = 0.5
 
@@ -73,6 +74,7 @@ def score_scene(scene: Scene, qi: int, found: list) -> dict[str, float]:
     h, w = scene.image.shape[:2]
     targets = [m for i, (m, g) in enumerate(zip(scene.masks, scene.groups)) if g == 0 and i != qi]
     others = [m for m, g in zip(scene.masks, scene.groups) if g != 0]
+    looks = [m for m, r in zip(scene.masks, scene.roles) if r == "lookalike"]
     tgt = np.zeros((h, w), bool)
     for m in targets:
         tgt |= m
@@ -90,6 +92,7 @@ def score_scene(scene: Scene, qi: int, found: list) -> dict[str, float]:
         "targets": len(targets), "found": int(sum((union & m).sum() >= COVER * m.sum() for m in targets)),
         "returned": len(found), "correct": good,
         "others": len(others), "other_hits": int(sum((union & m).sum() >= COVER * m.sum() for m in others)),
+        "lookalikes": len(looks), "lookalike_hits": int(sum((union & m).sum() >= COVER * m.sum() for m in looks)),
         "pix_tp": float((union & tgt).sum()), "pix_ret": float(union.sum()), "pix_tgt": float(tgt.sum()),
     }
 
@@ -101,10 +104,58 @@ def summarise(rows: list[dict[str, float]], seconds: list[float]) -> dict[str, f
     return {
         "inst_recall": rec, "inst_precision": prec, "inst_f1": 2 * rec * prec / max(rec + prec, 1e-9),
         "other_hit_rate": t["other_hits"] / max(t["others"], 1),
+        "lookalike_hit_rate": t["lookalike_hits"] / max(t["lookalikes"], 1),
         "pix_precision": t["pix_tp"] / max(t["pix_ret"], 1), "pix_recall": t["pix_tp"] / max(t["pix_tgt"], 1),
         "targets": t["targets"], "returned": t["returned"], "others": t["others"],
         "sec_median": float(np.median(seconds)), "sec_mean": float(np.mean(seconds)),
     }
+
+
+def print_paired(rows: dict[str, list], engines: list[str]) -> None:
+    """Per-scene paired differences of every engine against the first: copies found, other-kind
+    objects taken, look-alikes taken (totals and their standard error over scenes), and the
+    recall difference (found / copies to find)."""
+    base = engines[0]
+    for e in engines[1:]:
+        a, b = rows[base], rows[e]
+        targets = sum(r["targets"] for r in a)
+        for k in ("found", "other_hits", "lookalike_hits", "returned", "correct"):
+            d, se = paired([r[k] for r in a], [r[k] for r in b])
+            n = len(a)
+            print(f"paired {e} minus {base}: {k} {d * n:+.0f} (s.e. {se * n:.1f}) over {n} scenes"
+                  + (f"; recall {d * n / max(targets, 1):+.4f} (s.e. {se * n / max(targets, 1):.4f})" if k == "found" else ""))
+
+
+def before_engine():
+    """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px."""
+    from backend import similar as sim
+    from backend.engines.similar_pvm import PvmEngine
+
+    class Before(PvmEngine):
+        name = "pvm-before"
+
+        def match_map(self, entry, seed, *a, **k):
+            big = sim.LARGE_SIDE
+            sim.LARGE_SIDE = sim.MAX_SIDE
+            try:
+                return super().match_map(entry, seed, *a, **k)
+            finally:
+                sim.LARGE_SIDE = big
+    return Before(settings=before_settings())
+
+
+def before_settings():
+    from backend import similar as sim
+    return sim.Settings()
+
+
+def candidate_engine(path: Path):
+    """The pvm engine with the verifier (and its threshold) from another similar-lite0.pt."""
+    from backend import weights
+    from backend.engines.similar_pvm import PvmEngine
+    eng = PvmEngine(model=weights.build("pvm", weights.read(path)))
+    eng.name = "pvm-cand"
+    return eng
 
 
 def time_12mp(scene: Scene, qi: int, engine: str) -> dict[str, float]:
@@ -134,11 +185,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pvm-threshold", type=float, default=None, help="override the PVM's shipped threshold")
     ap.add_argument("--photo12mp", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--split", choices=("standard", "realsize"), default="standard",
+                    help="realsize: issue 23's 12-MP scenes (3-15 varied copies, 2-4 look-alikes of the "
+                         "object's family, objects in pieces); the query is a random copy (bench.common.realsize_query)")
+    ap.add_argument("--before", action="store_true",
+                    help="also run 'pvm-before': the pvm engine as shipped before issue 23 (encoding capped at "
+                         "1024 px, shipped verifier), on the same scenes")
+    ap.add_argument("--pvm", type=Path, default=None,
+                    help="also run 'pvm-cand': the pvm engine with this verifier file (similar-lite0.pt format)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this long (scenes done are reported)")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     import torch
-    torch.set_num_threads(2)
-    gen = SceneGenerator("val")
+    torch.set_num_threads(args.threads)
+    gen = RealSizeGenerator("val") if args.split == "realsize" else SceneGenerator("val")
     engines = [e for e in args.engines.split(",") if e]
+    arms = {e: get(e) for e in engines}
+    if args.before:
+        arms["pvm-before"] = before_engine()
+    if args.pvm is not None:
+        arms["pvm-cand"] = candidate_engine(args.pvm)
+    engines = list(arms)
     if args.pvm_threshold is not None and "pvm" in engines:
         get("pvm")._load()
         get("pvm")._model.threshold.fill_(args.pvm_threshold)
@@ -146,24 +213,29 @@ def main(argv: list[str] | None = None) -> int:
     if segmenter is not None:              # the similar engines segment through the dsn engine
         get("dsn")._segmenter = segmenter
     for e in engines:
-        seg = getattr(get(e), "segmenter", None)
+        seg = getattr(arms[e], "segmenter", None)
         print(f"{e}: proposals segmented by {'GrabCut' if seg is not None and seg() is None else 'the one-click model' if seg else '-'}")
     rows: dict[str, list] = {e: [] for e in engines}
     secs: dict[str, list] = {e: [] for e in engines}
     enc: dict[str, list] = {e: [] for e in engines}
     used = 0
+    start = time.time()
     for s in range(args.first, args.first + args.scenes):
+        if args.minutes is not None and time.time() - start > args.minutes * 60:
+            break
         scene = gen.scene(s)
         if not any(g == 0 for g in scene.groups):
             continue
         used += 1
-        qi = query_index(scene)
+        if used % 10 == 0:
+            print(f"{used} scenes, {time.time() - start:.0f} s", flush=True)
+        qi = realsize_query(scene, s) if args.split == "realsize" else query_index(scene)
         seed = scene.masks[qi] if args.seed == "gt" else click_seed(scene, qi, args.select_engine)
         if not seed.any():
             seed = scene.masks[qi]
         entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)   # shared: encoded once
         for e in engines:
-            eng = get(e)
+            eng = arms[e]
             t0 = time.perf_counter()
             if hasattr(eng, "match_map"):            # encoding, timed apart (cached per image)
                 eng.match_map(entry, seed)
@@ -175,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             found = eng.similar(entry, seed, lambda f, m: None)
             secs[e].append(time.perf_counter() - t0)
             rows[e].append({"scene": s, **score_scene(scene, qi, found)})
-    out: dict[str, dict] = {"scenes": {"used": used, "seed": args.seed}}
-    print(f"{used} validation scenes, query = {args.seed}")
+    out: dict[str, dict] = {"scenes": {"used": used, "seed": args.seed, "split": args.split, "first": args.first}}
+    print(f"{used} validation scenes ({args.split}, seeds from {args.first}), query = {args.seed}")
     print(f"{'engine':10s} {'inst R':>7s} {'inst P':>7s} {'F1':>6s} {'other':>6s} {'pix P':>6s} {'pix R':>6s} "
           f"{'s/scene':>8s} {'encode':>7s}  (targets/returned/others)")
     for e in engines if used else []:
@@ -186,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{e:10s} {m['inst_recall']:7.3f} {m['inst_precision']:7.3f} {m['inst_f1']:6.3f} "
               f"{m['other_hit_rate']:6.3f} {m['pix_precision']:6.3f} {m['pix_recall']:6.3f} {m['sec_mean']:8.2f} {m['encode_sec_mean']:7.2f}"
               f"  ({m['targets']}/{m['returned']}/{m['others']})")
+    if used > 1:
+        print_paired(rows, engines)
     if args.photo12mp:
         scene = gen.scene(args.first)
         qi = query_index(scene)

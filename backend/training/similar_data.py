@@ -1,7 +1,12 @@
 """(query, candidate) pairs for the verifier, from synthetic scenes.
 
     python -m backend.training.similar_data --split train --first 0 --scenes 400 --out pairs.npz
-        [--segmenter grabcut|dsn]
+        [--segmenter grabcut|dsn] [--generator standard|realsize] [--save-every 20] [--resume]
+
+--generator realsize: issue 23's 12-MP scenes (backend/training/synth.py: RealSizeGenerator; copies
+varied in size, angle and light, look-alikes of the object's family, objects in pieces). --save-every
+N rewrites --out every N scenes (atomically); --resume keeps the pairs already in --out and goes on
+after the last scene it holds.
 
 Per scene: the query is one copy of the repeated object (its true mask); the image is encoded at
 the scale inference would use; candidates are
@@ -30,7 +35,7 @@ import torch
 from .. import similar as sim
 from ..cache import ImageEntry
 from ..engines.similar_features import FeaturesEngine
-from .synth import Scene, SceneGenerator
+from .synth import RealSizeGenerator, Scene, SceneGenerator
 
 SOURCES = {"proposal": 0, "instance": 1, "perturbed": 2}
 
@@ -129,22 +134,45 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segmenter", choices=("grabcut", "dsn"), default="grabcut",
                     help="how proposals are segmented (dsn: the default engine's run-time path)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--generator", choices=("standard", "realsize"), default="standard")
+    ap.add_argument("--scale", type=float, default=1.0, help="realsize: photo size factor (1 = 12 MP)")
+    ap.add_argument("--save-every", type=int, default=0, help="rewrite --out every N scenes")
+    ap.add_argument("--resume", action="store_true", help="keep --out's pairs, go on after its last scene")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     from ..weights import load
     backbone = load("lite0-imagenet")
-    gen = SceneGenerator(args.split)
+    gen = RealSizeGenerator(args.split, scale=args.scale) if args.generator == "realsize" else SceneGenerator(args.split)
     engine = FeaturesEngine(backbone=backbone, segmenter="auto" if args.segmenter == "dsn" else None)
     if args.segmenter == "dsn" and engine.segmenter() is None:
         raise SystemExit("--segmenter dsn needs the one-click model's weights (backend/weights/dsn-lite0.pt)")
     settings = sim.Settings()
     rows_q, rows_c, labels, sources, peaks_, scene_ids = [], [], [], [], [], []
+    first = args.first
+    if args.resume and args.out.is_file():
+        old = np.load(args.out)
+        rows_q, rows_c = list(old["query"]), list(old["cand"])
+        labels, sources = [int(v) for v in old["label"]], [int(v) for v in old["source"]]
+        peaks_, scene_ids = [float(v) for v in old["peak"]], [int(v) for v in old["scene"]]
+        last = int(old["last"]) if "last" in old.files else max(scene_ids, default=first - 1)
+        first = max(first, last + 1)
+        print(f"resuming after scene {last}: {len(labels)} pairs", flush=True)
     start = time.time()
     done = 0
-    for s in range(args.first, args.first + args.scenes):
+
+    def save(last: int) -> None:
+        tmp = args.out.with_name(args.out.stem + ".tmp.npz")
+        np.savez_compressed(tmp, query=np.array(rows_q), cand=np.array(rows_c), label=np.array(labels, np.int8),
+                            source=np.array(sources, np.int8), peak=np.array(peaks_, np.float32),
+                            scene=np.array(scene_ids, np.int32), last=np.array(last))
+        tmp.replace(args.out)
+
+    s = first - 1
+    for s in range(first, args.first + args.scenes):
         if time.time() - start > args.minutes * 60:
+            s -= 1
             break
         rng = np.random.default_rng([77, s])
         for q, c, lab, src, pk in scene_pairs(gen.scene(s), rng, backbone, settings, not args.no_proposals,
@@ -154,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         done += 1
         if done % 20 == 0:
             print(f"{done} scenes, {len(labels)} pairs, {sum(labels)} positive, {time.time() - start:.0f} s", flush=True)
-    np.savez_compressed(args.out, query=np.array(rows_q), cand=np.array(rows_c), label=np.array(labels, np.int8),
-                        source=np.array(sources, np.int8), peak=np.array(peaks_, np.float32),
-                        scene=np.array(scene_ids, np.int32))
+        if args.save_every and done % args.save_every == 0:
+            save(s)
+    save(s)
     print(f"wrote {args.out}: {done} scenes, {len(labels)} pairs, {sum(labels)} positive, {time.time() - start:.0f} s")
     return 0
 

@@ -41,6 +41,7 @@ class Scene:
     image: np.ndarray
     masks: list[np.ndarray] = field(default_factory=list)
     groups: list[int] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)   # real-size scenes: copy / lookalike / other / host
 
 
 def split_of(name: str) -> str:
@@ -411,3 +412,330 @@ def contact_sheet(scenes: list[Scene], cols: int = 4, cell: int = 320) -> np.nda
         r, c = divmod(k, cols)
         sheet[r * cell:r * cell + img.shape[0], c * cell:c * cell + img.shape[1]] = img
     return sheet
+
+
+# ---------------------------------------------------------------- real-size scenes (issue 23)
+
+REAL_SIZES = ((4000, 3000), (4032, 3024), (4240, 2832), (3000, 4000))   # 12-MP photos (w, h)
+REAL_BG_MAX_SIDE = 4240
+AREA_RANGE = (0.0002, 0.01)      # an object's mask area / the photo's area
+
+
+@lru_cache(maxsize=2)
+def load_background_full(path: Path) -> np.ndarray:
+    """The wallpaper at up to REAL_BG_MAX_SIDE (real-size scenes need its native detail)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read background {path}")
+    s = REAL_BG_MAX_SIDE / max(img.shape[:2])
+    if s < 1:
+        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _family(p: Path) -> str:
+    """An object's family: its clipart folder (food/fruit, animals/birds, recreation/sports ...)."""
+    try:
+        return str(p.parent.relative_to(CLIPART_ROOT))
+    except ValueError:
+        return ""
+
+
+def relight(rgba: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Light ± amount: a gain over the whole object times a linear shading across it."""
+    h, w = rgba.shape[:2]
+    gain = rng.uniform(1 - amount, 1 + amount)
+    ang = rng.uniform(0, 2 * np.pi)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    ramp = ((xx / max(w - 1, 1) - 0.5) * np.cos(ang) + (yy / max(h - 1, 1) - 0.5) * np.sin(ang))
+    shade = gain * (1 + ramp * rng.uniform(0, amount))
+    rgb = (rgba[:, :, :3].astype(np.float32) * shade[..., None]).clip(0, 255).astype(np.uint8)
+    return np.dstack([rgb, rgba[:, :, 3]])
+
+
+def mask_area(rgba: np.ndarray) -> int:
+    return int((rgba[:, :, 3] > 127).sum())
+
+
+def scale_to_area(rgba: np.ndarray, area: float, angle: float, flip: bool) -> np.ndarray:
+    """The object rotated by `angle` and scaled so its opaque area is about `area` px."""
+    s = np.sqrt(area / max(mask_area(rgba), 1))
+    return transform(rgba, max(rgba.shape[:2]) * s, angle, flip)
+
+
+def two_pieces(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An object in two pieces (a racket and its ball): b, smaller, beside a with a gap."""
+    ha, wa = a.shape[:2]
+    b = transform(b, max(ha, wa) * rng.uniform(0.3, 0.6), 0.0, False)
+    hb, wb = b.shape[:2]
+    gap = int(max(3, max(ha, wa) * rng.uniform(0.05, 0.2)))
+    side = int(rng.integers(4))
+    if side < 2:   # right / left
+        H, W = max(ha, hb), wa + gap + wb
+        ya, yb = (H - ha) // 2, int(rng.integers(0, H - hb + 1))
+        xa, xb = (0, wa + gap) if side == 0 else (wb + gap, 0)
+    else:          # below / above
+        H, W = ha + gap + hb, max(wa, wb)
+        xa, xb = (W - wa) // 2, int(rng.integers(0, W - wb + 1))
+        ya, yb = (0, ha + gap) if side == 2 else (hb + gap, 0)
+    out = np.zeros((H, W, 4), np.uint8)
+    out[ya:ya + ha, xa:xa + wa] = a
+    sub = out[yb:yb + hb, xb:xb + wb]
+    keep = b[:, :, 3:4] > sub[:, :, 3:4]
+    sub[:] = np.where(keep, b, sub)
+    return out
+
+
+class RealSizeGenerator(SceneGenerator):
+    """Issue 23's scenes: a 12-MP photo (scale < 1 shrinks everything alike, for cheaper
+    training) with 3-15 copies of one small object (0.02-1 % of the photo's area; each copy
+    ±30 % in size, ±45° rotated, ±25 % in light, some partly hidden by clutter or cut by the
+    frame, some casting a soft shadow), 2-4 look-alikes of its family (another object of the
+    same clipart folder tinted towards its colour, another object of about its shape in its
+    colour, or the object itself in another colour), 0-2 unrelated objects, and sometimes a
+    large object (an animal, a vehicle) that some copies lie on. A quarter of the repeated
+    objects come in two pieces. Groups: 0 = the copies, 1.. = everything else; `roles` names
+    each instance "copy", "lookalike", "other" or "host".
+
+    scene(seed) is a pure function of (split, seed, scale, sources); its random stream is
+    disjoint from SceneGenerator's for the same seed."""
+
+    def __init__(self, split: str = "train", procedural: bool | None = None, scale: float = 1.0):
+        super().__init__(split, procedural)
+        self.scale = scale
+        fam: dict[str, list[int]] = {}
+        for i, p in enumerate(self.objects):
+            fam.setdefault(_family(p), []).append(i)
+        self.families = fam
+
+    def _clip(self, rng: np.random.Generator, pool: "list[int] | None" = None) -> tuple[np.ndarray, int]:
+        """(RGBA, index into self.objects or -1) of a usable clipart, from `pool` when given."""
+        for _ in range(30):
+            i = int(rng.choice(pool)) if pool else int(rng.integers(len(self.objects)))
+            obj = load_clipart(self.objects[i])
+            if obj is not None:
+                return obj, i
+        return procedural_object(rng, 160), -1
+
+    def _main(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        r = rng.random()
+        if self.procedural or not self.objects or r < 0.1:
+            return procedural_object(rng, int(rng.integers(96, 256))), -1
+        if r < 0.2 and self.backgrounds:
+            photo = load_background(self.backgrounds[rng.integers(len(self.backgrounds))])
+            return photo_cutout(rng, photo, int(rng.integers(96, 256))), -1
+        return self._clip(rng)
+
+    def _lookalike(self, rng: np.random.Generator, main: np.ndarray, idx: int, colour: np.ndarray) -> np.ndarray:
+        r = rng.random()
+        if idx >= 0 and r < 0.45:   # same family (clipart folder), pulled towards the copies' colour
+            pool = [i for i in self.families.get(_family(self.objects[idx]), []) if i != idx]
+            if len(pool) >= 1:
+                o, _ = self._clip(rng, pool)
+                return tint_to(o, colour) if rng.random() < 0.6 else o
+        if r < 0.8 and self.objects and not self.procedural:   # about its shape, in its colour
+            asp = np.log(main.shape[1] / main.shape[0])
+            cands = [self._clip(rng)[0] for _ in range(6)]
+            o = min(cands, key=lambda c: abs(np.log(c.shape[1] / c.shape[0]) - asp))
+            return tint_to(o, colour)
+        if r < 0.8:
+            return tint_to(procedural_object(rng, int(rng.integers(96, 256))), colour)
+        return distinct_recolour(main, rng)   # the object itself, in another colour
+
+    def _real_background(self, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+        if self.procedural or rng.random() < 0.1:
+            small = procedural_background(rng, max(h // 4, 8), max(w // 4, 8))
+            return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        photo = load_background_full(self.backgrounds[rng.integers(len(self.backgrounds))])
+        ph, pw = photo.shape[:2]
+        s = rng.uniform(1.0, 1.4) * max(h / ph, w / pw)
+        ch, cw = min(ph, int(h / s) + 1), min(pw, int(w / s) + 1)
+        y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
+        crop = photo[y:y + ch, x:x + cw]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+    def scene(self, seed: int) -> Scene:
+        rng = np.random.default_rng([seed, 0 if self.split == "train" else 1, 23])
+        w, h = REAL_SIZES[int(rng.integers(len(REAL_SIZES)))]
+        w, h = max(64, round(w * self.scale)), max(64, round(h * self.scale))
+        img = self._real_background(rng, h, w).astype(np.float32)
+        total = float(h * w)
+
+        main, idx = self._main(rng)
+        if rng.random() < 0.25:   # in two pieces
+            main = two_pieces(main, self._main(rng)[0], rng)
+        main = recolour(main, rng, 0.05)
+        opaque = main[:, :, 3] > 127
+        colour = main[opaque][:, :3].mean(0) if opaque.any() else np.full(3, 128.0)
+        lo, hi = AREA_RANGE
+        base = np.exp(rng.uniform(np.log(lo / 0.49), np.log(hi / 1.69)))    # ±30 % stays in range
+        base_angle, flip = rng.uniform(-180, 180), rng.random() < 0.2
+        shadow_dir = rng.uniform(0, 2 * np.pi)
+        shadows = rng.random() < 0.6
+        items: list[tuple[np.ndarray, int, str]] = []
+        for _ in range(int(rng.integers(3, 16))):
+            k = rng.uniform(0.7, 1.3)
+            area = float(np.clip(base * k * k, lo, hi)) * total
+            o = scale_to_area(main, area, base_angle + rng.uniform(-45, 45), flip)
+            items.append((relight(recolour(o, rng, 0.03), rng, 0.25), 0, "copy"))
+        n_look = int(rng.integers(2, 5))
+        kinds = [self._lookalike(rng, main, idx, colour) for _ in range(int(rng.integers(1, 3)))]
+        for j in range(n_look):
+            o = kinds[j % len(kinds)]
+            area = float(np.clip(base * np.exp(rng.uniform(-0.5, 0.5)), lo, hi)) * total
+            o = scale_to_area(o, area, rng.uniform(-180, 180), rng.random() < 0.5)
+            items.append((relight(o, rng, 0.25), 1 + j % len(kinds), "lookalike"))
+        g = 1 + len(kinds)
+        for _ in range(int(rng.integers(0, 3))):
+            o = self._object(rng)
+            area = float(np.exp(rng.uniform(np.log(lo), np.log(0.03)))) * total
+            items.append((scale_to_area(o, area, rng.uniform(-30, 30), rng.random() < 0.5), g, "other"))
+            g += 1
+
+        free = np.ones((-(-h // 8), -(-w // 8)), np.uint8)   # placement grid, 8 px cells
+        masks: list[np.ndarray] = []
+        groups: list[int] = []
+        roles: list[str] = []
+        host = None
+        if rng.random() < 0.35:   # a large object some copies lie on
+            o = self._object(rng) if rng.random() < 0.5 or not self.objects else self._clip(rng)[0]
+            o = scale_to_area(o, rng.uniform(0.04, 0.15) * total, rng.uniform(-20, 20), rng.random() < 0.5)
+            o = o[:h, :w]
+            y, x = self._place(rng, free, -(-o.shape[0] // 8), -(-o.shape[1] // 8))
+            m = self._paste(img, o, x * 8, y * 8, rng, False, shadow_dir, blur=False)
+            masks.append(m); groups.append(g); roles.append("host")
+            host = m[::8, ::8][:free.shape[0], :free.shape[1]]
+            free[cv2.dilate(host.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0
+        order = rng.permutation(len(items))
+        on_host = 0
+        blur_obj = rng.random() < 0.3
+        for i in order:
+            rgba, grp, role = items[i]
+            oh, ow = rgba.shape[:2]
+            ch, cw = -(-oh // 8), -(-ow // 8)
+            if host is not None and role == "copy" and on_host < 2 and rng.random() < 0.5:
+                inner = cv2.erode(host.astype(np.uint8), np.ones((3, 3), np.uint8))
+                y, x = self._place(rng, inner, ch, cw)
+                on_host += 1
+            else:
+                y, x = self._place(rng, free, ch, cw)
+            y, x = y * 8, x * 8
+            if role == "copy" and rng.random() < 0.1:   # cut by the frame: 20-40 % outside
+                cut = rng.uniform(0.2, 0.4)
+                side = int(rng.integers(4))
+                if side == 0:
+                    x = -int(ow * cut)
+                elif side == 1:
+                    x = w - int(ow * (1 - cut))
+                elif side == 2:
+                    y = -int(oh * cut)
+                else:
+                    y = h - int(oh * (1 - cut))
+            m = self._paste(img, rgba, x, y, rng, shadows and rng.random() < 0.7, shadow_dir, blur_obj)
+            box = (slice(max(y, 0), max(min(y + oh, h), 0)), slice(max(x, 0), max(min(x + ow, w), 0)))
+            for prev in masks:   # later pastes occlude earlier ones
+                prev[box] &= ~m[box]
+            if role == "copy" and rng.random() < 0.15:   # partly hidden by clutter (a leaf, grass)
+                m &= ~self._occlude(img, rng, m)
+            masks.append(m); groups.append(grp); roles.append(role)
+            gy0, gx0 = box[0].start // 8, box[1].start // 8
+            gy1, gx1 = -(-box[0].stop // 8), -(-box[1].stop // 8)
+            if gy1 > gy0 and gx1 > gx0:
+                sub = np.zeros((gy1 * 8 - gy0 * 8, gx1 * 8 - gx0 * 8), np.uint8)
+                part = m[gy0 * 8:gy1 * 8, gx0 * 8:gx1 * 8]
+                sub[:part.shape[0], :part.shape[1]] = part
+                cells = sub.reshape(gy1 - gy0, 8, gx1 - gx0, 8).any((1, 3))
+                g0y, g0x = max(gy0 - 1, 0), max(gx0 - 1, 0)
+                grown = np.zeros((gy1 + 1 - g0y, gx1 + 1 - g0x), np.uint8)
+                grown[gy0 - g0y:gy0 - g0y + cells.shape[0], gx0 - g0x:gx0 - g0x + cells.shape[1]] = cells
+                grown = cv2.dilate(grown, np.ones((3, 3), np.uint8)) > 0
+                fr = free[g0y:gy1 + 1, g0x:gx1 + 1]
+                fr[grown[:fr.shape[0], :fr.shape[1]]] = 0
+
+        if rng.random() < 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.0))
+        img *= rng.uniform(0.85, 1.15)
+        noise = rng.uniform(0, 5)
+        if noise > 0.5:
+            img += rng.standard_normal(img.shape, dtype=np.float32) * noise
+        image = img.clip(0, 255).astype(np.uint8)
+        keep = [i for i, m in enumerate(masks) if m.sum() >= 30]
+        keep.sort(key=lambda i: (groups[i], i))
+        return Scene(image, [masks[i] for i in keep], [groups[i] for i in keep], [roles[i] for i in keep])
+
+    @staticmethod
+    def _paste(img: np.ndarray, rgba: np.ndarray, x: int, y: int, rng: np.random.Generator,
+               shadow: bool, shadow_dir: float, blur: bool) -> np.ndarray:
+        """Composites rgba at (x, y) (may reach past the frame); returns its H×W bool mask."""
+        H, W = img.shape[:2]
+        oh, ow = rgba.shape[:2]
+        alpha = rgba[:, :, 3].astype(np.float32) / 255
+        if rng.random() < 0.25:
+            alpha = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(0.6, 1.5))
+        col = rgba[:, :, :3].astype(np.float32)
+        if blur:
+            col = cv2.GaussianBlur(col, (0, 0), rng.uniform(0.5, 1.2))
+        size = max(oh, ow)
+        if shadow:   # a soft shadow, offset away from the light
+            off = size * rng.uniform(0.04, 0.12)
+            dx, dy = off * np.cos(shadow_dir), off * np.sin(shadow_dir)
+            pad = int(off + 3 * size * 0.08) + 2
+            sh = np.zeros((oh + 2 * pad, ow + 2 * pad), np.float32)
+            sh[pad:pad + oh, pad:pad + ow] = alpha
+            sh = cv2.warpAffine(sh, np.float32([[1, 0, dx], [0, 1, dy]]), sh.shape[::-1])
+            sh = cv2.GaussianBlur(sh, (0, 0), max(1.0, size * rng.uniform(0.03, 0.08))) * rng.uniform(0.25, 0.5)
+            _blend(img, None, sh, x - pad, y - pad)
+        _blend(img, col, alpha, x, y)
+        m = np.zeros((H, W), bool)
+        y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + oh, H), min(x + ow, W)
+        if y1 > y0 and x1 > x0:
+            m[y0:y1, x0:x1] = alpha[y0 - y:y1 - y, x0 - x:x1 - x] > 0.5
+        return m
+
+    def _occlude(self, img: np.ndarray, rng: np.random.Generator, m: np.ndarray) -> np.ndarray:
+        """Covers 20-45 % of an object with a blob of texture from elsewhere; returns the blob's mask."""
+        H, W = img.shape[:2]
+        ys, xs = np.nonzero(m)
+        if len(ys) < 50:
+            return np.zeros_like(m)
+        y0, x0, y1, x1 = ys.min(), xs.min(), ys.max() + 1, xs.max() + 1
+        bh, bw = y1 - y0, x1 - x0
+        f = rng.uniform(0.45, 0.7)
+        oh, ow = max(int(bh * f), 4), max(int(bw * f), 4)
+        cy = int(y0 + rng.choice([0.0, 1.0]) * bh) if rng.random() < 0.5 else int(rng.integers(y0, y1))
+        cx = int(rng.integers(x0, x1)) if rng.random() < 0.5 else int(x0 + rng.choice([0.0, 1.0]) * bw)
+        sy, sx = int(rng.integers(0, max(H - oh, 1))), int(rng.integers(0, max(W - ow, 1)))
+        tex = img[sy:sy + oh, sx:sx + ow].copy()
+        if tex.shape[:2] != (oh, ow):
+            return np.zeros_like(m)
+        blob = random_blob(rng, oh, ow, 0.6).astype(np.float32) / 255
+        for _ in range(10):
+            out = np.zeros_like(m)
+            ty, tx = cy - oh // 2, cx - ow // 2
+            yy0, xx0, yy1, xx1 = max(ty, 0), max(tx, 0), min(ty + oh, H), min(tx + ow, W)
+            out[yy0:yy1, xx0:xx1] = blob[yy0 - ty:yy1 - ty, xx0 - tx:xx1 - tx] > 0.5
+            share = (out & m).sum() / m.sum()
+            if 0.15 <= share <= 0.45:
+                _blend(img, tex, cv2.GaussianBlur(blob, (0, 0), 1.0), tx, ty)
+                return out
+            cy, cx = (cy + (y0 + y1) // 2) // 2, (cx + (x0 + x1) // 2) // 2
+            if share > 0.45:
+                cy, cx = int(rng.integers(y0, y1)), int(rng.choice([x0, x1]))
+        return np.zeros_like(m)
+
+
+def _blend(img: np.ndarray, col: "np.ndarray | None", alpha: np.ndarray, x: int, y: int) -> None:
+    """img[y:, x:] = mix towards col by alpha (col None: darken by alpha, a shadow); clipped to the frame."""
+    H, W = img.shape[:2]
+    oh, ow = alpha.shape
+    y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + oh, H), min(x + ow, W)
+    if y1 <= y0 or x1 <= x0:
+        return
+    a = alpha[y0 - y:y1 - y, x0 - x:x1 - x, None]
+    sl = img[y0:y1, x0:x1]
+    if col is None:
+        sl *= 1 - a
+    else:
+        sl[:] = sl * (1 - a) + col[y0 - y:y1 - y, x0 - x:x1 - x] * a

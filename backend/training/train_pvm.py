@@ -31,7 +31,7 @@ BATCH = 256
 
 def load_pairs(path: Path) -> dict[str, torch.Tensor]:
     d = np.load(path)
-    return {k: torch.from_numpy(d[k]) for k in d.files}
+    return {k: torch.from_numpy(d[k]) for k in d.files if k != "last"}   # "last": similar_data's resume mark
 
 
 @torch.no_grad()

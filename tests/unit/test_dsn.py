@@ -105,6 +105,31 @@ def test_an_expected_size_sets_the_window_without_the_coarse_pass(segmenter, mon
     assert win.x0 <= 500 - 60 and win.x0 + win.side >= 500 + 60
 
 
+def _blob_logits(*args, **kwargs) -> torch.Tensor:
+    """Decoder stand-in: a small object (radius 10 of 160 logits) at the centre of any window."""
+    yy, xx = torch.meshgrid(torch.arange(160.0), torch.arange(160.0), indexing="ij")
+    return (10.0 - ((yy - 80) ** 2 + (xx - 80) ** 2).sqrt())[None, None]
+
+
+def test_a_small_object_on_a_big_photo_is_the_one_clicked(segmenter, monkeypatch):
+    """issue 23: on a 12-MP photo the coarse pass sees what a small object lies on; the probe
+    window around the click finds the small object, and its window is the one used."""
+    emb = segmenter.set_image(np.zeros((3000, 4000, 3), np.uint8))
+    monkeypatch.setattr(segmenter, "_object_box", lambda *a: (1000.0, 500.0, 3000.0, 2500.0))
+    monkeypatch.setattr(segmenter, "_decode", _blob_logits)
+    monkeypatch.setattr(segmenter, "_rescaled_window", lambda *a: None)
+    segmenter.predict(emb, [(2000.0, 1500.0, True)])
+    win = emb.windows[(((2000.0, 1500.0),), None)]
+    assert win.side <= 200 and win.x0 <= 2000 <= win.x0 + win.side   # the blob is ~50 px across
+
+
+def test_small_photos_never_probe(segmenter, monkeypatch):
+    """The probe runs only where the coarse pass is too coarse: photos up to 1024 px keep their masks."""
+    emb = segmenter.set_image(np.zeros((768, 1024, 3), np.uint8))
+    monkeypatch.setattr(segmenter, "_small_object", lambda *a: pytest.fail("probed a small photo"))
+    assert segmenter.predict(emb, [(500.0, 400.0, True)]).shape == (768, 1024)
+
+
 @pytest.mark.parametrize("point", [(-1.0, 5.0, True), (5.0, 8.0, True), (8.0, 0.0, False)])
 def test_click_outside_image_is_an_error(segmenter, point):
     emb = segmenter.set_image(np.zeros((8, 8, 3), np.uint8))

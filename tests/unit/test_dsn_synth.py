@@ -7,7 +7,7 @@ import torch
 
 from backend.models.window import Window, crop_resize, fit_window
 from backend.training.samples import background_region, error_click, make_sample
-from backend.training.synth import SceneGenerator, split_of
+from backend.training.synth import RealSizeGenerator, SceneGenerator, split_of
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,23 @@ def test_refinement_crops_can_be_framed_on_the_previous_mask(gen):
     a = make_sample(gen.scene(3), 0, np.random.default_rng(5), size=128, refine=True, prev_window=0.0)
     b = make_sample(gen.scene(3), 0, np.random.default_rng(5), size=128, refine=True)
     assert all(torch.equal(x, y) for x, y in zip(a, b))   # the default is unchanged
+
+
+def test_real_size_scenes_have_varied_copies_and_lookalikes():
+    """issue 23's split: 3-15 copies of one small object, 2-4 look-alikes, deterministic, the
+    random stream apart from the standard generator's (scale 0.1: 400x300 instead of 12 MP)."""
+    g = RealSizeGenerator("val", procedural=True, scale=0.1)
+    a, b = g.scene(5), g.scene(5)
+    assert np.array_equal(a.image, b.image) and a.roles == b.roles
+    for s in range(4):
+        sc = g.scene(s)
+        h, w = sc.image.shape[:2]
+        assert {(w, h), (h, w)} & {(400, 300), (403, 302), (424, 283)}
+        assert len(sc.masks) == len(sc.groups) == len(sc.roles)
+        copies = [m for m, r in zip(sc.masks, sc.roles) if r == "copy"]
+        assert 1 <= len(copies) <= 15 and 0 < sc.roles.count("lookalike") <= 4
+        assert all(g == 0 for g, r in zip(sc.groups, sc.roles) if r == "copy")
+        assert all(g > 0 for g, r in zip(sc.groups, sc.roles) if r != "copy")
+        assert max(m.sum() for m in copies) <= 0.012 * h * w
+        total = np.sum([m.astype(int) for m in sc.masks], axis=0)
+        assert total.max() <= 1

@@ -71,6 +71,15 @@ def test_encode_side_targets_the_query_size():
     assert sim.encode_side(600, 800, small) == sim.MAX_SIDE
     big = np.ones((600, 800), bool)
     assert sim.encode_side(600, 800, big) == sim.MIN_SIDE
+    tiny = np.zeros((3000, 4000), bool)
+    tiny[100:130, 100:160] = True                        # 60 px on a 12-MP photo: a finer encoding
+    assert sim.encode_side(3000, 4000, tiny) == sim.LARGE_SIDE
+    mid = np.zeros((3000, 4000), bool)
+    mid[100:250, 100:250] = True                         # 150 px: 48 encoded px need 1280
+    assert sim.encode_side(3000, 4000, mid) == 1280
+    speck = np.zeros((1200, 1600), bool)
+    speck[100:115, 100:130] = True                       # 30 px on 1600 would want 2560
+    assert sim.encode_side(1200, 1600, speck) == 1600     # never past the photo's own size
 
 
 def test_grid_weights_and_cosine_map_find_the_copies():
