@@ -11,7 +11,7 @@ import threading
 import sys
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -21,18 +21,13 @@ from simpson_client.protocol import Message, ProtocolError
 
 from . import engines, images
 from .cache import ImageCache, ImageEntry
-from .engines import EngineUnavailable, Found, Point
+from .engines import EngineUnavailable, Found, Point, Progress
 
 log = logging.getLogger("simpson.pipeline")
 
-Progress = Callable[[float, str], None]
 Reply = tuple[dict[str, Any], list[Any]]
 
 MAX_AUTO_DILATION = 40
-
-
-class Cancelled(Exception):
-    """Raised by a progress callback when the client cancelled the request."""
 
 
 def no_progress(fraction: float, message: str) -> None:

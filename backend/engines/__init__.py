@@ -11,8 +11,9 @@ import numpy as np
 
 from ..cache import ImageEntry
 
-Point = tuple[float, float, bool]
-Progress = Callable[[float, str], None]   # raises Cancelled when the request was cancelled
+from simpson_client.protocol import Point
+
+Progress = Callable[[float, str], None]   # raises simpson_client.Cancelled when the request was cancelled
 
 
 class Found(NamedTuple):

@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import torch
 
+from simpson_client.protocol import Point
+
 from ..models.dsn import click_maps
 from ..models.window import Window, covers_image, crop_resize, fit_window
 from .synth import Scene, random_blob
-
-Point = tuple[float, float, bool]
 
 
 class Sample(NamedTuple):

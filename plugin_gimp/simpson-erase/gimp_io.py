@@ -14,11 +14,10 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
 from simpson_client import Image, Mask, RequestRejected, SimpsonError, pixels, protocol  # noqa: E402
+from simpson_client.protocol import Point  # noqa: E402
 
 BABL = {"rgba8": "R'G'B'A u8", "rgba16": "R'G'B'A u16"}
 EIGHT_BIT = {Gimp.Precision.U8_LINEAR, Gimp.Precision.U8_NON_LINEAR, Gimp.Precision.U8_PERCEPTUAL}
-
-Point = tuple[float, float, bool]   # x, y (image pixels), True = add
 
 
 class LayerPixels(NamedTuple):

@@ -13,9 +13,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp  # noqa: E402
 
-from simpson_client import Client  # noqa: E402
-
-Progress = Callable[[float, str], Any]
+from simpson_client.client import Client, Progress  # noqa: E402
 
 
 class Task:
