@@ -135,17 +135,23 @@ class Pipeline:
         return (bx0, by0, bx1 - bx0, by1 - by0), patch, chosen.name
 
     def warm_up(self) -> None:
-        """Run the default select engine once on a small made-up photo, so that a user's first
-        click does not pay for loading the weights and the first run of the network (~1 s)."""
+        """Run the default select engine, then the default similar engine, once on a small made-up
+        photo, so that a user's first click (~1 s) and first select similar (~10 s: the matching
+        backbone and verifier) do not pay for loading the weights and the networks' first runs."""
         rgba = np.full((240, 320, 4), 255, np.uint8)
-        cv2.circle(rgba, (160, 120), 40, (200, 40, 40, 255), -1)
+        cv2.circle(rgba, (110, 120), 40, (200, 40, 40, 255), -1)
+        cv2.circle(rgba, (230, 120), 40, (200, 40, 40, 255), -1)
+        entry = ImageEntry("warm-up", rgba)
         start = time.perf_counter()
         try:
-            _, name = self.select(ImageEntry("warm-up", rgba), [(160.0, 120.0, True)])
+            mask, name = self.select(entry, [(110.0, 120.0, True)])
+            log.info("warm-up: %s engine ready in %.2f s", name, time.perf_counter() - start)
+            start = time.perf_counter()
+            _, _, name = self.similar(entry, [], mask)
         except Exception:   # noqa: BLE001 - a warm-up never stops the daemon; the request will say why
             log.exception("warm-up failed")
             return
-        log.info("warm-up: %s engine ready in %.2f s", name, time.perf_counter() - start)
+        log.info("warm-up: %s similar engine ready in %.2f s", name, time.perf_counter() - start)
 
     def info(self) -> dict[str, Any]:
         import torch  # noqa: PLC0415 - only for its version

@@ -164,3 +164,21 @@ def test_the_docs_request_tables_are_the_schema():
         documented = {name: kind.strip() for name, kind in rows}
         expected = {f.name: f.type + ("" if f.required else ", optional") for f in fields}
         assert documented == expected, op
+
+
+def test_every_guarantee_names_a_test_that_exists():
+    """docs/protocol.md's Guarantees: each row names tests, and each named test exists."""
+    import re
+    from tests.conftest import REPO
+    doc = (REPO / "docs" / "protocol.md").read_text()
+    section = doc[doc.index("## Guarantees"):]
+    section = section[:section.index("\n## ", 5)]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[2]]
+    assert len(rows) >= 10
+    for row in rows:
+        path = None
+        for ref in re.findall(r"`([^`]+)`", row.split("|")[2]):
+            file, _, name = ref.rpartition("::")
+            path = REPO / "tests" / file if file else path
+            assert path is not None and path.is_file(), ref
+            assert re.search(rf"^def {name}\(", path.read_text(), re.M), ref
