@@ -122,7 +122,7 @@ def choose(asked: Optional[str] = None) -> Choice:
     if asked.startswith("cuda"):
         ok, what = probe_cuda(int(asked.split(":")[1]) if ":" in asked else 0)
         if ok:
-            return Choice(asked, asked, f"{asked} was asked for", what)
+            return Choice("cuda" if asked == "cuda:0" else asked, asked, f"{asked} was asked for", what)
         return Choice("cpu", asked, f"{asked} was asked for, but {what}; running on the CPU")
     if asked == "mps":
         ok, what = probe_mps()
@@ -143,7 +143,11 @@ def chosen() -> Choice:
     global _choice
     with _lock:
         if _choice is None:
-            _choice = choose(_preference or preference())
+            asked = _preference or preference()
+            try:
+                _choice = choose(asked)
+            except Exception as e:  # noqa: BLE001 - a broken driver must not stop the daemon
+                _choice = Choice("cpu", asked, f"looking for a GPU failed ({first_line(e)}); running on the CPU")
             if _choice.device.startswith("cuda"):
                 keep_float32()
             (log.warning if _choice.device == "cpu" and _choice.asked not in ("auto", "cpu") else log.info)(

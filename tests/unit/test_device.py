@@ -24,7 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*:DeprecationWarning
 
 
 @pytest.fixture(autouse=True)
-def fresh_choice():
+def fresh_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIMPSON_HOME", str(tmp_path / "home"))   # no config.json of the user's
     device.set_preference(None)
     yield
     device.set_preference(None)
@@ -261,3 +262,13 @@ def test_the_plugins_line_says_what_info_says(monkeypatch):
     machine(monkeypatch, cuda=False, mps=False)
     line = backend_line(Pipeline().info())
     assert line.startswith("Backend: ready on cpu (") and "dsn" in line and " on " not in line[len("Backend: ready on cpu"):]
+
+
+def test_a_probe_that_crashes_gives_the_cpu(monkeypatch):
+    def broken(index=0):
+        raise RuntimeError("CUDA driver initialization failed, you might not have a CUDA gpu.")
+    monkeypatch.setattr(device, "probe_cuda", broken)
+    c = device.chosen()
+    assert c.device == "cpu" and c.reason.startswith("looking for a GPU failed (RuntimeError: CUDA driver")
+    machine(monkeypatch, cuda=True, mps=False)
+    assert device.choose("cuda:0").device == "cuda"
