@@ -18,8 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from simpson_client.protocol import Point
+
 from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
+from .masks import mask_box
 from .models.window import Window, covers_image, crop_resize, fit_window
 from .weights import load as load_weights
 
@@ -41,8 +44,6 @@ SMALL_PROBE_ABOVE = 2 * COARSE_SIDE
 SMALL_PROBE = 0.1
 SMALL_SHARE = 0.25
 MAX_WINDOWS = 4  # zoom-in encodings per first click at most
-
-Point = tuple[float, float, bool]
 
 
 @dataclass
@@ -154,10 +155,10 @@ class ClickSegmenter:
             elif near.any():
                 vals, counts = np.unique(near[near > 0], return_counts=True)
                 keep.add(int(vals[np.argmax(counts)]))
-        obj = np.isin(labels, list(keep)) if keep else np.zeros_like(m)
-        if obj.any():
-            ys, xs = np.nonzero(obj)
-            return xs.min() / s, ys.min() / s, (xs.max() + 1) / s, (ys.max() + 1) / s
+        box = mask_box(np.isin(labels, list(keep))) if keep else None
+        if box is not None:
+            x0, y0, x1, y1 = box
+            return x0 / s, y0 / s, x1 / s, y1 / s
         r = 24 / s  # nothing found: a small box around the clicks
         return (min(x for x, _ in positives) - r, min(y for _, y in positives) - r,
                 max(x for x, _ in positives) + r, max(y for _, y in positives) + r)
@@ -208,7 +209,7 @@ class ClickSegmenter:
             win = None
         elif key in emb.windows:
             win = emb.windows[key]
-        elif prev is not None and (box := selection_box(prev)) is not None:
+        elif prev is not None and (box := mask_box(prev > 127)) is not None:
             win = self._window_for(box, positives, w, h)  # refining: the scale of the selection
         elif size is not None:
             (x, y), (bw, bh) = positives[0], size
@@ -283,8 +284,8 @@ class ClickSegmenter:
         edges = [(m[:, 0], win.x0 > 0), (m[:, -1], win.x0 + win.side < w),
                  (m[0, :], win.y0 > 0), (m[-1, :], win.y0 + win.side < h)]
         if any(inside and e.mean() > 0.05 for e, inside in edges):
-            ys, xs = np.nonzero(m)
-            cx, cy = win.x0 + (xs.min() + xs.max() + 1) / 2 * s, win.y0 + (ys.min() + ys.max() + 1) / 2 * s
+            x0, y0, x1, y1 = mask_box(m)
+            cx, cy = win.x0 + (x0 + x1) / 2 * s, win.y0 + (y0 + y1) / 2 * s
             side = min(int(np.ceil(win.side * GROW / 16) * 16), max(w, h))
             return fit_window(round(cx / 8) * 8, round(cy / 8) * 8, side, w, h)
         _, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
@@ -292,8 +293,8 @@ class ClickSegmenter:
                 for x, y in positives} - {0}
         if not keep:
             return None
-        ys, xs = np.nonzero(np.isin(labels, list(keep)))
-        box = (win.x0 + xs.min() * s, win.y0 + ys.min() * s, win.x0 + (xs.max() + 1) * s, win.y0 + (ys.max() + 1) * s)
+        x0, y0, x1, y1 = mask_box(np.isin(labels, list(keep)))
+        box = (win.x0 + x0 * s, win.y0 + y0 * s, win.x0 + x1 * s, win.y0 + y1 * s)
         fill = (box[2] - box[0]) * (box[3] - box[1]) / win.side ** 2
         if fill >= TARGET_FILL / 4 or win.side <= 1.5 * MIN_WINDOW:
             return None
@@ -316,12 +317,6 @@ class ClickSegmenter:
             mask = (part > 0).cpu().numpy()
         out[y0:y1, x0:x1] = mask.astype(np.uint8) * 255
         return out
-
-
-def selection_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """(x0, y0, x1, y1) of the pixels > 127 of an H×W uint8 mask, or None if it is empty."""
-    x, y, bw, bh = cv2.boundingRect((mask > 127).view(np.uint8))
-    return None if bw == 0 else (float(x), float(y), float(x + bw), float(y + bh))
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:

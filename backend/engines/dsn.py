@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import device, weights
 from ..cache import ImageEntry
+from ..masks import mask_box
 from . import Engine, Point, Progress
 
 TOUCH = 3          # px: an object this close to a selected one is part of it
@@ -130,8 +131,8 @@ class DsnEngine(Engine):
             return out
         obj = seg.predict(embedding, [click]) > 127 if positive else None
         # connected parts of the selection, computed in the box holding it (and the new object)
-        bx, by, bw, bh = cv2.boundingRect((out | obj).view(np.uint8) if positive else out.view(np.uint8))
-        x0, y0, x1, y1 = max(bx - TOUCH, 0), max(by - TOUCH, 0), min(bx + bw + TOUCH, w), min(by + bh + TOUCH, h)
+        bx0, by0, bx1, by1 = mask_box(out | obj if positive else out) or (0, 0, 0, 0)
+        x0, y0, x1, y1 = max(bx0 - TOUCH, 0), max(by0 - TOUCH, 0), min(bx1 + TOUCH, w), min(by1 + TOUCH, h)
         _, labels = cv2.connectedComponents(np.ascontiguousarray(out[y0:y1, x0:x1]).view(np.uint8), connectivity=8)
         local = np.zeros((h, w), bool)
         if positive:
@@ -155,7 +156,8 @@ def guiding_clicks(part: np.ndarray, seen: list[Point], click: Point) -> list[Po
     """The clicks that guide the refinement of the selected object `part` by `click`: the
     earlier clicks around it (those on the very spot of the new one are replaced by it),
     then the new one."""
-    bx, by, bw, bh = cv2.boundingRect(part.view(np.uint8))
+    bx, by, bx1, by1 = mask_box(part) or (0, 0, 0, 0)
+    bw, bh = bx1 - bx, by1 - by
     mx, my = CONTEXT * bw + TOUCH, CONTEXT * bh + TOUCH
     same = max(TOUCH, SAME_SPOT * max(bw, bh))
     return [(x, y, p) for x, y, p in seen

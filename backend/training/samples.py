@@ -9,6 +9,7 @@ import torch
 
 from simpson_client.protocol import Point
 
+from ..masks import mask_box
 from ..models.dsn import click_maps
 from ..models.window import Window, covers_image, crop_resize, fit_window
 from .synth import Scene, random_blob
@@ -23,14 +24,9 @@ class Sample(NamedTuple):
     target: torch.Tensor
 
 
-def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 def choose_window(mask: np.ndarray, rng: np.random.Generator, fill: float) -> Window:
     """Square window where the object's box covers `fill` of the area, object inside."""
-    x0, y0, x1, y1 = bbox(mask)
+    x0, y0, x1, y1 = mask_box(mask)
     bw, bh = x1 - x0, y1 - y0
     side = max(np.sqrt(bw * bh / fill), 1.1 * max(bw, bh), 32.0)
     cx = (x0 + x1) / 2 + rng.uniform(-0.4, 0.4) * max(side - bw, 0)
@@ -89,7 +85,7 @@ def enclosing_region(image: np.ndarray, gt: np.ndarray, rng: np.random.Generator
     must bring the object back."""
     region = background_region(image, gt, rng, tolerance=(12, 45)) | gt
     if region.sum() < 3 * gt.sum() or (region.mean() > 0.7 and rng.random() < 0.6):
-        x0, y0, x1, y1 = bbox(gt)
+        x0, y0, x1, y1 = mask_box(gt)
         k = rng.uniform(2.0, 4.0)
         bw, bh = int((x1 - x0) * k) + 8, int((y1 - y0) * k) + 8
         blob = np.zeros(gt.shape, np.uint8)
@@ -115,7 +111,7 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
         op = cv2.erode if rng.random() < 0.5 else cv2.dilate
         m = op(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     elif r < 0.5:  # a missing part
-        x0, y0, x1, y1 = bbox(gt)
+        x0, y0, x1, y1 = mask_box(gt)
         bh, bw = max((y1 - y0) // 2, 4), max((x1 - x0) // 2, 4)
         y, x = int(rng.integers(y0, max(y1 - bh // 2, y0 + 1))), int(rng.integers(x0, max(x1 - bw // 2, x0 + 1)))
         hole = np.zeros_like(m)

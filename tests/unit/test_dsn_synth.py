@@ -129,7 +129,7 @@ def test_enclosing_region_holds_the_object_and_more():
 def test_refinement_crops_can_be_framed_on_the_previous_mask(gen):
     """prev_window=1: the crop is the window the daemon would refine in, fitted to the previous
     mask's box (15-45 % of the crop) or the whole scene; prev_window=0: fitted to the object."""
-    from backend.segment import selection_box
+    from backend.masks import mask_box
     framed, fills = 0, []
     for seed in range(12):
         sc = gen.scene(seed)
@@ -138,7 +138,7 @@ def test_refinement_crops_can_be_framed_on_the_previous_mask(gen):
         s = make_sample(sc, 0, np.random.default_rng(seed), size=128, refine=True, prev_window=1.0)
         assert s.target.sum() > 0 and s.prev.sum() > 0
         assert (s.pos[0] > 0).any() and ((s.pos[0] > 0) & (s.target[0] > 0)).any()
-        x0, y0, x1, y1 = selection_box((s.prev[0].numpy() * 255).astype(np.uint8))
+        x0, y0, x1, y1 = mask_box((s.prev[0].numpy() * 255).astype(np.uint8) > 127)
         fills.append((x1 - x0) * (y1 - y0) / 128 ** 2)
         framed += 1
     assert framed >= 8
