@@ -4,7 +4,8 @@
 1. a virtual environment in .venv with requirements-dev.txt (rebuilt only when it changed);
 2. the GIMP 3 + Krita 5.2 root for the editor tests (cached in ~/.cache/simpson-editors;
    if it cannot be built, those tests are skipped with the reason);
-3. pytest. No test collected counts as a failure.
+3. ruff check (ruff.toml) on the whole tree: a finding fails the run before any test;
+4. pytest. No test collected counts as a failure.
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def main() -> int:
         if r.returncode != 0:
             print("    editors root unavailable: the GIMP/Krita tests will be skipped", flush=True)
         print(f"    ({time.monotonic() - t:.0f} s)", flush=True)
+    lint = [str(py), "-m", "ruff", "check", "--no-cache", "."]
+    print("==> " + " ".join(lint), flush=True)
+    if subprocess.run(lint, cwd=REPO).returncode != 0:
+        print("run_tests: ruff check found problems (above): failing", file=sys.stderr)
+        return 1
     cmd = [str(py), "-m", "pytest", *sys.argv[1:]]
     print("==> " + " ".join(cmd), flush=True)
     code = subprocess.run(cmd, cwd=REPO).returncode

@@ -9,7 +9,6 @@ layer is moved, and a greyscale document; these tests check what it wrote.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

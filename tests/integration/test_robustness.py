@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import zmq
 
-from simpson_client import BackendStopped, Cancelled, Client, Image, RequestRejected, Settings, protocol
-from tests.conftest import REPO, Daemon, disc_centres, free_port, scene
+from simpson_client import BackendStopped, Cancelled, Client, Image, Settings, protocol
+from tests.conftest import REPO, disc_centres, free_port, scene
 
 
 def _dealer(endpoint: str) -> zmq.Socket:

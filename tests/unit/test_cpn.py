@@ -63,7 +63,7 @@ def test_shapes_and_size(one_thread):
     assert torch.allclose(out, again, atol=1e-5)
     # query vectors: a 3x3 split of the box, zero (and flagged) where the mask has no weight
     w = torch.zeros(9, 9)
-    w[0:3, 0:9] = 1.0                                    # only the top third of its own box... 
+    w[0:3, 0:9] = 1.0                                    # only the top third of its own box...
     w[8, 0] = 1.0                                        # ... and one cell at the bottom left
     vecs, empty = grid_pool(torch.ones(5, 9, 9), w)
     assert vecs.shape == (K * K, 5)
