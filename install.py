@@ -313,7 +313,7 @@ def download_lama(home: Path) -> Path:
         print(f"    removed {dest}: it is damaged or another file (md5 {got}, expected {want}); "
               "downloading it again")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    t = step(f"Downloading the LaMa weights (the best erase quality) from {url}")
+    t = step(f"Downloading the LaMa weights for erase (big-lama, ~200 MB) from {url}")
     _fetch(url, part, size)
     got = weights.md5_of(part)
     if got != want:
