@@ -58,7 +58,7 @@ def _lite0(sd: dict[str, Any]) -> Any:
 
 def _pvm(sd: dict[str, Any]) -> Any:
     from .models.pvm import PairVerifier  # noqa: PLC0415
-    return PairVerifier()
+    return PairVerifier(**({"scalars": int(sd["scalar_mean"].numel())} if "scalar_mean" in sd else {}))
 
 
 def _cpn(sd: dict[str, Any]) -> Any:

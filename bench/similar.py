@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run 'pvm-cand': the pvm engine with this verifier file (similar-lite0.pt format)")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this long (scenes done are reported)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="every engine's IDS time budget (Settings.seconds, default 6 s): a larger one keeps "
+                         "a loaded machine from cutting rounds, so the arms compare what they find")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -206,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pvm is not None:
         arms["pvm-cand"] = candidate_engine(args.pvm)
     engines = list(arms)
+    if args.seconds is not None:
+        for eng in arms.values():
+            if hasattr(eng, "settings"):
+                eng.settings.seconds = args.seconds
     if args.pvm_threshold is not None and "pvm" in engines:
         get("pvm")._load()
         get("pvm")._model.threshold.fill_(args.pvm_threshold)

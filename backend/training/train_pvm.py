@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-from ..models.pvm import PairVerifier, loss_fn
+from ..models.pvm import N_SCALARS, N_SCALARS_V1, PairVerifier, loss_fn
 
 SEED = 20260511
 RECALL_TARGET = 0.96
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--embed", type=int, default=0, help="object embedding size (0 = pair scalars only)")
     ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--scalars", type=int, default=N_SCALARS,
+                    help=f"pair features the head reads ({N_SCALARS_V1}: the version shipped before issue 23)")
     ap.add_argument("--recall-target", type=float, default=RECALL_TARGET,
                     help="share of the positive validation proposals the threshold keeps")
     args = ap.parse_args(argv)
@@ -82,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     n = len(train["label"])
     pos = float(train["label"].float().mean())
     print(f"train pairs {n} ({pos:.2f} positive), val pairs {len(vlab)} ({int(vprop.sum())} proposals)", flush=True)
-    model = PairVerifier(embed=args.embed)
+    model = PairVerifier(embed=args.embed, scalars=args.scalars)
     from ..models.pvm import pair_scalars, split_row
     with torch.no_grad():   # input normalisation, fixed from the training set
-        sc = pair_scalars(split_row(train["query"].float()), split_row(train["cand"].float()))
+        sc = pair_scalars(split_row(train["query"].float()), split_row(train["cand"].float()))[:, :args.scalars]
         model.scalar_mean.copy_(sc.mean(0))
         model.scalar_std.copy_(sc.std(0).clamp(min=1e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)

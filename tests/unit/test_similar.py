@@ -469,3 +469,20 @@ def test_min_score_through_the_pipeline_and_its_bounds():
         with pytest.raises(ProtocolError) as e:
             p._similar_request({"op": "similar", "min_score": bad}, [], lambda f, m: None)
         assert e.value.code == "bad_request"
+
+
+def test_pvm_files_say_how_many_pair_features_they_read(tmp_path: Path):
+    """A verifier trained before issue 23 reads the first 10 pair features, a newer one all 13;
+    each file builds the model it was trained as (strict keys)."""
+    from backend.models.pvm import N_SCALARS, N_SCALARS_V1, pair_scalars, split_row
+    torch.manual_seed(0)
+    rows = torch.rand(4, ROW)
+    assert pair_scalars(split_row(rows), split_row(rows)).shape == (4, N_SCALARS)
+    for n in (N_SCALARS_V1, N_SCALARS):
+        sd = {f"backbone.{k}": v.half() if v.is_floating_point() else v for k, v in Lite0().state_dict().items()}
+        sd.update({f"pvm.{k}": v for k, v in PairVerifier(scalars=n).state_dict().items()})
+        path = tmp_path / f"similar-{n}.pt"
+        torch.save(sd, path)
+        weights.write_sha256(path)
+        model = weights.load("pvm", path)
+        assert model.n_scalars == n and model(rows, rows)[0].shape == (4,)
