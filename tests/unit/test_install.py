@@ -32,6 +32,12 @@ def test_plugins_install_and_uninstall(tmp_path):
     assert "enable_simpson_erase=true" in rc and "enable_other=true" in rc and "foo=bar" in rc
     record = json.loads((home / "installed.json").read_text())
     assert str(gimp / "simpson-erase") in record["installed"]
+    # what users get carries no test code: no dialog driver, no file run from an environment variable
+    installed = [f for d in (gimp / "simpson-erase", krita / "pykrita") for f in d.rglob("*.py")]
+    assert installed and not (gimp / "simpson-erase" / "simpson_erase_test_hook.py").exists()
+    for f in installed:
+        text = f.read_text(encoding="utf-8")
+        assert "Autopilot" not in text and "SIMPSON_KRITA_DRIVER" not in text and "exec_module" not in text, f
 
     r = run_install("--uninstall", home=home)
     assert r.returncode == 0, r.stdout + r.stderr
