@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import krita_harness  # noqa: E402
 
+from backend import device  # noqa: E402
 from tests.conftest import Daemon, disc_centres, free_port, scene  # noqa: E402
 
 pytestmark = [pytest.mark.editors, pytest.mark.slow,
@@ -74,6 +75,8 @@ def test_plugin_loads_with_menus_shortcuts_docker(krita):
     _, report, _ = krita
     assert report["docker"], "the SimpSON Erase docker is missing"
     assert report["backend"].startswith("Backend: ready"), report["backend"]
+    # the device the test daemon's info reports (backend/device.py), as simpson_client.status words it
+    assert report["backend"].startswith(f"Backend: ready on {device.choose('auto').device} ("), report["backend"]
     assert report["menus"] == {"simpson_erase_tool": ["Select", "Ctrl+Alt+O"],
                                "simpson_erase_similar": ["Select", "Ctrl+Alt+M"],
                                "simpson_erase_erase": ["Layer", "Ctrl+Alt+E"]}
