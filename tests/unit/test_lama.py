@@ -263,3 +263,15 @@ def test_doctor_says_which_erase_engine_and_why(tmp_path, monkeypatch, capsys, p
     else:
         assert lines == [f"erase engine: {engines.choose('erase', None).name} "
                          "(LaMa's weights are not installed: run `python3 install.py`)"]
+
+
+def test_the_crop_bench_runs_and_fills_a_2_percent_hole_at_full_resolution():
+    """bench/lama_crop.py (docs/erase.md's table) with a tiny generator, so the script cannot rot."""
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(repo / "bench" / "lama_crop.py"), "--tiny", "--cases", "2pct"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[3]: line.split(" | ") for line in r.stdout.splitlines() if line.startswith("2pct |")}
+    assert rows["before"][6:8] == ["0 %", "0.49"] and rows["crop"][6:8] == ["100 %", "1.00"]
