@@ -20,16 +20,27 @@ MAX_BYTES = 1 << 30     # pixels + RGB + derived data of all cached images
 class ImageEntry:
     """One image as received. pixels: H×W×4 uint8 or uint16 (RGBA); rgb: H×W×3 uint8 for engines.
 
-    rgb is made on first use (by the engine that needs it), not while the request is routed."""
+    rgb is made on first use (by the engine that needs it), not while the request is routed.
+    A cached 8-bit entry is compacted: it keeps the RGB copy and the alpha channel (nothing when
+    opaque) instead of the RGBA pixels too, and pixels becomes a read-only view that builds
+    what is indexed (a crop costs only the crop): 12 MB instead of 48 MB per cached 12-MP image."""
 
     def __init__(self, key: str, pixels: np.ndarray, rgb: np.ndarray | None = None):
         self.key = key
-        self.pixels = pixels
+        self._pixels: Optional[np.ndarray] = pixels
+        self._alpha: Optional[np.ndarray] = None     # after compact(): H×W alpha, None when opaque
+        self._shape = pixels.shape
         self._rgb = rgb
         self._rgb_lock = threading.Lock()
         self.derived: dict[str, Any] = {}   # engine name -> its cached features
         self.lock = threading.Lock()
         self.on_grow: Optional[Callable[[], None]] = None   # set by the cache that holds this entry
+
+    @property
+    def pixels(self) -> Any:
+        """H×W×4 RGBA as received (an ndarray), or, once compacted, an RGBA view of rgb + alpha."""
+        pixels = self._pixels
+        return pixels if pixels is not None else CompactRGBA(self.rgb, self._alpha)
 
     @property
     def rgb(self) -> np.ndarray:
@@ -41,11 +52,21 @@ class ImageEntry:
 
     @property
     def width(self) -> int:
-        return self.pixels.shape[1]
+        return self._shape[1]
 
     @property
     def height(self) -> int:
-        return self.pixels.shape[0]
+        return self._shape[0]
+
+    def compact(self) -> None:
+        """8-bit entries: keep rgb and alpha (nothing when opaque), drop the RGBA pixels."""
+        pixels = self._pixels
+        if pixels is None or pixels.dtype != np.uint8:
+            return
+        self.rgb   # noqa: B018 - made now, from the pixels
+        alpha = pixels[..., 3]
+        self._alpha = None if int(alpha.min()) == 255 else np.ascontiguousarray(alpha)
+        self._pixels = None
 
     def derive(self, name: str, make: Callable[[], Any]) -> Any:
         """derived[name], computed once per image (e.g. a model's encoding). Each call lets the
@@ -61,10 +82,41 @@ class ImageEntry:
     def nbytes(self) -> int:
         """Pixels + RGB (made or not) + every array and tensor the engines derived, each buffer once
         (an encoding that keeps a reference to the RGB copy does not count it again)."""
-        seen = {_buffer(self.pixels)[0]}
-        if self._rgb is not None:
-            seen.add(_buffer(self._rgb)[0])
-        return self.pixels.nbytes + self.width * self.height * 3 + held_bytes(list(self.derived.values()), seen)
+        pixels, alpha = self._pixels, self._alpha
+        own = (pixels.nbytes if pixels is not None else 0) + (alpha.nbytes if alpha is not None else 0)
+        seen = {_buffer(a)[0] for a in (pixels, alpha, self._rgb) if a is not None}
+        return own + self.width * self.height * 3 + held_bytes(list(self.derived.values()), seen)
+
+
+class CompactRGBA:
+    """Read-only H×W×4 uint8 RGBA made of an RGB array and an alpha channel (None = opaque).
+    Indexing rows and columns builds only that part; anything else builds the whole image."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+
+    def __init__(self, rgb: np.ndarray, alpha: Optional[np.ndarray]):
+        self._rgb, self._alpha = rgb, alpha
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self._rgb.shape[0], self._rgb.shape[1], 4
+
+    @property
+    def nbytes(self) -> int:
+        return self._rgb.shape[0] * self._rgb.shape[1] * 4
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) <= 2 and all(isinstance(k, (slice, int)) for k in key):
+            rgb = self._rgb[key]
+            alpha = (np.full(rgb.shape[:-1], 255, np.uint8) if self._alpha is None else self._alpha[key])
+            return np.concatenate([rgb, alpha[..., None]], axis=-1)
+        return self[:, :][key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        full = self[:, :]
+        return full if dtype is None else full.astype(dtype)
 
 
 def held_bytes(obj: Any, seen: set[int], depth: int = 0) -> int:
@@ -131,6 +183,7 @@ class ImageCache:
                 return old
             self._items[entry.key] = entry
             entry.on_grow = self._trim
+            entry.compact()
             self._trim_locked()
             return entry
 

@@ -139,7 +139,7 @@ def serve(args: argparse.Namespace) -> int:
     pipeline.info()   # imports torch and checks the engines now, so the first request is quick
     try:
         server = Server(endpoint, pipeline, curve_dir=args.curve_dir, workers=args.workers, log_path=str(log_path),
-                        idle_exit=args.idle_exit)
+                        idle_exit=args.idle_exit, on_idle=give_back_freed_memory)
     except StartupError as e:
         print(f"error: {e}", file=sys.stderr)
         logging.getLogger("simpson").error("start-up failed: %s", e)
@@ -174,19 +174,31 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def reuse_freed_memory() -> None:
-    """glibc only: take big buffers (a 48-MB layer, its RGB copy) from the heap and keep them when
-    freed, so the next image reuses that memory instead of mapping fresh pages: on the machines
-    measured here first-touch page faults cost ~25 ms per 48 MB (bench/protocol.py). The memory
-    stays with the daemon, which holds its image cache anyway and exits when idle."""
+    """glibc only: take buffers up to 64 MB (a 12-MP layer of 48 MB, its RGB copy, masks) from the
+    heap and keep up to 128 MB of them when freed, so the next image reuses that memory instead of
+    mapping fresh pages: on the machines measured here first-touch page faults cost ~25 ms per
+    48 MB (bench/protocol.py). Larger buffers (a network's activations on a big photo: 80-250 MB
+    each during select similar) are mapped and given back when freed: kept in the heap they left
+    it fragmented and the daemon's resident memory 130-230 MB higher (bench/memory.py)."""
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_MAX, 0)
-        libc.mallopt(M_TRIM_THRESHOLD, 512 << 20)
+        libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 128 << 20)
+        libc.mallopt(M_ARENA_MAX, 2)   # workers, hash checks and torch's threads share two heaps, not 16
     except (OSError, AttributeError):   # not glibc (macOS, Windows, musl)
         pass
 
 
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4   # glibc's <malloc.h>
+def give_back_freed_memory() -> None:
+    """glibc only: return the free pages of every heap to the system, once requests have stopped
+    for a second (Server.on_idle): what a burst of requests freed does not stay resident."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8   # glibc's <malloc.h>
 
 
 def setup_logging(path: Path) -> Path:

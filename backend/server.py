@@ -27,6 +27,7 @@ from .pipeline import Pipeline
 log = logging.getLogger("simpson.server")
 
 HEARTBEAT_S = 0.2      # progress period; the promise is protocol.PROGRESS_EVERY_S, the rest is slack for a loaded machine
+ON_IDLE_S = 1.0        # requests stopped this long: on_idle runs
 POLL_BUSY_S = 0.05     # main loop wake-ups while requests are in flight (0.25 s when idle)
 OUTBOX = "inproc://simpson-outbox"
 
@@ -68,8 +69,11 @@ class Server:
     def __init__(self, endpoint: str, pipeline: Pipeline, curve_dir: Optional[Path] = None,
                  workers: int = protocol.WORKERS, max_jobs: int = protocol.MAX_REQUESTS,
                  log_path: str = "the daemon log",
-                 idle_exit: float = 0.0):
+                 idle_exit: float = 0.0, on_idle: Callable[[], None] = lambda: None):
         self.endpoint = endpoint
+        self.on_idle = on_idle          # called once when requests stop for ON_IDLE_S (the CLI gives memory back)
+        self._last_busy = time.monotonic()
+        self._idle_called = True
         self.idle_exit = idle_exit      # seconds without requests before the daemon exits; 0 = never
         self._last_activity = time.monotonic()
         self.pipeline = pipeline
@@ -149,6 +153,11 @@ class Server:
                     self._last_activity = time.monotonic()
                     self._on_message(frames)
             self._heartbeat()
+            if self._jobs:
+                self._last_busy, self._idle_called = time.monotonic(), False
+            elif not self._idle_called and time.monotonic() - self._last_busy >= ON_IDLE_S:
+                self._idle_called = True
+                self.on_idle()
             if self.idle_exit and not self._jobs and time.monotonic() - self._last_activity > self.idle_exit:
                 log.info("idle for %.0f s: exiting", self.idle_exit)
                 return

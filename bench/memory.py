@@ -1,11 +1,13 @@
 """Daemon memory with several 12-MP photos in its cache, as a user works through them.
 
-    python3 bench/memory.py [--images 8] [--no-similar] [--no-erase]
+    python3 bench/memory.py [--images 8] [--pause 0] [--no-similar] [--no-erase]
 
 A fresh daemon (`python -m backend serve`, default engines, warm-up included) gets, through
 the shared client (pyzmq), for each of --images different 12-MP photos (samples/beach.jpg
 resized to 4380×2738, turned and shifted so that every photo differs): a first click, select
-similar from its mask, and an erase of the similar mask. After each photo it prints the
+similar from its mask, and an erase of the similar mask, then --pause seconds (a user looking
+at the result; after a second without requests the daemon gives freed memory back to the
+system, so a pause lowers what stays resident). After each photo it prints the
 daemon's resident memory now (VmRSS) and at its peak so far (VmHWM), and the cache as the
 daemon reports it in `info` (images, bytes counted against its budget: pixels, the engines'
 RGB copy and what the models derived). Issue 26's target: peak RSS <= 1.2 GB with four 12-MP
@@ -59,6 +61,7 @@ def photos(n: int) -> list[tuple[np.ndarray, tuple[float, float]]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--pause", type=float, default=0.0, help="seconds between photos")
     ap.add_argument("--no-similar", action="store_true")
     ap.add_argument("--no-erase", action="store_true")
     args = ap.parse_args()
@@ -84,6 +87,7 @@ def main() -> None:
                 steps += " + erase"
             seconds = time.perf_counter() - start
             del img
+            time.sleep(args.pause)
             cache = client.info()["cache"]
             rss, hwm = vm(daemon.proc.pid)
             rows.append([f"photo {i + 1}: {steps}", f"{rss:.0f}", f"{hwm:.0f}", str(cache["images"]),
@@ -91,7 +95,7 @@ def main() -> None:
             print("  ".join(rows[-1]), flush=True)
         print(f"{args.images} different {SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.1f} MP) photos, engines: "
               f"select {info['defaults']['select']}, similar {info['defaults']['similar']}, "
-              f"erase {info['defaults']['erase']}; target: peak RSS <= 1200 MB")
+              f"erase {info['defaults']['erase']}; {args.pause:g} s between photos; target: peak RSS <= 1200 MB")
         print(table(rows))
     finally:
         daemon.stop()
