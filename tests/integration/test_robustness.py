@@ -302,3 +302,28 @@ def test_progress_at_least_every_half_second(daemon):
     gaps = [b - a for rid in heard for a, b in zip([sent[rid]] + heard[rid], heard[rid])]
     assert len(gaps) > 10 and max(gaps) <= protocol.PROGRESS_EVERY_S, max(gaps)
     sock.close()
+
+
+def test_memory_is_given_back_once_requests_stop():
+    """Issue 26.11: a second after the last request the daemon calls on_idle (the CLI's serve
+    returns freed heap pages to the system there), once per burst, never while idle before."""
+    from backend.pipeline import Pipeline
+    from backend.server import ON_IDLE_S, Server
+    calls: list[float] = []
+    server = Server(f"tcp://127.0.0.1:{free_port()}", Pipeline(), on_idle=lambda: calls.append(time.monotonic()))
+    loop = threading.Thread(target=server.serve_forever)
+    loop.start()
+    try:
+        time.sleep(ON_IDLE_S + 0.5)
+        assert calls == []
+        sock = _dealer(server.endpoint)
+        sock.send_multipart(protocol.encode({"op": "info", "id": "i1"}))
+        assert _reply(sock, 30000)["kind"] == "result"
+        answered = time.monotonic()
+        time.sleep(ON_IDLE_S + 1.0)
+        assert len(calls) == 1 and calls[0] - answered >= ON_IDLE_S - 0.1
+        sock.close()
+    finally:
+        server.stop()
+        loop.join(10)
+        server.close()
