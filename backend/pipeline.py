@@ -28,6 +28,9 @@ log = logging.getLogger("simpson.pipeline")
 Reply = tuple[dict[str, Any], list[Any]]
 
 MAX_AUTO_DILATION = 40
+# px inside the grown hole's edge over which the fill fades into the photo (bench/erase.py val:
+# 6 px instead of 3 halves the seam score at no measurable cost; docs/erase.md)
+FEATHER_PX = 6.0
 
 
 def no_progress(fraction: float, message: str) -> None:
@@ -135,7 +138,7 @@ class Pipeline:
         return (bx0, by0, bx1 - bx0, by1 - by0), patch, chosen.name
 
     def warm_up(self) -> None:
-        """Run the default select engine, then the default similar engine, once on a small made-up
+        """Run the default select, similar and erase engines once on a small made-up
         photo, so that a user's first click (~1 s) and first select similar (~10 s: the matching
         backbone and verifier) do not pay for loading the weights and the networks' first runs."""
         rgba = np.full((240, 320, 4), 255, np.uint8)
@@ -152,6 +155,15 @@ class Pipeline:
             log.exception("warm-up failed")
             return
         log.info("warm-up: %s similar engine ready in %.2f s", name, time.perf_counter() - start)
+        # the default erase engine too: LaMa loads its weights here, and a file that does not load
+        # makes it unready now (erase then uses the built-in engine) rather than failing a user's erase
+        start = time.perf_counter()
+        try:
+            _, _, name = self.erase(entry, mask)
+        except Exception:   # noqa: BLE001
+            log.exception("warm-up of the erase engine failed; erase uses the next engine")
+            return
+        log.info("warm-up: %s erase engine ready in %.2f s", name, time.perf_counter() - start)
 
     def info(self) -> dict[str, Any]:
         import torch  # noqa: PLC0415 - only for its version
@@ -335,11 +347,15 @@ def context_regions(hole: np.ndarray, width: int, height: int) -> list[tuple[int
     return [tuple(b) for b in boxes]
 
 
-def blend(original: np.ndarray, filled_rgb: np.ndarray, hole: np.ndarray, feather: float = 3.0) -> np.ndarray:
+def blend(original: np.ndarray, filled_rgb: np.ndarray, hole: np.ndarray, feather: float = FEATHER_PX) -> np.ndarray:
     """Original RGBA patch with the hole replaced by filled_rgb, feathered over `feather` px inside
-    the hole's edge. Pixels outside the hole are returned unchanged; alpha is kept."""
+    the hole's edge, or over less where the hole is thinner (its middle is always fully filled,
+    so a thin wire does not show through). Pixels outside the hole are unchanged; alpha is kept."""
     inside = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
-    weight = np.clip(inside / feather, 0.0, 1.0)[..., None]
+    size = 2 * int(np.ceil(feather)) + 1
+    deepest = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))  # half the local thickness
+    ramp = np.maximum(np.minimum(deepest, feather), 1e-3)
+    weight = np.clip(inside / ramp, 0.0, 1.0)[..., None]
     out = original.copy()
     top = 65535.0 if original.dtype == np.uint16 else 255.0
     fill = filled_rgb.astype(np.float32) * (top / 255.0)

@@ -1,19 +1,22 @@
 """The built-in erase engine: needs no download; the default when LaMa's weights are absent.
 
-An ensemble of PatchMatch exemplar fills (Barnes et al. 2009, via PyPI `PyPatchMatch`): the hole
-is filled several times, from windows with more or less context around it, at bounded working
-resolutions, with different patch sizes, and the fills are averaged. Each fill copies real texture from around the hole; averaging fills that
-disagree keeps what they agree on (structure, colour, light) and softens what they guess (fine
-texture), which removes PatchMatch's misplaced-patch artefacts. Why this and not the others:
-docs/erase.md (bench/erase.py).
+One PatchMatch exemplar fill (Barnes et al. 2009, via PyPI `PyPatchMatch`) of the crop at full
+resolution (or at the largest working scale that keeps the hole under `FillSettings.max_hole_px`)
+copies real texture into the hole; its low frequencies are then corrected towards a guide, the
+mean of small fills from several windows and patch sizes (they agree on colour, light and
+structure), by adding the guide's difference from the fill blurred over `guide_sigma` px. Only
+the colour and light of the copied texture move: its fine detail is kept, nothing is averaged
+into a smear, and the correction fades to zero at the hole's edge, so no seam. Why this and not
+the others: docs/erase.md (bench/erase.py, held-out scenes).
 
-The working resolution bounds the cost: a 24-MP photo with small holes costs what a small
-photo costs, and a 12-MP photo with a 5 % hole is filled in about a second.
+The working scale bounds the cost: a 24-MP photo with small holes costs what a small photo
+costs, and a 12-MP photo with a 5 % hole is filled at a reduced scale.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import cv2
@@ -21,12 +24,25 @@ import numpy as np
 
 from . import Engine, Progress
 
-# One PatchMatch fill per pass: (context, working long side in px, patch radius: patches are
+# The guide's fills, one per pass: (context, working long side in px, patch radius: patches are
 # (2r+1)² px). context None = the whole crop the pipeline gives (the hole plus max(64 px, its
 # size) on every side); a number = only the hole's box plus that fraction of its size (at least
 # 24 px) on every side, so the fill copies from nearer texture at a finer working scale.
 PASSES: tuple[tuple[float | None, int, int], ...] = ((None, 224, 7), (None, 160, 9), (0.5, 224, 5))
 SEED = 1
+
+
+@dataclass(frozen=True)
+class FillSettings:
+    """The built-in engine's tuning (chosen on bench/erase.py's val split; docs/erase.md)."""
+    patch_radius: int = 5           # the texture fill's patches are (2r+1)² px
+    context: float = 0.5            # the texture fill copies from the hole's box plus this × its size around it
+    max_hole_px: int = 40_000       # the texture fill runs at the largest scale with at most this many hole px
+    guide_sigma: float = 8.0        # px: the guide sets the fill's colour and light below this blur scale
+    guide_passes: tuple[tuple[float | None, int, int], ...] = PASSES
+
+
+SETTINGS = FillSettings()
 
 _pm: Optional[Any] = None
 _pm_error = ""
@@ -106,6 +122,76 @@ def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
     return out
 
 
+def texture_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SETTINGS) -> np.ndarray:
+    """One PatchMatch fill of the hole's box plus settings.context × its size around it, at full
+    resolution or at the largest scale whose hole has at most settings.max_hole_px pixels (then
+    resized back over the hole's box): h×w×3 float32, the crop's size."""
+    wy0, wy1, wx0, wx1 = _window(hole, settings.context)
+    out = rgb.astype(np.float32)
+    out[wy0:wy1, wx0:wx1] = _texture_window(pm, rgb[wy0:wy1, wx0:wx1], hole[wy0:wy1, wx0:wx1], settings)
+    return out
+
+
+def _texture_window(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings) -> np.ndarray:
+    n = int(hole.sum())
+    scale = min(1.0, (settings.max_hole_px / max(1, n)) ** 0.5)
+    h, w = hole.shape
+    if scale < 1:
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        small_hole = cv2.resize(hole.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+    else:
+        small, small_hole = rgb, hole
+    radius = max(1, min(settings.patch_radius, min(small_hole.shape) // 4))
+    pm.set_random_seed(SEED)   # this thread's generator
+    fill = pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
+    out = rgb.astype(np.float32)
+    if scale < 1:
+        y0, y1, x0, x1 = _box(hole)
+        out[y0:y1, x0:x1] = _upscale_box(fill, (h, w), (x0, y0, x1, y1)).astype(np.float32)
+    else:
+        out = fill.astype(np.float32)
+    return out
+
+
+def corrected(texture: np.ndarray, guide: np.ndarray, hole: np.ndarray, sigma: float) -> np.ndarray:
+    """texture + (guide − texture) blurred over sigma px, with the difference zero outside the
+    hole (so the correction fades out at its edge): h×w×3 uint8, only hole pixels differ from
+    texture."""
+    y0, y1, x0, x1 = _box(hole)
+    m = int(np.ceil(3 * sigma))
+    h, w = hole.shape
+    by0, by1, bx0, bx1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
+    inside = hole[by0:by1, bx0:bx1, None]
+    diff = np.where(inside, guide[by0:by1, bx0:bx1].astype(np.float32) - texture[by0:by1, bx0:bx1], 0)
+    if sigma > 0:
+        diff = cv2.GaussianBlur(diff, (0, 0), sigma)
+    out = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
+    part = out[by0:by1, bx0:bx1]
+    fixed = np.clip(texture[by0:by1, bx0:bx1] + diff + 0.5, 0, 255).astype(np.uint8)
+    part[inside[..., 0]] = fixed[inside[..., 0]]
+    return out
+
+
+def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SETTINGS,
+         progress: Optional[Progress] = None) -> np.ndarray:
+    """rgb h×w×3 uint8, hole h×w bool -> h×w×3 uint8; pixels outside the hole are unchanged."""
+    if not hole.any():
+        return rgb.copy()
+    if hole.all() or min(hole.shape) < 8:      # nothing to copy from, or too small for patches
+        return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    texture: Future = _pool.submit(texture_fill, pm, rgb, hole, settings)
+    try:
+        guide = ensemble_fill(pm, rgb, hole, settings.guide_passes, progress)
+        if progress is not None:
+            progress(0.9, "Filling (texture)")
+        out = corrected(texture.result(), guide, hole, settings.guide_sigma)
+    finally:
+        texture.cancel()
+    out[~hole] = rgb[~hole]
+    return out
+
+
 def _box(hole: np.ndarray) -> tuple[int, int, int, int]:
     """y0, y1, x0, x1 of the hole's bounding box."""
     ys, xs = np.nonzero(hole.any(1))[0], np.nonzero(hole.any(0))[0]
@@ -148,4 +234,4 @@ class BuiltinEngine(Engine):
         if pm is None:
             from . import EngineUnavailable  # noqa: PLC0415
             raise EngineUnavailable(self.status())
-        return ensemble_fill(pm, rgb, hole, PASSES, progress)
+        return fill(pm, rgb, hole, SETTINGS, progress)

@@ -123,3 +123,65 @@ def test_soft_edges_go_with_auto_dilation():
     out = photo.copy()
     out[y:y + h, x:x + w] = patch[..., :3]
     assert np.abs(out[halo].astype(int) - rgb[halo]).mean() < 30
+
+
+def grain(h: int = 200, w: int = 240) -> np.ndarray:
+    """Fine texture (gravel-like noise over a soft gradient): what a smear would lose."""
+    rng = np.random.default_rng(3)
+    base = np.linspace(70, 150, w, dtype=np.float32)[None, :, None].repeat(h, 0).repeat(3, 2)
+    noise = rng.normal(0, 28, (h, w, 1)).astype(np.float32)
+    return np.clip(base + noise * np.array([1.0, 0.9, 0.8], np.float32), 0, 255).astype(np.uint8)
+
+
+def laplacian_energy(rgb: np.ndarray, where: np.ndarray) -> float:
+    import cv2
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F))[where].mean())
+
+
+def test_fill_keeps_fine_texture_and_the_light():
+    """The fill copies texture (no smear: fine detail within 0.7-1.4 of the truth's) and its
+    colour follows the background's gradient (the low-frequency correction)."""
+    rgb = grain()
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[60:140, 80:170] = True
+    damaged = rgb.copy()
+    damaged[hole] = (255, 0, 255)
+    out = BuiltinEngine().erase(damaged, hole, no_progress)
+    inner = np.zeros_like(hole)
+    inner[64:136, 84:166] = True            # away from the edge's known pixels
+    ratio = laplacian_energy(out, inner) / laplacian_energy(rgb, inner)
+    assert 0.7 <= ratio <= 1.4, ratio
+    # column means follow the gradient: the fill's brightness is the background's, not a copy's
+    cols = out[60:140, 80:170].astype(np.float32).mean((0, 2))
+    truth = rgb[60:140, 80:170].astype(np.float32).mean((0, 2))
+    assert np.abs(cols - truth).mean() < 12
+
+
+def test_corrected_moves_only_low_frequencies_inside_the_hole():
+    from backend.engines.builtin import corrected
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (60, 80, 3)).astype(np.float32)
+    guide = np.full((60, 80, 3), 128, np.uint8)
+    hole = np.zeros((60, 80), bool)
+    hole[20:40, 25:55] = True
+    out = corrected(texture, guide, hole, 2.0)
+    assert np.array_equal(out[~hole], texture[~hole].astype(np.uint8))
+    # high frequencies kept: the result minus the texture is smooth
+    delta = out[hole].astype(np.float32) - texture[hole]
+    assert np.abs(delta).mean() < np.abs(texture[hole] - 128).mean()
+    assert np.abs(out[25:35, 30:50].astype(np.float32).mean() - 128) < \
+        np.abs(texture[25:35, 30:50].mean() - 128) + 1
+
+
+def test_warm_up_turns_to_the_builtin_engine_when_lama_does_not_load(tmp_path, monkeypatch):
+    """A big-lama.pt that does not load (damaged, or traced by another torch) fails at the
+    daemon's warm-up, not on the user's first erase: erase then uses the built-in engine."""
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "big-lama.pt").write_bytes(b"not a TorchScript file")
+    monkeypatch.setenv("SIMPSON_HOME", str(tmp_path))
+    monkeypatch.setattr(engines, "_built", {})                   # engines as a fresh daemon builds them
+    assert engines.choose("erase", None).name == "lama"          # the file is there: lama looks ready
+    Pipeline().warm_up()
+    assert engines.choose("erase", None).name == "builtin"
+    assert "could not be loaded" in engines.get("lama").status()

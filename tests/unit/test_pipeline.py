@@ -122,3 +122,19 @@ def test_load_image_kinds(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ValueError):
         images.load_image(tmp_path / "bad.png")
+
+
+def test_blend_fills_the_middle_of_thin_holes():
+    """The feather is narrower where the hole is thin: a 4-px wire is fully replaced in its
+    middle, and a wide hole still fades in over FEATHER_PX."""
+    from backend.pipeline import FEATHER_PX
+    orig = np.zeros((60, 60, 4), np.uint8)
+    orig[..., 3] = 255
+    hole = np.zeros((60, 60), bool)
+    hole[10:14, 5:55] = True                         # a wire, 4 px thick
+    hole[25:55, 10:50] = True                        # a wide hole
+    out = blend(orig, np.full((60, 60, 3), 200, np.uint8), hole)
+    assert (out[11:13, 10:50, :3] == 200).all()      # the wire's middle
+    assert (out[40, 30, :3] == 200).all()            # the wide hole's middle
+    edge = out[25, 30, 0]
+    assert 0 < edge < 200 * 2 / FEATHER_PX           # the wide hole's edge row fades in
