@@ -299,6 +299,7 @@ def main() -> None:
     seg = ClickSegmenter(args.weights)
     methods: dict[str, Method] = {
         "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
+        "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
         "1C-DSN (no previous-mask input)": DSNClicks(seg, use_prev=False),

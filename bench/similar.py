@@ -149,11 +149,14 @@ def before_settings():
     return sim.Settings()
 
 
-def candidate_engine(path: Path):
-    """The pvm engine with the verifier (and its threshold) from another similar-lite0.pt."""
+def candidate_engine(path: Path, threshold: "float | None" = None):
+    """The pvm engine with the verifier (and its threshold, or `threshold`) from another similar-lite0.pt."""
     from backend import weights
     from backend.engines.similar_pvm import PvmEngine
-    eng = PvmEngine(model=weights.build("pvm", weights.read(path)))
+    model = weights.build("pvm", weights.read(path))
+    if threshold is not None:
+        model.threshold.fill_(threshold)
+    eng = PvmEngine(model=model)
     eng.name = "pvm-cand"
     return eng
 
@@ -191,9 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", action="store_true",
                     help="also run 'pvm-before': the pvm engine as shipped before issue 23 (encoding capped at "
                          "1024 px, shipped verifier), on the same scenes")
-    ap.add_argument("--pvm", type=Path, default=None,
-                    help="also run 'pvm-cand': the pvm engine with this verifier file (similar-lite0.pt format)")
+    ap.add_argument("--pvm", default=[], action="append", metavar="FILE[@THRESHOLD]",
+                    help="also run 'pvm-cand[@THRESHOLD]': the pvm engine with the verifier in FILE "
+                         "(similar-lite0.pt format), at its stored threshold or THRESHOLD; repeatable")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this long (scenes done are reported)")
+    ap.add_argument("--paired-with", default=None, metavar="JSON:ENGINE",
+                    help="also compare every engine, scene by scene, with ENGINE's rows in an earlier --json "
+                         "(the scenes both runs measured; same split, seeds and query)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=None,
                     help="every engine's IDS time budget (Settings.seconds, default 6 s): a larger one keeps "
@@ -206,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     arms = {e: get(e) for e in engines}
     if args.before:
         arms["pvm-before"] = before_engine()
-    if args.pvm is not None:
-        arms["pvm-cand"] = candidate_engine(args.pvm)
+    for spec in args.pvm:
+        file, _, thr = spec.partition("@")
+        name = "pvm-cand" + (f"@{thr}" if thr else "") + ("" if len(args.pvm) == 1 else f"#{len(arms)}")
+        arms[name] = candidate_engine(Path(file), float(thr) if thr else None)
     engines = list(arms)
     if args.seconds is not None:
         for eng in arms.values():
@@ -264,9 +273,25 @@ def main(argv: list[str] | None = None) -> int:
         out[e] = {**m, "per_scene": rows[e]}   # for comparing two runs scene by scene
         print(f"{e:10s} {m['inst_recall']:7.3f} {m['inst_precision']:7.3f} {m['inst_f1']:6.3f} "
               f"{m['other_hit_rate']:6.3f} {m['pix_precision']:6.3f} {m['pix_recall']:6.3f} {m['sec_mean']:8.2f} {m['encode_sec_mean']:7.2f}"
-              f"  ({m['targets']}/{m['returned']}/{m['others']})")
+              f"  ({m['targets']}/{m['returned']}/{m['others']}; look-alikes taken {m['lookalike_hit_rate']:.3f})")
     if used > 1:
         print_paired(rows, engines)
+    if args.paired_with and used:
+        file, _, name = args.paired_with.rpartition(":")
+        earlier = {r["scene"]: r for r in json.loads(Path(file).read_text())[name]["per_scene"]}
+        for e in engines:
+            common = [r for r in rows[e] if r["scene"] in earlier]
+            ref = f"{name} ({Path(file).name})"
+            print(f"{len(common)} scenes in common with {ref}:")
+            print_paired({ref: [earlier[r["scene"]] for r in common], e: common}, [ref, e])
+            m = summarise([earlier[r["scene"]] for r in common], [0.0])
+            print(f"  {ref} on them: recall {m['inst_recall']:.3f}, precision {m['inst_precision']:.3f}, "
+                  f"other kinds {m['other_hit_rate']:.3f}, look-alikes {m['lookalike_hit_rate']:.3f}, "
+                  f"pixel precision {m['pix_precision']:.3f}")
+            m = summarise(common, [0.0])
+            print(f"  {e} on them: recall {m['inst_recall']:.3f}, precision {m['inst_precision']:.3f}, "
+                  f"other kinds {m['other_hit_rate']:.3f}, look-alikes {m['lookalike_hit_rate']:.3f}, "
+                  f"pixel precision {m['pix_precision']:.3f}")
     if args.photo12mp:
         scene = gen.scene(args.first)
         qi = query_index(scene)
