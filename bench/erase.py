@@ -65,9 +65,16 @@ def patchmatch_alone(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
     return pm.inpaint(rgb, hole.astype(np.uint8) * 255, patch_size=3)
 
 
+def previous_builtin(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """The built-in engine before issue 22: the mean of three small PatchMatch fills (now its guide)."""
+    from backend.engines.builtin import _patchmatch, ensemble_fill
+    return ensemble_fill(_patchmatch(), rgb, hole)
+
+
 BASELINES: dict[str, Fill] = {
     "opencv-telea": lambda rgb, hole: cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA),
     "patchmatch": patchmatch_alone,
+    "previous-builtin": previous_builtin,
 }
 
 
@@ -89,6 +96,7 @@ def methods(only: Optional[list[str]] = None) -> list[Method]:
         Method("patchmatch (true hole)", "patchmatch", True),
         Method("patchmatch (our grown hole)", "patchmatch", False),
         Method("opencv-telea (true hole)", "opencv-telea", True),
+        Method("previous builtin (3-fill mean)", "previous-builtin", False),
     ]
     return [m for m in out if not only or m.engine in only or m.label in only]
 
