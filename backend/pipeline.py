@@ -21,6 +21,7 @@ from simpson_client.protocol import Message, ProtocolError
 
 from . import engines, images
 from .cache import ImageCache, ImageEntry
+from .masks import merge_overlapping
 from .engines import EngineUnavailable, Found, Point, Progress
 
 log = logging.getLogger("simpson.pipeline")
@@ -331,20 +332,7 @@ def context_regions(hole: np.ndarray, width: int, height: int) -> list[tuple[int
         x, y, bw, bh = (int(v) for v in stats[i, :4])
         m = max(64, max(bw, bh))
         boxes.append([max(0, x - m), max(0, y - m), min(width, x + bw + m), min(height, y + bh + m)])
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [tuple(b) for b in boxes]
+    return merge_overlapping(boxes)
 
 
 def blend(original: np.ndarray, filled_rgb: np.ndarray, hole: np.ndarray, feather: float = FEATHER_PX) -> np.ndarray:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .. import device, weights
+from ..masks import merge_overlapping
 from . import Engine, EngineUnavailable, Progress
 
 CROP_TRIGGER = 800    # IOPaint's hd_strategy_crop_trigger_size: longer crops are cut around each hole
@@ -80,20 +81,7 @@ def windows(hole: np.ndarray, trigger: int = CROP_TRIGGER, margin: int = CROP_MA
         x, y, bw, bh = (int(v) for v in stats[i, :4])
         (x0, x1), (y0, y1) = _grow(x, x + bw, margin, w), _grow(y, y + bh, margin, h)
         boxes.append([x0, y0, x1, y1])
-    merged = True
-    while merged:
-        merged = False
-        for i in range(len(boxes)):
-            for j in range(i + 1, len(boxes)):
-                a, b = boxes[i], boxes[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del boxes[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return [tuple(b) for b in boxes]
+    return merge_overlapping(boxes)
 
 
 def _grow(lo: int, hi: int, margin: int, size: int) -> tuple[int, int]:
