@@ -66,11 +66,15 @@ def _patchmatch() -> Optional[Any]:
 
 
 def _resize_to(rgb: np.ndarray, hole: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Downscale so the long side is at most `side`; a pixel is a hole if any source pixel was."""
-    h, w = hole.shape
-    s = side / max(h, w)
+    """Downscale so the long side is at most `side`."""
+    return _scaled(rgb, hole, side / max(hole.shape))
+
+
+def _scaled(rgb: np.ndarray, hole: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Downscale by `s` (nothing when s >= 1); a pixel is a hole if any source pixel was."""
     if s >= 1:
         return rgb, hole
+    h, w = hole.shape
     size = (max(8, round(w * s)), max(8, round(h * s)))
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     small_hole = cv2.resize(hole.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
@@ -133,24 +137,16 @@ def texture_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSetti
 
 
 def _texture_window(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings) -> np.ndarray:
-    n = int(hole.sum())
-    scale = min(1.0, (settings.max_hole_px / max(1, n)) ** 0.5)
-    h, w = hole.shape
-    if scale < 1:
-        size = (max(8, round(w * scale)), max(8, round(h * scale)))
-        small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        small_hole = cv2.resize(hole.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
-    else:
-        small, small_hole = rgb, hole
+    scale = min(1.0, (settings.max_hole_px / max(1, int(hole.sum()))) ** 0.5)
+    small, small_hole = _scaled(rgb, hole, scale)
     radius = max(1, min(settings.patch_radius, min(small_hole.shape) // 4))
     pm.set_random_seed(SEED)   # this thread's generator
     fill = pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
+    if scale >= 1:
+        return fill.astype(np.float32)
     out = rgb.astype(np.float32)
-    if scale < 1:
-        y0, y1, x0, x1 = _box(hole)
-        out[y0:y1, x0:x1] = _upscale_box(fill, (h, w), (x0, y0, x1, y1)).astype(np.float32)
-    else:
-        out = fill.astype(np.float32)
+    y0, y1, x0, x1 = _box(hole)
+    out[y0:y1, x0:x1] = _upscale_box(fill, hole.shape, (x0, y0, x1, y1))
     return out
 
 
