@@ -107,21 +107,21 @@ def path(name: str) -> Path:
 
 
 # ---------------------------------------------------------------- checksums
-def sha256_of(file: Path) -> str:
-    h = hashlib.sha256()
+def _digest(file: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(file, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_of(file: Path) -> str:
+    return _digest(file, "sha256")
 
 
 def md5_of(file: Path) -> str:
     """For downloads whose publisher gives an md5 (LaMa's big-lama.pt)."""
-    h = hashlib.md5()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _digest(file, "md5")
 
 
 def write_sha256(file: Path) -> str:

@@ -87,10 +87,15 @@ def list_objects(split: str) -> tuple[Path, ...]:
 
 @lru_cache(maxsize=64)
 def load_background(path: Path) -> np.ndarray:
+    return read_rgb(path, BG_MAX_SIDE)
+
+
+def read_rgb(path: Path, max_side: int) -> np.ndarray:
+    """A background photo as RGB, shrunk (INTER_AREA) to at most `max_side` on its long side."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise OSError(f"cannot read background {path}")
-    s = BG_MAX_SIDE / max(img.shape[:2])
+    s = max_side / max(img.shape[:2])
     if s < 1:
         img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -424,13 +429,7 @@ AREA_RANGE = (0.0002, 0.01)      # an object's mask area / the photo's area
 @lru_cache(maxsize=2)
 def load_background_full(path: Path) -> np.ndarray:
     """The wallpaper at up to REAL_BG_MAX_SIDE (real-size scenes need its native detail)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read background {path}")
-    s = REAL_BG_MAX_SIDE / max(img.shape[:2])
-    if s < 1:
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_rgb(path, REAL_BG_MAX_SIDE)
 
 
 def _family(p: Path) -> str:

@@ -62,27 +62,31 @@ def test_select_similar_erase_round_trip(daemon, transport):
     assert red.sum() < 30
 
 
-def test_cached_image_is_sent_once(daemon):
-    px = scene(seed=2)
-    img = _image(px)
-    client = Client(daemon.settings("pyzmq"))
-    sent = []
+@pytest.fixture
+def sent_bytes(monkeypatch) -> list[int]:
+    """The size of every message the pyzmq transport sends while the test runs."""
     from simpson_client import transport as tr
+    sent: list[int] = []
     orig = tr.PyzmqConnection.send
 
     def spy(self, frames):
         sent.append(sum(protocol.nbytes(f) for f in frames))
         return orig(self, frames)
 
-    tr.PyzmqConnection.send = spy
-    try:
-        x, y = disc_centres(320, 240)[1]
-        client.select(img, [(x, y, True)])
-        first = list(sent)
-        sent.clear()
-        client.select(img, [(x + 2, y, True)])
-    finally:
-        tr.PyzmqConnection.send = orig
+    monkeypatch.setattr(tr.PyzmqConnection, "send", spy)
+    return sent
+
+
+def test_cached_image_is_sent_once(daemon, sent_bytes):
+    px = scene(seed=2)
+    img = _image(px)
+    client = Client(daemon.settings("pyzmq"))
+    sent = sent_bytes
+    x, y = disc_centres(320, 240)[1]
+    client.select(img, [(x, y, True)])
+    first = list(sent)
+    sent.clear()
+    client.select(img, [(x + 2, y, True)])
     # the first call may carry the pixels (unless another test cached them); the second never does
     assert max(sent) < 4096
     assert sum(first) >= 0
@@ -158,7 +162,7 @@ def test_pixels_that_do_not_match_their_hash_are_refused(daemon):
     sock.close()
 
 
-def test_a_request_may_send_a_mask_as_box_and_crop(daemon):
+def test_a_request_may_send_a_mask_as_box_and_crop(daemon, sent_bytes):
     """Issue 26.10: a refinement click sends the previous Mask as its box + crop (as replies do),
     with the same result as the full-size mask, and far fewer bytes."""
     px = scene(seed=12)
@@ -166,21 +170,10 @@ def test_a_request_may_send_a_mask_as_box_and_crop(daemon):
     client = Client(daemon.settings("pyzmq"))
     (x, y), (x2, y2) = disc_centres(320, 240)[:2]
     first = client.select(img, [(x, y, True)])
-    sent = []
-    from simpson_client import transport as tr
-    orig = tr.PyzmqConnection.send
-
-    def spy(self, frames):
-        sent.append(sum(protocol.nbytes(f) for f in frames))
-        return orig(self, frames)
-
-    tr.PyzmqConnection.send = spy
-    try:
-        by_box = client.select(img, [(x, y, True), (x2, y2, True)], previous=first)
-        small = max(sent)
-        full = client.select(img, [(x, y, True), (x2, y2, True)], previous=first.data)
-    finally:
-        tr.PyzmqConnection.send = orig
+    sent_bytes.clear()
+    by_box = client.select(img, [(x, y, True), (x2, y2, True)], previous=first)
+    small = max(sent_bytes)
+    full = client.select(img, [(x, y, True), (x2, y2, True)], previous=first.data)
     assert by_box.box == full.box and by_box.crop == full.crop
     assert small < 4096 + first.box[2] * first.box[3] < 320 * 240
     assert client.erase(img, first).data == client.erase(img, first.data).data
