@@ -102,6 +102,16 @@ def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
     if hole.all() or min(hole.shape) < 8:      # nothing to copy from, or too small for patches
         return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
     y0, y1, x0, x1 = _box(hole)
+    mean = _guide_box(pm, rgb, hole, passes, progress)
+    box_hole = hole[y0:y1, x0:x1]
+    out[y0:y1, x0:x1][box_hole] = mean[box_hole]
+    return out
+
+
+def _guide_box(pm: Any, rgb: np.ndarray, hole: np.ndarray, passes: tuple[tuple[float | None, int, int], ...],
+               progress: Optional[Progress] = None) -> np.ndarray:
+    """The mean of the passes' fills over the hole's box (uint8; only hole pixels are meaningful)."""
+    y0, y1, x0, x1 = _box(hole)
     windows = [_window(hole, context) for context, _, _ in passes]
     fills = [_pool.submit(exemplar_fill, pm, rgb[wy0:wy1, wx0:wx1], hole[wy0:wy1, wx0:wx1], side, radius)
              for (wy0, wy1, wx0, wx1), (_, side, radius) in zip(windows, passes)]
@@ -120,53 +130,42 @@ def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
     finally:
         for future in fills:
             future.cancel()             # passes not started yet, after a cancel or an error
-    mean = np.clip(total / len(passes) + 0.5, 0, 255).astype(np.uint8)
-    box_hole = hole[y0:y1, x0:x1]
-    out[y0:y1, x0:x1][box_hole] = mean[box_hole]
-    return out
+    return np.clip(total / len(passes) + 0.5, 0, 255).astype(np.uint8)
 
 
 def texture_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SETTINGS) -> np.ndarray:
     """One PatchMatch fill of the hole's box plus settings.context × its size around it, at full
     resolution or at the largest scale whose hole has at most settings.max_hole_px pixels (then
-    resized back over the hole's box): h×w×3 float32, the crop's size."""
+    resized back): the fill over the hole's box, float32 (only hole pixels are meaningful)."""
     wy0, wy1, wx0, wx1 = _window(hole, settings.context)
-    out = rgb.astype(np.float32)
-    out[wy0:wy1, wx0:wx1] = _texture_window(pm, rgb[wy0:wy1, wx0:wx1], hole[wy0:wy1, wx0:wx1], settings)
-    return out
-
-
-def _texture_window(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings) -> np.ndarray:
-    scale = min(1.0, (settings.max_hole_px / max(1, int(hole.sum()))) ** 0.5)
-    small, small_hole = _scaled(rgb, hole, scale)
+    win_rgb, win_hole = rgb[wy0:wy1, wx0:wx1], hole[wy0:wy1, wx0:wx1]
+    y0, y1, x0, x1 = _box(win_hole)
+    scale = min(1.0, (settings.max_hole_px / max(1, int(win_hole.sum()))) ** 0.5)
+    small, small_hole = _scaled(win_rgb, win_hole, scale)
     radius = max(1, min(settings.patch_radius, min(small_hole.shape) // 4))
     pm.set_random_seed(SEED)   # this thread's generator
     fill = pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
-    if scale >= 1:
-        return fill.astype(np.float32)
-    out = rgb.astype(np.float32)
-    y0, y1, x0, x1 = _box(hole)
-    out[y0:y1, x0:x1] = _upscale_box(fill, hole.shape, (x0, y0, x1, y1))
-    return out
+    if scale < 1:
+        return _upscale_box(fill, win_hole.shape, (x0, y0, x1, y1)).astype(np.float32)
+    return fill[y0:y1, x0:x1].astype(np.float32)
 
 
 def corrected(texture: np.ndarray, guide: np.ndarray, hole: np.ndarray, sigma: float) -> np.ndarray:
-    """texture + (guide − texture) blurred over sigma px, with the difference zero outside the
-    hole (so the correction fades out at its edge): h×w×3 uint8, only hole pixels differ from
-    texture."""
+    """The fill's hole pixels (a vector, uint8 n×3): texture + (guide − texture) blurred over
+    sigma px, with the difference zero outside the hole (so the correction fades out at its
+    edge). texture and guide cover the hole's box."""
     y0, y1, x0, x1 = _box(hole)
     m = int(np.ceil(3 * sigma))
     h, w = hole.shape
     by0, by1, bx0, bx1 = max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
-    inside = hole[by0:by1, bx0:bx1, None]
-    diff = np.where(inside, guide[by0:by1, bx0:bx1].astype(np.float32) - texture[by0:by1, bx0:bx1], 0)
+    box_hole = hole[y0:y1, x0:x1]
+    diff = np.zeros((by1 - by0, bx1 - bx0, 3), np.float32)
+    inner = diff[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+    inner[box_hole] = guide[box_hole].astype(np.float32) - texture[box_hole]
     if sigma > 0:
         diff = cv2.GaussianBlur(diff, (0, 0), sigma)
-    out = np.clip(texture + 0.5, 0, 255).astype(np.uint8)
-    part = out[by0:by1, bx0:bx1]
-    fixed = np.clip(texture[by0:by1, bx0:bx1] + diff + 0.5, 0, 255).astype(np.uint8)
-    part[inside[..., 0]] = fixed[inside[..., 0]]
-    return out
+        inner = diff[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+    return np.clip(texture[box_hole] + inner[box_hole] + 0.5, 0, 255).astype(np.uint8)
 
 
 def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SETTINGS,
@@ -178,13 +177,15 @@ def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SE
         return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
     texture: Future = _pool.submit(texture_fill, pm, rgb, hole, settings)
     try:
-        guide = ensemble_fill(pm, rgb, hole, settings.guide_passes, progress)
+        guide = _guide_box(pm, rgb, hole, settings.guide_passes, progress)
         if progress is not None:
             progress(0.9, "Filling (texture)")
-        out = corrected(texture.result(), guide, hole, settings.guide_sigma)
+        pixels = corrected(texture.result(), guide, hole, settings.guide_sigma)
     finally:
         texture.cancel()
-    out[~hole] = rgb[~hole]
+    out = rgb.copy()
+    y0, y1, x0, x1 = _box(hole)
+    out[y0:y1, x0:x1][hole[y0:y1, x0:x1]] = pixels
     return out
 
 

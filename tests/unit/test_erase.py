@@ -161,17 +161,24 @@ def test_fill_keeps_fine_texture_and_the_light():
 def test_corrected_moves_only_low_frequencies_inside_the_hole():
     from backend.engines.builtin import corrected
     rng = np.random.default_rng(0)
-    texture = rng.integers(0, 256, (60, 80, 3)).astype(np.float32)
-    guide = np.full((60, 80, 3), 128, np.uint8)
     hole = np.zeros((60, 80), bool)
     hole[20:40, 25:55] = True
+    hole[20:24, 25:30] = False              # not the whole box: the box's other pixels do not count
+    box = (slice(20, 40), slice(25, 55))
+    texture = rng.integers(0, 256, (20, 30, 3)).astype(np.float32)     # over the hole's box
+    guide = np.full((20, 30, 3), 128, np.uint8)
+    guide[~hole[box]] = 0
     out = corrected(texture, guide, hole, 2.0)
-    assert np.array_equal(out[~hole], texture[~hole].astype(np.uint8))
+    assert out.shape == (int(hole.sum()), 3) and out.dtype == np.uint8
     # high frequencies kept: the result minus the texture is smooth
-    delta = out[hole].astype(np.float32) - texture[hole]
-    assert np.abs(delta).mean() < np.abs(texture[hole] - 128).mean()
-    assert np.abs(out[25:35, 30:50].astype(np.float32).mean() - 128) < \
-        np.abs(texture[25:35, 30:50].mean() - 128) + 1
+    delta = out.astype(np.float32) - texture[hole[box]]
+    assert np.abs(delta).mean() < np.abs(texture[hole[box]] - 128).mean()
+    full = np.zeros((60, 80, 3), np.uint8)
+    full[hole] = out
+    assert np.abs(full[25:35, 30:50].astype(np.float32).mean() - 128) < \
+        np.abs(texture[5:15, 5:25].mean() - 128) + 1
+    # without blur the fill is the guide exactly
+    assert np.array_equal(corrected(texture, guide, hole, 0.0), guide[hole[box]])
 
 
 def test_warm_up_turns_to_the_builtin_engine_when_lama_does_not_load(tmp_path, monkeypatch):
