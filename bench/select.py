@@ -163,7 +163,7 @@ def run(method: Method, scenes: list[tuple[np.ndarray, np.ndarray]], max_clicks:
     ious, bfs, noc85, noc90, t_first, t_next = [], [], [], [], [], []
     for img, gt in scenes:
         iou_curve(method, img, gt, max_clicks, ious, bfs, noc85, noc90, t_first, t_next)
-    return summary(ious, bfs, noc85, noc90, t_first, t_next, max_clicks)
+    return {**summary(ious, bfs, noc85, noc90, t_first, t_next, max_clicks), "iou": ious}
 
 
 def iou_curve(method: Method, img: np.ndarray, gt: np.ndarray, max_clicks: int, ious: list, bfs: list,
@@ -286,7 +286,7 @@ def main() -> None:
                     help="realsize: issue 23's 12-MP scenes (seeds from --seed, default 0), the daemon engine "
                          "with and without the small-object probe, paired per scene")
     ap.add_argument("--minutes", type=float, default=None, help="realsize: stop after this long")
-    ap.add_argument("--json", type=Path, default=None, help="realsize: per-scene IoU curves per method")
+    ap.add_argument("--json", type=Path, default=None, help="per-scene IoU curves per method")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -313,12 +313,17 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     print(f"| method | mIoU@1 | mIoU@3 | BF@1 ({BOUNDARY_TOL} px) | NoC@85 | NoC@90 | s first click | s next click |")
     print("|---|---|---|---|---|---|---|---|")
+    curves: dict[str, list] = {}
     for name, m in methods.items():
         if any(s in name for s in skip):
             continue
         r = run(m, scenes, args.max_clicks)
+        curves[name] = r.pop("iou")
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"seed": args.seed, "scenes": len(scenes), "methods": {
+            k: {"iou": v} for k, v in curves.items()}}) + "\n")
 
 
 def main_realsize(args: argparse.Namespace) -> None:
