@@ -130,23 +130,9 @@ def before_engine():
     """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px."""
     from backend import similar as sim
     from backend.engines.similar_pvm import PvmEngine
-
-    class Before(PvmEngine):
-        name = "pvm-before"
-
-        def match_map(self, entry, seed, *a, **k):
-            big = sim.LARGE_SIDE
-            sim.LARGE_SIDE = sim.MAX_SIDE
-            try:
-                return super().match_map(entry, seed, *a, **k)
-            finally:
-                sim.LARGE_SIDE = big
-    return Before(settings=before_settings())
-
-
-def before_settings():
-    from backend import similar as sim
-    return sim.Settings()
+    eng = PvmEngine(settings=sim.SimilarSettings(large_side=sim.MAX_SIDE))
+    eng.name = "pvm-before"
+    return eng
 
 
 def candidate_engine(path: Path, threshold: "float | None" = None):
