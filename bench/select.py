@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from backend.cache import ImageEntry  # noqa: E402
 from backend.engines.dsn import DsnEngine  # noqa: E402
-from backend.segment import ClickSegmenter  # noqa: E402
+from backend.segment import ClickSegmenter, SegmentSettings  # noqa: E402
 from backend.training.samples import pick_instance  # noqa: E402
 from backend.training.synth import SceneGenerator  # noqa: E402
 from simpson_client.protocol import Point  # noqa: E402
@@ -123,18 +123,16 @@ class GrabCutClicks:
 
 
 class DSNClicks:
-    """ClickSegmenter with its switches (zoom, use_prev, refine_edges) set per method."""
+    """ClickSegmenter with its switches (SegmentSettings: zoom, use_prev, refine_edges, small_probe)
+    set per method; the model is shared."""
 
     def __init__(self, seg: ClickSegmenter, **switches: bool):
-        self.seg, self.switches = seg, {"zoom": True, "use_prev": True, "refine_edges": True, "small_probe": True,
-                                        **switches}
+        self.seg = seg.with_settings(SegmentSettings(**switches))
         self.emb, self.key = None, None
 
     def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
         if self.key is not img:
             self.emb, self.key = self.seg.set_image(img), img
-        for k, v in self.switches.items():
-            setattr(self.seg, k, v)
         prev_u8 = None if prev is None else prev.astype(np.uint8) * 255
         return self.seg.predict(self.emb, points, prev_u8) > 0
 
@@ -145,14 +143,11 @@ class EngineClicks(DSNClicks):
 
     def __init__(self, seg: ClickSegmenter, **switches: bool):
         super().__init__(seg, **switches)
-        self.engine = DsnEngine()
-        self.engine._segmenter = seg
+        self.engine = DsnEngine(self.seg)
 
     def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
         if self.key is not img:
             self.emb, self.key = ImageEntry("bench", np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]), img), img
-        for k, v in self.switches.items():
-            setattr(self.seg, k, v)
         return self.engine.select(self.emb, points, prev, lambda f, m: None)
 
 

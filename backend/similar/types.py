@@ -26,9 +26,10 @@ SHAPE = 16               # shape descriptor: the mask's box resized to SHAPE×SH
 PARTS = 3                # part descriptor: features pooled in PARTS×PARTS cells of the box
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimilarSettings:
-    """Thresholds of the training-free pipeline; fixed on synthetic validation (docs/similar.md)."""
+    """Thresholds of the training-free pipeline; fixed on synthetic validation (docs/similar.md).
+    Frozen: an engine gets its own (benchmarks: `dataclasses.replace(SimilarSettings(), seconds=60)`)."""
     peak_rel: float = 0.7         # a peak must reach this fraction of the query's own peak ...
     peak_floor: float = 0.25      # ... and at least this cosine
     max_peaks: int = 12           # proposals segmented per round (top-k)

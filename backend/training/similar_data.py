@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -111,8 +112,7 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
             if lab >= 0:
                 out.append((q, sim.describe(mm, scene.image, p), lab, SOURCES["perturbed"], 0.0))
     if proposals:
-        one = sim.SimilarSettings(**{**settings.__dict__, "rounds": 1, "peak_rel": 0.55,
-                              "max_peaks": max(settings.max_peaks, 16)})
+        one = replace(settings, rounds=1, peak_rel=0.55, max_peaks=max(settings.max_peaks, 16))
         engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
         rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
         res = sim.find_similar(scene.image, seed, mm, engine.segment_fn(ImageEntry("scene", rgba, scene.image)),

@@ -452,6 +452,7 @@ def test_min_score_replaces_the_engines_threshold():
 
 def test_min_score_through_the_pipeline_and_its_bounds():
     from backend.engines.classic import ClassicEngine
+    from backend.requests import OPERATIONS, Requests
     from simpson_client.protocol import ProtocolError
     img, reds, _ = disc_image(RED, BLUE)
     classic = ClassicEngine()
@@ -468,7 +469,7 @@ def test_min_score_through_the_pipeline_and_its_bounds():
     assert len(inst) == 1                                 # the seed alone
     for bad in (-0.1, 1.5, "high", True, float("nan")):
         with pytest.raises(ProtocolError) as e:
-            p._similar_request({"op": "similar", "min_score": bad}, [], lambda f, m: None)
+            OPERATIONS["similar"](Requests(p), {"op": "similar", "min_score": bad}, [], lambda f, m: None)
         assert e.value.code == "bad_request"
 
 
