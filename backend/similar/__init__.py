@@ -16,7 +16,8 @@ on a small grid plus one segmenter call per proposal.
 from .encoding import cosine_map, encode, encode_raw, encode_side, match_feats, pool, pool_parts, to_grid
 from .grabcut import GRABCUT_ITERS, GRABCUT_SIDE, template_grabcut
 from .loop import find_similar
-from .proposals import ALIGN_SIDE, Proposer, align, cpn_heatmap, default_cpn, move_template, peak_kernel, peaks, smooth_map
+from .proposals import (ALIGN_SIDE, Proposer, align, cpn_heatmap, default_cpn, move_template, peak_kernel, peaks,
+                        smooth_map)
 from .shape_repair import (HOLE_SHARE, PIECE_MIN, PIECES_MAX, SHORT, click_the_shape, complete_pieces, complete_shape,
                            holes_of, interior_point, keep_parts, query_pieces)
 from .types import (HIST_BINS, LARGE_SIDE, LEVELS, MAX_SIDE, MIN_SIDE, PARTS, SHAPE, SIDE_STEP, SMALL_SEED, STRIDE,

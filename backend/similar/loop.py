@@ -11,7 +11,8 @@ import numpy as np
 from .encoding import to_grid
 from .proposals import Proposer, align, default_cpn, move_template
 from .shape_repair import click_the_shape, complete_pieces, complete_shape, interior_point, keep_parts, query_pieces
-from .types import STRIDE, Candidate, Descriptor, MatchMap, MaskPatch, Result, Segment, SimilarSettings, Verifier, as_patch
+from .types import (STRIDE, Candidate, Descriptor, MatchMap, MaskPatch, Result, Segment, SimilarSettings, Verifier,
+                    as_patch)
 from .verification import describe
 
 
