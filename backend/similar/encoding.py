@@ -13,6 +13,10 @@ from ..models.cpn import box_parts
 from .types import (LARGE_SIDE, LEVELS, MAX_SIDE, MIN_SIDE, PARTS, SIDE_STEP, SMALL_SEED, STRIDE, TARGET_SEED,
                     MatchMap, MaskPatch, as_patch)
 
+# Encodings over MAX_SIDE run in strips of this many rows: a 2048-px one peaked ~1 GB above
+# resident in one piece, ~0.3 GB so (issue 26; README, bench/memory.py).
+STRIP_ROWS = 256
+
 
 def encode_side(height: int, width: int, seed: np.ndarray, large_side: int = LARGE_SIDE) -> int:
     """Long side (px) to encode the image at so that the seed's long side is ~TARGET_SEED px
@@ -35,7 +39,9 @@ def encode(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> MatchMap:
 
 
 def encode_raw(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> tuple[dict[str, torch.Tensor], float]:
-    """The backbone's raw level maps (1×C×h×w) of rgb resized to long side `side`, and the scale."""
+    """The backbone's raw level maps (1×C×h×w) of rgb resized to long side `side`, and the scale.
+    An encoding larger than MAX_SIDE runs the backbone's high-resolution blocks in strips of
+    STRIP_ROWS rows (Lite0.features: the same maps, a fraction of the memory; issue 26)."""
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
     eh, ew = max(1, round(h * scale)), max(1, round(w * scale))
@@ -48,8 +54,12 @@ def encode_raw(backbone: torch.nn.Module, rgb: np.ndarray, side: int) -> tuple[d
     if pw > ew:
         padded[:, ew:] = padded[:, ew - 1:ew]
     x = torch.from_numpy(padded.transpose(2, 0, 1).copy()).float()[None].to(device.device_of(backbone))
+    del small, padded
     with torch.inference_mode():
-        out = backbone(x)
+        if hasattr(backbone, "features"):   # Lite0: the levels used only; a large encoding in strips
+            out = backbone.features(x, LEVELS, STRIP_ROWS if side > MAX_SIDE else None)
+        else:
+            out = backbone(x)
     return {lvl: out[lvl].float().cpu() for lvl in LEVELS}, scale   # the rest of the search is on the CPU
 
 

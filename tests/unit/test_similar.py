@@ -488,3 +488,22 @@ def test_pvm_files_say_how_many_pair_features_they_read(tmp_path: Path):
         weights.write_sha256(path)
         model = weights.load("pvm", path)
         assert model.n_scalars == n and model(rows, rows)[0].shape == (4,)
+
+
+def test_lite0_features_in_strips_are_the_whole_images():
+    """Issue 26: a large select-similar encoding runs its high-resolution blocks in strips; the
+    maps it uses are bit for bit those of the whole image, strips and image edges included."""
+    torch.manual_seed(0)
+    model = Lite0().eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 3, 416, 96) * 255
+    with torch.inference_mode():
+        whole = model(x)
+        for strip in (64, 96, 160):
+            got = model.features(x, ("s8", "s16"), strip)
+            assert set(got) == {"s8", "s16"}
+            assert torch.equal(got["s8"], whole["s8"]) and torch.equal(got["s16"], whole["s16"])
+        with pytest.raises(ValueError):
+            model.features(x, ("s4", "s8"))
