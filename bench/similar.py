@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(the scenes both runs measured; same split, seeds and query)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=None,
-                    help="every engine's IDS time budget (Settings.seconds, default 6 s): a larger one keeps "
+                    help="every engine's IDS time budget (SimilarSettings.seconds, default 6 s): a larger one keeps "
                          "a loaded machine from cutting rounds, so the arms compare what they find")
     args = ap.parse_args(argv)
     import torch
