@@ -31,6 +31,7 @@ from typing import Optional
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
+from backend import weights  # noqa: E402 - stdlib only at import (torch only when a model is built)
 from simpson_client import settings as client_settings  # noqa: E402
 
 SAMPLE = REPO / "samples" / "beach.jpg"
@@ -265,7 +266,7 @@ def copy_app(home: Path) -> Path:
 
 
 # ---------------------------------------------------------------- LaMa weights (the default erase engine)
-LAMA_FILE = "big-lama.pt"
+LAMA_FILE = weights.MODELS["lama"].file   # big-lama.pt: the one table of weights names it
 
 
 class DownloadError(Exception):
@@ -276,7 +277,6 @@ def lama_source() -> tuple[str, str, Optional[int]]:
     """(url, md5, size or None) of big-lama.pt, from backend/weights.py's table. As in IOPaint,
     LAMA_MODEL_URL and LAMA_MODEL_MD5 override the address and the checksum (a mirror, say);
     the size is checked only for the published md5."""
-    from backend import weights  # noqa: PLC0415 - stdlib only, the one table of weights
     spec = weights.MODELS["lama"]
     url = os.environ.get("LAMA_MODEL_URL") or spec.url
     md5 = (os.environ.get("LAMA_MODEL_MD5") or spec.md5).strip().lower()
@@ -300,7 +300,6 @@ def download_lama(home: Path) -> Path:
     (resumed with an HTTP Range request when a part is there), checked (md5, and the size),
     then renamed into place; a file already there is kept when its md5 is right, else removed.
     Raises DownloadError."""
-    from backend import weights  # noqa: PLC0415
     url, want, size = lama_source()
     dest = home / "weights" / LAMA_FILE
     part = dest.with_name(dest.name + ".part")

@@ -1,4 +1,4 @@
-"""Mask geometry shared by the backend: the one bounding-box helper."""
+"""Mask geometry shared by the backend: the one bounding-box helper, box merging, 0/255 masks."""
 from __future__ import annotations
 
 from typing import Optional
@@ -34,3 +34,8 @@ def merge_overlapping(boxes: list[list[int]]) -> list[tuple[int, int, int, int]]
             if merged:
                 break
     return [(b[0], b[1], b[2], b[3]) for b in boxes]
+
+
+def mask255(mask: np.ndarray) -> np.ndarray:
+    """bool mask -> uint8 0/255 (without a wide temporary)."""
+    return mask.astype(bool, copy=False).view(np.uint8) * np.uint8(255)

@@ -1,37 +1,29 @@
-"""The pipeline: protocol requests -> engine calls on cached images -> replies.
+"""The pipeline: the typed operations (select, similar, erase, info) on cached images.
 
-This is where wire bytes become arrays and back. It knows the engines and the image cache,
-nothing of sockets; the server hands it decoded messages and a progress callback.
+The daemon's request layer (backend/requests.py) and the one-process CLI (backend/cli.py) call
+them. It knows the engines and the image cache, nothing of sockets or wire formats.
 """
 from __future__ import annotations
 
 import logging
 import platform
-import threading
 import sys
 import time
-from concurrent.futures import Future
 from typing import Any, Optional
 
 import cv2
 import numpy as np
 
 from simpson_client import protocol
-from simpson_client.protocol import Message, ProtocolError
+from simpson_client.protocol import ProtocolError
 
 from . import engines, images
 from .cache import ImageCache, ImageEntry
-from .masks import merge_overlapping
+from .erase_maths import blend, context_regions, grow_hole
+from .masks import mask255, mask_box
 from .engines import EngineUnavailable, Found, Point, Progress
 
 log = logging.getLogger("simpson.pipeline")
-
-Reply = tuple[dict[str, Any], list[Any]]
-
-MAX_AUTO_DILATION = 40
-# px inside the grown hole's edge over which the fill fades into the photo (bench/erase.py val:
-# 6 px instead of 3 halves the seam score at no measurable cost; docs/erase.md)
-FEATHER_PX = 6.0
 
 
 def no_progress(fraction: float, message: str) -> None:
@@ -41,27 +33,6 @@ def no_progress(fraction: float, message: str) -> None:
 class Pipeline:
     def __init__(self, cache: Optional[ImageCache] = None):
         self.cache = cache or ImageCache()
-        self._pending: dict[str, threading.Event] = {}   # hashes being checked, not cached yet
-        self._checks = threading.local()                 # this thread's request: its pending hash checks
-
-    # ---- protocol entry point ----
-    def handle(self, msg: Message, progress: Progress = no_progress) -> Reply:
-        header = msg.header
-        op = header.get("op")
-        handler = {"select": self._select_request, "similar": self._similar_request,
-                   "erase": self._erase_request, "info": lambda h, p, pr: (self.info(), [])}.get(op)
-        if handler is None:
-            raise ProtocolError("unknown_op", f"Unknown op {op!r}; known: {', '.join(protocol.OPS)}.")
-        self._checks.pending = []
-        try:
-            reply = handler(header, msg.frames, progress)
-        except EngineUnavailable as e:
-            raise ProtocolError("unavailable", str(e)) from None
-        for check in self._checks.pending:   # pixels sent with the request: answer only if they match the hash
-            if not check.result():
-                raise ProtocolError("bad_request", "The image's pixels do not match its hash (see 'Image reference' "
-                                                   "in docs/protocol.md); the image was not cached.")
-        return reply
 
     # ---- typed operations (also used by the one-process CLI) ----
     def entry(self, pixels: np.ndarray, key: Optional[str] = None) -> ImageEntry:
@@ -101,9 +72,8 @@ class Pipeline:
         chosen = engines.choose("similar", engine)
         progress(0.2, "Looking for similar objects")
         found = chosen.similar(entry, seed_bool, progress, min_score)[:protocol.MAX_INSTANCES - 1]
-        ys, xs = np.nonzero(seed_bool)
-        x0, y0 = int(xs.min()), int(ys.min())
-        box = (x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1)
+        x0, y0, x1, y1 = mask_box(seed_bool)   # type: ignore[misc] - not empty
+        box = (x0, y0, x1 - x0, y1 - y0)
         first = Found(box, seed_bool[y0:y0 + box[3], x0:x0 + box[2]], 1.0)
         union = seed_bool.copy()
         for f in found:
@@ -120,8 +90,7 @@ class Pipeline:
             raise ProtocolError("bad_request", "The mask is empty: there is nothing to erase.")
         chosen = engines.choose("erase", engine)
         grown = grow_hole(hole, dilation)
-        ys, xs = np.nonzero(grown)
-        bx0, by0, bx1, by1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+        bx0, by0, bx1, by1 = mask_box(grown)   # type: ignore[misc] - not empty
         filled = entry.rgb[by0:by1, bx0:bx1].copy()
         regions = context_regions(grown, entry.width, entry.height)
         for i, (x0, y0, x1, y1) in enumerate(regions):
@@ -183,171 +152,9 @@ class Pipeline:
             "limits": protocol.limits(),
         }
 
-    # ---- request parsing ----
-    def _image(self, header: dict[str, Any], payload: list[Any]) -> ImageEntry:
-        spec = protocol.field(header, "image", dict)
-        w, h, fmt, digest = protocol.image_spec(spec)
-        if "frame" not in spec:
-            entry = self.cache.get(digest)
-            pending = self._pending.get(digest)
-            if entry is None and pending is not None:   # its pixels arrived a moment ago
-                pending.wait(5.0)
-                entry = self.cache.get(digest)
-            if entry is None:
-                raise ProtocolError("image_unknown", "The daemon does not have this image; send its pixels.")
-            return entry
-        data = protocol.frame_ref(spec, "image", payload, w * h * protocol.FORMATS[fmt])
-        pixels = images.from_wire(data, w, h, fmt)
-        entry = ImageEntry(digest, pixels)
-        # This request works on the pixels it carried, whatever the hash says. Later requests
-        # find the image by hash only once the hash is checked, off the request's path.
-        self._pending.setdefault(digest, threading.Event())
-        check: Future[bool] = Future()
-        threading.Thread(target=self._cache_if_hash_matches, args=(entry, data, check), daemon=True).start()
-        getattr(self._checks, "pending", []).append(check)   # handle() waits for it before answering
-        return entry
-
-    def _cache_if_hash_matches(self, entry: ImageEntry, data: Any, check: "Future[bool]") -> None:
-        w, h, fmt = entry.width, entry.height, images.wire_format(entry.pixels)
-        try:
-            ok = protocol.image_hash(w, h, fmt, data) == entry.key
-            if ok:
-                self.cache.put(entry)
-            else:
-                log.warning("an image's hash does not match its pixels; not cached")
-            check.set_result(ok)
-        except BaseException as e:   # noqa: BLE001 - handed to the request, which answers with it
-            check.set_exception(e)
-        finally:
-            event = self._pending.pop(entry.key, None)
-            if event is not None:
-                event.set()
-
-    def _mask(self, header: dict[str, Any], payload: list[Any], entry: ImageEntry, required: bool) -> Optional[np.ndarray]:
-        if header.get("mask") is None:
-            if required:
-                raise ProtocolError("bad_request", "Missing field 'mask'.")
-            return None
-        return images.mask_from_wire(header["mask"], payload, entry.width, entry.height)
-
-    def _mask_request(self, header: dict[str, Any], payload: list[Any]
-                      ) -> tuple[Optional[str], ImageEntry, list[Point], Optional[np.ndarray]]:
-        """engine, image, points and optional mask of a select or similar request."""
-        engine = protocol.field(header, "engine", str, None)
-        entry = self._image(header, payload)
-        points = protocol.points(header.get("points", []), entry.width, entry.height)
-        return engine, entry, points, self._mask(header, payload, entry, required=False)
-
-    def _select_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
-        engine, entry, points, previous = self._mask_request(header, payload)
-        start = time.perf_counter()
-        mask, name = self.select(entry, points, previous, engine, progress)
-        box, crop = mask_crop(mask)
-        return ({"kind": "result", "op": "select", "engine": name, "seconds": round(time.perf_counter() - start, 4),
-                 "mask": {"frame": 0, "box": box}}, [crop])
-
-    def _similar_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
-        min_score = protocol.field(header, "min_score", (int, float), None)
-        if min_score is not None and not 0 <= min_score <= 1:
-            raise ProtocolError("bad_request", "min_score must be 0..1.")
-        engine, entry, points, seed = self._mask_request(header, payload)
-        start = time.perf_counter()
-        union, found, name = self.similar(entry, points, seed, engine, progress, min_score)
-        box, crop = mask_crop(union)
-        frames: list[Any] = [crop]
-        instances = []
-        for f in found:
-            instances.append({"box": list(f.box), "score": round(float(f.score), 4), "frame": len(frames)})
-            frames.append(mask255(f.mask).tobytes())
-        return ({"kind": "result", "op": "similar", "engine": name, "seconds": round(time.perf_counter() - start, 4),
-                 "mask": {"frame": 0, "box": box}, "instances": instances}, frames)
-
-    def _erase_request(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
-        engine = protocol.field(header, "engine", str, None)
-        dilation = protocol.field(header, "dilation", int, None)
-        if dilation is not None and not 0 <= dilation <= protocol.MAX_DILATION:
-            raise ProtocolError("bad_request", f"Dilation must be 0..{protocol.MAX_DILATION} pixels.")
-        entry = self._image(header, payload)
-        mask = self._mask(header, payload, entry, required=True)
-        start = time.perf_counter()
-        box, patch, name = self.erase(entry, mask, engine, dilation, progress)
-        return ({"kind": "result", "op": "erase", "engine": name, "seconds": round(time.perf_counter() - start, 4),
-                 "patch": {"box": list(box), "format": images.wire_format(patch), "frame": 0}},
-                [images.to_wire(patch)])
-
-
-def mask_crop(mask: np.ndarray) -> tuple[list[int], bytes]:
-    """A 0/255 mask -> ([x, y, w, h] of its nonzero pixels, those w×h bytes); [0, 0, 0, 0] if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return [0, 0, 0, 0], b""
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    return [x0, y0, x1 - x0, y1 - y0], mask[y0:y1, x0:x1].tobytes()
-
-
-def mask255(mask: np.ndarray) -> np.ndarray:
-    """bool mask -> uint8 0/255 (without a wide temporary)."""
-    return mask.astype(bool, copy=False).view(np.uint8) * np.uint8(255)
-
 
 def _default_name(op: str) -> str:
     try:
         return engines.choose(op, None).name
     except EngineUnavailable:
         return ""
-
-
-def grow_hole(hole: np.ndarray, dilation: Optional[int]) -> np.ndarray:
-    """Dilate the hole so halos, soft edges and shadows go too.
-
-    dilation=None: per object, about 3 % of its size plus 8 px (at most 40 px); tuned on the
-    erase benchmark's validation scenes (docs/erase.md): soft edges and contact shadows go too."""
-    if dilation is not None:
-        if dilation == 0:
-            return hole.copy()
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
-        return cv2.dilate(hole.astype(np.uint8), k) > 0
-    out = hole.copy()
-    h, w = hole.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
-        r = int(min(MAX_AUTO_DILATION, max(3, round(0.03 * max(bw, bh)) + 8)))
-        x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        part = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
-        out[y0:y1, x0:x1] |= cv2.dilate(part, k) > 0
-    return out
-
-
-def context_regions(hole: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Boxes (x0, y0, x1, y1) around groups of hole pixels, each with context on every side.
-
-    Context is max(64 px, the group's size); boxes that overlap are merged, so each engine
-    call sees a hole with real surroundings and a 24-MP photo with small holes stays cheap."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
-    boxes = []
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
-        m = max(64, max(bw, bh))
-        boxes.append([max(0, x - m), max(0, y - m), min(width, x + bw + m), min(height, y + bh + m)])
-    return merge_overlapping(boxes)
-
-
-def blend(original: np.ndarray, filled_rgb: np.ndarray, hole: np.ndarray, feather: float = FEATHER_PX) -> np.ndarray:
-    """Original RGBA patch with the hole replaced by filled_rgb, feathered over `feather` px inside
-    the hole's edge, or over less where the hole is thinner (its middle is always fully filled,
-    so a thin wire does not show through). Pixels outside the hole are unchanged; alpha is kept."""
-    inside = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
-    size = 2 * int(np.ceil(feather)) + 1
-    deepest = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))  # half the local thickness
-    ramp = np.maximum(np.minimum(deepest, feather), 1e-3)
-    weight = np.clip(inside / ramp, 0.0, 1.0)[..., None]
-    out = original.copy()
-    top = 65535.0 if original.dtype == np.uint16 else 255.0
-    fill = filled_rgb.astype(np.float32) * (top / 255.0)
-    rgb = original[..., :3].astype(np.float32)
-    mixed = rgb * (1.0 - weight) + fill * weight
-    out[..., :3][hole] = np.clip(np.rint(mixed[hole]), 0, top).astype(original.dtype)
-    return out

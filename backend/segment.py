@@ -46,6 +46,16 @@ SMALL_SHARE = 0.25
 MAX_WINDOWS = 4  # zoom-in encodings per first click at most
 
 
+@dataclass(frozen=True)
+class SegmentSettings:
+    """The one-click segmenter's switches: all on in the product; benchmarks pass their own
+    (`dataclasses.replace(SegmentSettings(), zoom=False)`) to measure what each one gives."""
+    zoom: bool = True           # False: decode the whole-image encoding only
+    use_prev: bool = True       # feed the previous mask to the decoder
+    refine_edges: bool = True   # guided-filter edges where logits are upsampled > 2x
+    small_probe: bool = True    # big photos: look for a small object under the first click (issue 23)
+
+
 @dataclass
 class Embedding:
     """Opaque per-image state: the image, its coarse encoding and cached zoom-in encodings."""
@@ -62,19 +72,24 @@ class Embedding:
 
 
 class ClickSegmenter:
-    def __init__(self, weights: Path | None = None, device: str | torch.device | None = None):
+    def __init__(self, weights: Path | None = None, device: str | torch.device | None = None,
+                 settings: SegmentSettings = SegmentSettings()):
         """weights: a file of the model's weights (default: the shipped ones; see backend/weights.py);
-        device: where it runs (default: backend/device.py's choice; the CPU when it does not fit)."""
+        device: where it runs (default: backend/device.py's choice; the CPU when it does not fit);
+        settings: its switches (default: the product's)."""
         self.model = place(load_weights("dsn", weights), "The one-click model",
                            None if device is None else torch.device(device))
         self.device = device_of(self.model)
-        self.zoom = True  # False: decode the whole-image encoding only (for benchmarks)
-        self.use_prev = True  # feed the previous mask to the decoder
-        self.refine_edges = True  # guided-filter edges where logits are upsampled > 2x
-        self.small_probe = True  # big photos: look for a small object under the first click (issue 23)
+        self.settings = settings
+
+    def with_settings(self, settings: SegmentSettings) -> "ClickSegmenter":
+        """This segmenter's model (shared, not copied) with other switches."""
+        twin = copy.copy(self)
+        twin.settings = settings
+        return twin
 
     def on_cpu(self) -> "ClickSegmenter":
-        """This segmenter with a CPU copy of its model (the same switches); itself on the CPU.
+        """This segmenter with a CPU copy of its model (the same settings); itself on the CPU.
         Its embeddings are its own: those made on another device do not mix with it."""
         if self.device.type == "cpu":
             return self
@@ -201,11 +216,11 @@ class ClickSegmenter:
             raise ValueError(f"previous mask is {prev_mask.shape[1]}×{prev_mask.shape[0]}, image is {w}×{h}")
         pts = [(float(x), float(y), bool(p)) for x, y, p in points]
         positives = [(x, y) for x, y, p in pts if p]
-        prev = prev_mask if self.use_prev else None
+        prev = prev_mask if self.settings.use_prev else None
         out = np.zeros((h, w), np.uint8)
 
         key = (tuple(positives), size)
-        if not self.zoom:
+        if not self.settings.zoom:
             win = None
         elif key in emb.windows:
             win = emb.windows[key]
@@ -217,7 +232,7 @@ class ClickSegmenter:
         else:
             box = self._object_box(emb, positives)
             win = self._window_for(box, positives, w, h)
-            if self.small_probe and max(w, h) > SMALL_PROBE_ABOVE:
+            if self.settings.small_probe and max(w, h) > SMALL_PROBE_ABOVE:
                 win = self._small_object(emb, pts, box, w, h) or win
             if win is None:  # the coarse pass found a huge object: check from a small window up
                 side = max(MIN_WINDOW, PROBE_FRACTION * max(w, h))
@@ -235,7 +250,7 @@ class ClickSegmenter:
             if better is None:
                 break
             win = better
-        if self.zoom:
+        if self.settings.zoom:
             emb.windows[key] = win
         if win is None:
             logits = self._coarse_logits(emb, pts, prev)
@@ -309,7 +324,7 @@ class ClickSegmenter:
         up = F.interpolate(logits.float(), size=(win.side, win.side), mode="bilinear", align_corners=False)
         part = up[0, 0, y0 - win.y0:y1 - win.y0, x0 - win.x0:x1 - win.x0]
         factor = win.side / logits.shape[-1]
-        if self.refine_edges and factor > 2:
+        if self.settings.refine_edges and factor > 2:
             prob = torch.sigmoid(part).cpu().numpy()
             guide = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
             mask = guided_filter(guide, prob, radius=int(round(factor)), eps=1e-3) > 0.5

@@ -1,8 +1,10 @@
 """The daemon: a ZeroMQ ROUTER socket, a small worker pool, progress, cancel, never dies on input.
 
-The main thread owns the ROUTER socket. Requests are validated enough to route them, then run
-on worker threads; workers send replies and progress through an inproc PUSH socket each,
-which the main thread forwards. The server knows nothing of arrays or models.
+The main thread owns the ROUTER socket. Requests are validated enough to route them (and
+`cancel` is answered there), then run on worker threads through backend/requests.py, whose
+OPERATIONS table maps each operation to its handler; workers send replies and progress through
+an inproc PUSH socket each, which the main thread forwards. The server knows nothing of arrays
+or models.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from simpson_client.protocol import ProtocolError
 from simpson_client.settings import is_loopback, parse_endpoint
 
 from .pipeline import Pipeline
+from .requests import Requests
 
 log = logging.getLogger("simpson.server")
 
@@ -77,6 +80,7 @@ class Server:
         self.idle_exit = idle_exit      # seconds without requests before the daemon exits; 0 = never
         self._last_activity = time.monotonic()
         self.pipeline = pipeline
+        self.requests = Requests(pipeline, {"max_requests": max_jobs, "workers": workers})   # info adds them
         self.log_path = log_path
         self.max_jobs = max_jobs
         self.workers = workers
@@ -250,10 +254,7 @@ class Server:
 
         try:
             progress(0.0, "Working")
-            header, frames = self.pipeline.handle(msg, progress)
-            if job.op == "info":   # this daemon's own concurrency limits
-                header = dict(header, limits=dict(header.get("limits", {}), max_requests=self.max_jobs,
-                                                  workers=self.workers))
+            header, frames = self.requests.handle(msg, progress)
             reply = protocol.encode(dict(header, id=job.rid), frames)
         except Cancelled:
             reply = protocol.encode({"id": job.rid, "kind": "error", "code": "cancelled", "message": "Cancelled."})

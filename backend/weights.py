@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,3 +243,38 @@ def load(name: str, file: Optional[Path] = None) -> Any:
         ckpt = read_checkpoint(file)
         return build(name, ckpt.get("state_dict", ckpt))
     return build(name, read(file, spec.what, spec.checked))
+
+
+# ---------------------------------------------------------------- optional models, loaded once
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[str, tuple[tuple, Any]] = {}
+
+
+def shared(name: str, prepare: Callable[[Any], Any] = lambda model: model) -> Optional[Any]:
+    """Optional model `name` from its default file, loaded once per file version (path, mtime,
+    size) and kept for every caller; None when the file is absent. A file that fails its checksum
+    or does not build is logged and gives None too (the caller falls back). prepare: applied once
+    to the loaded model (device placement)."""
+    file = path(name)
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    key = (str(file), st.st_mtime_ns, st.st_size)
+    with _SHARED_LOCK:
+        held = _SHARED.get(name)
+        if held is None or held[0] != key:
+            try:
+                model = prepare(load(name, file))
+                log.info("%s loaded from %s", MODELS[name].what, file.name)
+            except Exception:   # noqa: BLE001 - optional: the caller falls back, the log says why
+                log.exception("%s unusable (%s); not used", MODELS[name].what, file)
+                model = None
+            _SHARED[name] = (key, model)
+        return _SHARED[name][1]
+
+
+def forget_shared() -> None:
+    """Drops the models `shared` keeps (they are loaded again, on the device chosen then)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()

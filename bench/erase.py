@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 from backend import engines  # noqa: E402
 from backend.cache import ImageCache  # noqa: E402
 from backend.engines import Engine, Progress  # noqa: E402
-from backend.pipeline import MAX_AUTO_DILATION, Pipeline, grow_hole  # noqa: E402
+from backend.erase_maths import grow_hole  # noqa: E402
+from backend.pipeline import Pipeline  # noqa: E402
 from bench.common import med, table  # noqa: E402
 from bench.erase_metrics import measure, psnr  # noqa: E402
 from bench.erase_scenes import _object, photo, scenes, true_hole  # noqa: E402
@@ -185,21 +186,6 @@ def contact_sheet(res: dict, labels: list[str], path: Path, n: int = 8, cell: in
 
 
 # ---------------------------------------------------------------- mask growth and shadows
-def grow_scaled(mask: np.ndarray, fraction: float, base: int) -> np.ndarray:
-    """grow_hole's automatic rule with other constants: per object, fraction × its size + base px
-    (at least 3, at most MAX_AUTO_DILATION)."""
-    out = mask.copy()
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
-        r = int(min(MAX_AUTO_DILATION, max(3, round(fraction * max(bw, bh)) + base)))
-        x0, y0 = max(0, x - r), max(0, y - r)
-        part = (labels[y0:y + bh + r, x0:x + bw + r] == i).astype(np.uint8)
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        out[y0:y + bh + r, x0:x + bw + r] |= cv2.dilate(part, k) > 0
-    return out
-
-
 def dilation_sweep(engine: str, split: str, per_photo: int, limit: Optional[int], pipe: Pipeline) -> list[list[str]]:
     """On the scenes with shadows: PSNR over a fixed region (the objects' and shadows' visible
     footprint grown by 48 px), so growth that leaves shadows and growth that eats the
@@ -212,7 +198,7 @@ def dilation_sweep(engine: str, split: str, per_photo: int, limit: Optional[int]
         p, left, ratio = [], [], []
         for scene in sc:
             region = cv2.dilate(scene.footprint.astype(np.uint8), k) > 0
-            hole = grow_scaled(scene.mask, *setting) if isinstance(setting, tuple) else grow_hole(scene.mask, setting)
+            hole = grow_hole(scene.mask, None, *setting) if isinstance(setting, tuple) else grow_hole(scene.mask, setting)
             out = erase(pipe, scene.photo, hole, engine, 0)
             p.append(psnr(out, scene.clean, region))
             left.append((scene.footprint & ~hole).sum() / scene.footprint.sum())

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 from backend.engines import lama as engine  # noqa: E402
 from backend.models.lama import LamaGenerator, inpaint  # noqa: E402
-from backend.pipeline import context_regions, grow_hole  # noqa: E402
+from backend.erase_maths import context_regions, grow_hole  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 4000, 3000

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from backend.cache import ImageEntry  # noqa: E402
 from backend.engines.dsn import DsnEngine  # noqa: E402
-from backend.segment import ClickSegmenter  # noqa: E402
+from backend.segment import ClickSegmenter, SegmentSettings  # noqa: E402
 from backend.training.samples import pick_instance  # noqa: E402
 from backend.training.synth import SceneGenerator  # noqa: E402
 from simpson_client.protocol import Point  # noqa: E402
@@ -123,18 +123,16 @@ class GrabCutClicks:
 
 
 class DSNClicks:
-    """ClickSegmenter with its switches (zoom, use_prev, refine_edges) set per method."""
+    """ClickSegmenter with its switches (SegmentSettings: zoom, use_prev, refine_edges, small_probe)
+    set per method; the model is shared."""
 
     def __init__(self, seg: ClickSegmenter, **switches: bool):
-        self.seg, self.switches = seg, {"zoom": True, "use_prev": True, "refine_edges": True, "small_probe": True,
-                                        **switches}
+        self.seg = seg.with_settings(SegmentSettings(**switches))
         self.emb, self.key = None, None
 
     def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
         if self.key is not img:
             self.emb, self.key = self.seg.set_image(img), img
-        for k, v in self.switches.items():
-            setattr(self.seg, k, v)
         prev_u8 = None if prev is None else prev.astype(np.uint8) * 255
         return self.seg.predict(self.emb, points, prev_u8) > 0
 
@@ -145,14 +143,11 @@ class EngineClicks(DSNClicks):
 
     def __init__(self, seg: ClickSegmenter, **switches: bool):
         super().__init__(seg, **switches)
-        self.engine = DsnEngine()
-        self.engine._segmenter = seg
+        self.engine = DsnEngine(self.seg)
 
     def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
         if self.key is not img:
             self.emb, self.key = ImageEntry("bench", np.dstack([img, np.full(img.shape[:2], 255, np.uint8)]), img), img
-        for k, v in self.switches.items():
-            setattr(self.seg, k, v)
         return self.engine.select(self.emb, points, prev, lambda f, m: None)
 
 
@@ -163,7 +158,7 @@ def run(method: Method, scenes: list[tuple[np.ndarray, np.ndarray]], max_clicks:
     ious, bfs, noc85, noc90, t_first, t_next = [], [], [], [], [], []
     for img, gt in scenes:
         iou_curve(method, img, gt, max_clicks, ious, bfs, noc85, noc90, t_first, t_next)
-    return summary(ious, bfs, noc85, noc90, t_first, t_next, max_clicks)
+    return {**summary(ious, bfs, noc85, noc90, t_first, t_next, max_clicks), "iou": ious}
 
 
 def iou_curve(method: Method, img: np.ndarray, gt: np.ndarray, max_clicks: int, ious: list, bfs: list,
@@ -286,7 +281,7 @@ def main() -> None:
                     help="realsize: issue 23's 12-MP scenes (seeds from --seed, default 0), the daemon engine "
                          "with and without the small-object probe, paired per scene")
     ap.add_argument("--minutes", type=float, default=None, help="realsize: stop after this long")
-    ap.add_argument("--json", type=Path, default=None, help="realsize: per-scene IoU curves per method")
+    ap.add_argument("--json", type=Path, default=None, help="per-scene IoU curves per method")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -313,12 +308,17 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     print(f"| method | mIoU@1 | mIoU@3 | BF@1 ({BOUNDARY_TOL} px) | NoC@85 | NoC@90 | s first click | s next click |")
     print("|---|---|---|---|---|---|---|---|")
+    curves: dict[str, list] = {}
     for name, m in methods.items():
         if any(s in name for s in skip):
             continue
         r = run(m, scenes, args.max_clicks)
+        curves[name] = r.pop("iou")
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"seed": args.seed, "scenes": len(scenes), "methods": {
+            k: {"iou": v} for k, v in curves.items()}}) + "\n")
 
 
 def main_realsize(args: argparse.Namespace) -> None:

@@ -126,37 +126,33 @@ def print_paired(rows: dict[str, list], engines: list[str]) -> None:
                   + (f"; recall {d * n / max(targets, 1):+.4f} (s.e. {se * n / max(targets, 1):.4f})" if k == "found" else ""))
 
 
-def before_engine():
+def own_engine(name: str, settings):
+    """The registry's engine `name`, or, for an engine with settings (select similar's), a new one
+    with `settings` (None: the registry's engine as it is)."""
+    eng = get(name)
+    if settings is None or not hasattr(eng, "settings"):
+        return eng
+    return type(eng)(settings=settings)
+
+
+def before_engine(settings):
     """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px."""
+    from dataclasses import replace
     from backend import similar as sim
     from backend.engines.similar_pvm import PvmEngine
-
-    class Before(PvmEngine):
-        name = "pvm-before"
-
-        def match_map(self, entry, seed, *a, **k):
-            big = sim.LARGE_SIDE
-            sim.LARGE_SIDE = sim.MAX_SIDE
-            try:
-                return super().match_map(entry, seed, *a, **k)
-            finally:
-                sim.LARGE_SIDE = big
-    return Before(settings=before_settings())
+    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), large_side=sim.MAX_SIDE))
+    eng.name = "pvm-before"
+    return eng
 
 
-def before_settings():
-    from backend import similar as sim
-    return sim.Settings()
-
-
-def candidate_engine(path: Path, threshold: "float | None" = None):
+def candidate_engine(path: Path, threshold: "float | None" = None, settings=None):
     """The pvm engine with the verifier (and its threshold, or `threshold`) from another similar-lite0.pt."""
     from backend import weights
     from backend.engines.similar_pvm import PvmEngine
     model = weights.build("pvm", weights.read(path))
     if threshold is not None:
         model.threshold.fill_(threshold)
-    eng = PvmEngine(model=model)
+    eng = PvmEngine(model=model, settings=settings)
     eng.name = "pvm-cand"
     return eng
 
@@ -203,28 +199,26 @@ def main(argv: list[str] | None = None) -> int:
                          "(the scenes both runs measured; same split, seeds and query)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=None,
-                    help="every engine's IDS time budget (Settings.seconds, default 6 s): a larger one keeps "
+                    help="every engine's IDS time budget (SimilarSettings.seconds, default 6 s): a larger one keeps "
                          "a loaded machine from cutting rounds, so the arms compare what they find")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     gen = RealSizeGenerator("val") if args.split == "realsize" else SceneGenerator("val")
     engines = [e for e in args.engines.split(",") if e]
-    arms = {e: get(e) for e in engines}
+    from backend import similar as sim
+    settings = None if args.seconds is None else sim.SimilarSettings(seconds=args.seconds)
+    arms = {e: own_engine(e, settings) for e in engines}
     if args.before:
-        arms["pvm-before"] = before_engine()
+        arms["pvm-before"] = before_engine(settings)
     for spec in args.pvm:
         file, _, thr = spec.partition("@")
         name = "pvm-cand" + (f"@{thr}" if thr else "") + ("" if len(args.pvm) == 1 else f"#{len(arms)}")
-        arms[name] = candidate_engine(Path(file), float(thr) if thr else None)
+        arms[name] = candidate_engine(Path(file), float(thr) if thr else None, settings)
     engines = list(arms)
-    if args.seconds is not None:
-        for eng in arms.values():
-            if hasattr(eng, "settings"):
-                eng.settings.seconds = args.seconds
     if args.pvm_threshold is not None and "pvm" in engines:
-        get("pvm")._load()
-        get("pvm")._model.threshold.fill_(args.pvm_threshold)
+        arms["pvm"]._load()
+        arms["pvm"]._model.threshold.fill_(args.pvm_threshold)
     segmenter = dsn_segmenter(args.dsn) if args.dsn else None
     if segmenter is not None:              # the similar engines segment through the dsn engine
         get("dsn")._segmenter = segmenter

@@ -46,11 +46,11 @@ class FeaturesEngine(Engine):
     ops = frozenset({"similar"})
 
     def __init__(self, backbone: Optional[torch.nn.Module] = None, segmenter: Any = "auto",
-                 settings: Optional[sim.Settings] = None):
+                 settings: Optional[sim.SimilarSettings] = None):
         """backbone: a Lite0-like module (None = find one); segmenter: an object with the "dsn"
         engine's `segment(entry, clicks, size)`, None for GrabCut, "auto" = the "dsn" engine
         when its weights are usable."""
-        self.settings = settings or sim.Settings()
+        self.settings = settings or sim.SimilarSettings()
         self._backbone = backbone
         self._source = "given" if backbone is not None else ""
         self._segmenter = segmenter
@@ -128,19 +128,19 @@ class FeaturesEngine(Engine):
     # -- the op
     def match_map(self, entry: ImageEntry, seed: np.ndarray, cpu: bool = False) -> sim.MatchMap:
         """The image's matching features (on the CPU, whichever device encoded them)."""
-        side = sim.encode_side(entry.height, entry.width, seed)
+        side = sim.encode_side(entry.height, entry.width, seed, self.settings.large_side)
         backbone = self.backbone(cpu)
         return entry.derive(f"similar-match-{side}", lambda: sim.encode(backbone, entry.rgb, side))
 
     def segment_fn(self, entry: ImageEntry, cpu: bool = False) -> sim.Segment:
         seg = self.segmenter()
         if seg is None:
-            def by_grabcut(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+            def by_grabcut(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
                 return sim.template_grabcut(entry.rgb, x, y, template)
             return by_grabcut
         size_hint = self.settings.size_hint
 
-        def by_dsn(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+        def by_dsn(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
             mask = seg.segment(entry, [(x, y, True)] + [(mx, my, True) for mx, my in more],
                                size=template.mask.shape[::-1] if size_hint else None, cpu=cpu)
             return sim.as_patch(mask > 127)

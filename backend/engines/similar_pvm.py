@@ -17,27 +17,13 @@ from . import EngineUnavailable
 from .similar_features import FeaturesEngine
 
 
-class LearnedVerifier:
-    def __init__(self, model: PairVerifier, threshold: Optional[float] = None):
-        self.model = model.eval()
-        self.threshold = float(model.threshold) if threshold is None else threshold
-
-    def score(self, q: sim.Descriptor, c: sim.Descriptor) -> float:
-        dev = device.device_of(self.model)
-        rows_q = torch.from_numpy(sim.descriptor_row(q))[None].to(dev)
-        rows_c = torch.from_numpy(sim.descriptor_row(c))[None].to(dev)
-        with torch.inference_mode():
-            logits, _ = self.model(rows_q, rows_c)
-        return float(torch.sigmoid(logits[0]))
-
-
 class PvmEngine(FeaturesEngine):
     """Like "features", but a trained verifier decides which proposals are the same kind."""
 
     name = "pvm"
 
     def __init__(self, backbone: Optional[torch.nn.Module] = None, model: Optional[PairVerifier] = None,
-                 segmenter: Any = "auto", settings: Optional[sim.Settings] = None):
+                 segmenter: Any = "auto", settings: Optional[sim.SimilarSettings] = None):
         super().__init__(backbone, segmenter, settings)
         self._model = model
 
@@ -70,7 +56,7 @@ class PvmEngine(FeaturesEngine):
 
     def verifier(self, cpu: bool = False) -> sim.Verifier:
         self._load()
-        return LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model)  # type: ignore[arg-type]
+        return sim.LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model)  # type: ignore[arg-type]
 
     def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()

@@ -7,6 +7,7 @@ BatchNorm eps 1e-3, TensorFlow "SAME" padding, input (x - 127) / 128.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ FEATURE_BLOCKS = {"s2": 0, "s4": 2, "s8": 4, "s16": 10, "s32": 15}
 FEATURE_CHANNELS = {"s2": 16, "s4": 24, "s8": 40, "s16": 112, "s32": 320}
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
+# `features` in strips: input rows of context above and below each strip. An s8 row j depends on
+# input rows 8j-26 .. 8j+40 (stem and blocks 0-4, their "SAME" padding included), so 64 covers it.
+HALO = 64
 
 
 class Conv2dSame(nn.Conv2d):
@@ -101,6 +105,47 @@ class Lite0(nn.Module):
             if i in wanted:
                 feats[wanted[i]] = x
         return feats
+
+    def features(self, x: torch.Tensor, levels: tuple[str, ...], strip: Optional[int] = None
+                 ) -> dict[str, torch.Tensor]:
+        """The maps of `levels` (strides 8 and up) only, as `forward` gives them; the others are
+        freed as the next block runs. strip: rows per strip (a multiple of 32, as are x's height
+        and width), or None. With strips, everything up to s8 runs on horizontal strips of x with
+        HALO rows of context on each side and the s8 rows of each strip's middle are joined:
+        the same values as on the whole image (a strip starts on a multiple of 32, so every
+        strided conv samples the same rows, and the context covers what an s8 row depends on),
+        while the high-resolution blocks' large maps exist for one strip at a time (a 2048-px
+        encoding: ~0.9 GB at once otherwise), at about (1 + 2 * HALO / strip)× their work."""
+        first = FEATURE_BLOCKS["s8"]
+        if any(FEATURE_BLOCKS[lvl] < first for lvl in levels):
+            raise ValueError("features() gives strides 8 and up")
+        h = x.shape[-2]
+        if strip is None or h <= strip + 2 * HALO:
+            y = self._to_s8(x)
+        else:
+            if strip % 32 or h % 32:
+                raise ValueError("strips and the input's height must be multiples of 32")
+            parts = []
+            for r0 in range(0, h, strip):
+                r1 = min(h, r0 + strip)
+                a, b = max(0, r0 - HALO), min(h, r1 + HALO)
+                parts.append(self._to_s8(x[..., a:b, :])[..., (r0 - a) // 8:(r1 - a) // 8, :])
+            y = torch.cat(parts, -2)
+            del parts
+        feats = {"s8": y} if "s8" in levels else {}
+        wanted = {FEATURE_BLOCKS[lvl]: lvl for lvl in levels}
+        for i in range(first + 1, max(wanted) + 1):
+            y = self._blocks[i](y)
+            if i in wanted:
+                feats[wanted[i]] = y
+        return feats
+
+    def _to_s8(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem and blocks 0..4: the s8 map of x."""
+        x = F.relu6(self._bn0(self._conv_stem(self.normalise(x))))
+        for block in self._blocks[:FEATURE_BLOCKS["s8"] + 1]:
+            x = block(x)
+        return x
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits B×1000 (needs head=True)."""

@@ -2,7 +2,7 @@
 
 Each object is described by its mask-pooled Lite0 features (strides 8 and 16), an HSV colour
 histogram of its pixels, its shape (mask box resized to 16×16) and its box (see
-backend/similar.py: Descriptor / descriptor_row). A small shared MLP embeds each object
+backend/similar/verification.py: Descriptor / descriptor_row). A small shared MLP embeds each object
 (z, unit length); the score comes from a fully connected head over |z_q − z_c|, z_q·z_c, their
 distance and hand-made pair features (per-level cosine, histogram intersection, log area ratio,
 aspect difference, shape IoU). Trained with BCE on the score plus a max-margin contrastive loss
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 C8, C16 = 40, 112
-HIST_BINS = (8, 4, 4)       # hue, saturation, value (backend/similar.py: HIST_BINS)
+HIST_BINS = (8, 4, 4)       # hue, saturation, value (backend/similar/types.py: HIST_BINS)
 HIST = 8 * 4 * 4
 SHAPE = 16 * 16
 PARTS = 9                                  # 3×3 part cells per object

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -34,6 +35,7 @@ import torch
 
 from .. import similar as sim
 from ..cache import ImageEntry
+from ..masks import mask_box
 from ..engines.similar_features import FeaturesEngine
 from .synth import RealSizeGenerator, Scene, SceneGenerator
 
@@ -58,7 +60,7 @@ def perturb(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return cv2.erode(mask.astype(np.uint8), k, iterations=int(rng.integers(1, 4))) > 0
     if r < 0.7:
         return cv2.dilate(mask.astype(np.uint8), k, iterations=int(rng.integers(1, 5))) > 0
-    x0, y0, x1, y1 = sim.box_of(mask)
+    x0, y0, x1, y1 = mask_box(mask) or (0, 0, 0, 0)
     out = mask.copy()
     f = rng.uniform(0.55, 0.85)
     side = int(rng.integers(4))
@@ -81,7 +83,7 @@ class _Nobody:
 
 
 def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Module,
-                settings: sim.Settings, proposals: bool = True,
+                settings: sim.SimilarSettings, proposals: bool = True,
                 engine: "FeaturesEngine | None" = None) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
     """[(query, candidate, label, source, peak)] for one scene (empty if it has no copies).
     engine: segments the proposals as at run time (its one-click model, clicks on the peaks, or
@@ -110,8 +112,7 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
             if lab >= 0:
                 out.append((q, sim.describe(mm, scene.image, p), lab, SOURCES["perturbed"], 0.0))
     if proposals:
-        one = sim.Settings(**{**settings.__dict__, "rounds": 1, "peak_rel": 0.55,
-                              "max_peaks": max(settings.max_peaks, 16)})
+        one = replace(settings, rounds=1, peak_rel=0.55, max_peaks=max(settings.max_peaks, 16))
         engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
         rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
         res = sim.find_similar(scene.image, seed, mm, engine.segment_fn(ImageEntry("scene", rgba, scene.image)),
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = FeaturesEngine(backbone=backbone, segmenter="auto" if args.segmenter == "dsn" else None)
     if args.segmenter == "dsn" and engine.segmenter() is None:
         raise SystemExit("--segmenter dsn needs the one-click model's weights (backend/weights/dsn-lite0.pt)")
-    settings = sim.Settings()
+    settings = sim.SimilarSettings()
     rows_q, rows_c, labels, sources, peaks_, scene_ids = [], [], [], [], [], []
     first = args.first
     if args.resume and args.out.is_file():

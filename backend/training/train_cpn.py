@@ -79,7 +79,7 @@ def sample(c: cpn_data.Cached, rng: random.Random) -> tuple[dict, torch.Tensor, 
     return feats, query, target, ignore
 
 
-def baseline_peaks(c: cpn_data.Cached, settings: sim.Settings) -> list[tuple[int, int, float]]:
+def baseline_peaks(c: cpn_data.Cached, settings: sim.SimilarSettings) -> list[tuple[int, int, float]]:
     """find_similar's round-1 training-free proposals (grid peaks, before alignment)."""
     gh, gw = c.labels.shape
     mm = sim.MatchMap({k: v.float() for k, v in c.feats.items()}, c.scale, int(gh * sim.STRIDE / c.scale), int(gw * sim.STRIDE / c.scale))
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         state = {"step": int(ck["step"]), "train_seconds": float(ck["train_seconds"]), "best": float(ck["best"])}
         log(f"resumed at step {state['step']} ({state['train_seconds'] / 60:.1f} min trained)")
     else:
-        settings = sim.Settings()
+        settings = sim.SimilarSettings()
         tot = np.zeros(4)
         for c in val:
             tot += count(c, baseline_peaks(c, settings))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend import device
+from backend import device, weights
 
 CUDA_OK, CUDA_WHY = device.probe_cuda()
 pytestmark = [pytest.mark.skipif(not CUDA_OK, reason=f"needs a CUDA GPU ({CUDA_WHY})"),
@@ -66,13 +66,12 @@ def test_one_click_masks_match_the_cpu(dsn_pair):
 
 
 def test_select_similar_matches_the_cpu(dsn_pair):
-    from backend import similar as sim
     from backend.cache import ImageEntry
     from backend.engines.similar_pvm import PvmEngine
     from backend.training.synth import SceneGenerator
     from bench.similar import query_index
     cpu_dsn, gpu_dsn = dsn_pair
-    sim._CPN_LOADED.clear()
+    weights.forget_shared()        # the CPN is loaded again, on the GPU
     try:
         device.set_preference("cuda")
         gpu = PvmEngine(segmenter=gpu_dsn)

@@ -189,7 +189,7 @@ def test_find_similar_without_cpn_weights_is_unchanged(tmp_path: Path, monkeypat
     monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)   # no cpn-lite0.pt there
     img, reds, blues = disc_image()
     mm = sim.encode(ColourBackbone(), img, 320)
-    settings = sim.Settings()
+    settings = sim.SimilarSettings()
     res = sim.find_similar(img, reds[0], mm, grabcut(img), sim.CosineVerifier(settings), settings)
     ref = sim.find_similar(img, reds[0], mm, grabcut(img), sim.CosineVerifier(settings), settings, cpn=None)
     assert len(res.accepted) == 3 and res.proposals == ref.proposals and res.rounds == ref.rounds
@@ -223,7 +223,7 @@ def test_find_similar_takes_proposals_from_the_cpn(one_thread):
     img, reds, blues = disc_image()
     mm = sim.encode(ColourBackbone(), img, 320)
     cell = sim.STRIDE / mm.scale
-    settings = sim.Settings(cosine_too=False)    # proposals from the CPN only
+    settings = sim.SimilarSettings(cosine_too=False)    # proposals from the CPN only
     # bumps on two of the three other red discs and on the blue one; none on the fourth red
     cells = [(int(x // cell), int(y // cell)) for x, y in (RED[1], RED[2], BLUE[0])]
     stub = StubCPN(cells, mm.grid)

@@ -8,7 +8,8 @@ pytest.importorskip("patchmatch", reason="PyPatchMatch is not installed")
 
 from backend import engines  # noqa: E402
 from backend.engines.builtin import BuiltinEngine  # noqa: E402
-from backend.pipeline import Pipeline, grow_hole  # noqa: E402
+from backend.erase_maths import grow_hole  # noqa: E402
+from backend.pipeline import Pipeline  # noqa: E402
 
 
 def no_progress(f: float, m: str) -> None:

@@ -4,7 +4,8 @@ import pytest
 
 from backend import images
 from backend.cache import ImageCache, ImageEntry
-from backend.pipeline import Pipeline, blend, context_regions, grow_hole
+from backend.erase_maths import blend, context_regions, grow_hole
+from backend.pipeline import Pipeline
 from simpson_client.protocol import ProtocolError
 from tests.conftest import disc_centres, scene
 
@@ -127,7 +128,7 @@ def test_load_image_kinds(tmp_path):
 def test_blend_fills_the_middle_of_thin_holes():
     """The feather is narrower where the hole is thin: a 4-px wire is fully replaced in its
     middle, and a wide hole still fades in over FEATHER_PX."""
-    from backend.pipeline import FEATHER_PX
+    from backend.erase_maths import FEATHER_PX
     orig = np.zeros((60, 60, 4), np.uint8)
     orig[..., 3] = 255
     hole = np.zeros((60, 60), bool)

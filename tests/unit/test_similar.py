@@ -18,7 +18,8 @@ from backend import weights
 from backend.cache import ImageEntry
 from backend.engines import Found
 from backend.engines.similar_features import FeaturesEngine
-from backend.engines.similar_pvm import LearnedVerifier, PvmEngine
+from backend.engines.similar_pvm import PvmEngine
+from backend.masks import mask_box
 from backend.models.lite0 import Lite0
 from backend.models.pvm import ROW, PairVerifier, loss_fn
 from backend.pipeline import Pipeline
@@ -119,14 +120,14 @@ def test_move_template_and_interior_point():
     assert moved.sum() == m.sum() and moved[30:40, 35:55].all()
     clipped = sim.move_template(p, (ax, ay), 58, ay, 50, 60).full(50, 60)   # partly outside: cut
     assert 0 < clipped.sum() < m.sum() and not clipped[:, :30].any()
-    half = sim.to_grid(sim.Patch(4, 0, np.ones((8, 4), bool)), sim.MatchMap({"s8": torch.zeros(1, 2, 2)}, 1.0, 16, 16))
+    half = sim.to_grid(sim.MaskPatch(4, 0, np.ones((8, 4), bool)), sim.MatchMap({"s8": torch.zeros(1, 2, 2)}, 1.0, 16, 16))
     assert np.allclose(half, [[0.5, 0], [0, 0]])
 
 
 def test_find_similar_with_grabcut_fallback_keeps_copies_only():
     img, reds, blues = disc_image(RED, BLUE)
     mm = sim.encode(ColourBackbone(), img, 320)
-    settings = sim.Settings()
+    settings = sim.SimilarSettings()
     res = sim.find_similar(img, reds[0], mm, lambda x, y, t: sim.template_grabcut(img, x, y, t),
                            sim.CosineVerifier(settings), settings)
     assert len(res.accepted) == 3
@@ -146,10 +147,10 @@ def test_unaligned_clicks_land_on_the_peaks():
     of its peak's grid cell, which lies on the copy."""
     img, reds, blues = disc_image(RED, BLUE)
     mm = sim.encode(ColourBackbone(), img, 320)
-    settings = sim.Settings()
+    settings = sim.SimilarSettings()
     clicks = []
 
-    def segment(x: float, y: float, template: sim.Patch) -> sim.Patch:  # an ideal one-click model
+    def segment(x: float, y: float, template: sim.MaskPatch) -> sim.MaskPatch:  # an ideal one-click model
         clicks.append((x, y))
         hit = [m for m in reds + blues if m[int(y), int(x)]]
         return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
@@ -176,17 +177,17 @@ def test_objects_in_pieces_get_every_piece_clicked():
         img[(disc | bar) > 0] = (230, 30, 30)
         objects.append((disc > 0, bar > 0))
     mm = sim.encode(ColourBackbone(), img, 320)
-    settings = sim.Settings()
+    settings = sim.SimilarSettings()
     calls = []
 
-    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
         calls.append(len(more))
         out = np.zeros(img.shape[:2], bool)
         for cx, cy in [(x, y), *more]:
             for piece in (p for obj in objects for p in obj):
                 if piece[int(cy), int(cx)]:
                     out |= piece
-        return sim.as_patch(out) if out.any() else sim.Patch(0, 0, np.zeros((0, 0), bool))
+        return sim.as_patch(out) if out.any() else sim.MaskPatch(0, 0, np.zeros((0, 0), bool))
 
     query = objects[0][0] | objects[0][1]
     res = sim.find_similar(img, query, mm, segment, sim.CosineVerifier(settings), settings,
@@ -197,7 +198,7 @@ def test_objects_in_pieces_get_every_piece_clicked():
         assert any((m & disc).sum() == disc.sum() and (m & bar).sum() == bar.sum() for m in masks)
 
 
-def whole_copies(img: np.ndarray, objects: list[np.ndarray], mm, segment, settings: sim.Settings,
+def whole_copies(img: np.ndarray, objects: list[np.ndarray], mm, segment, settings: sim.SimilarSettings,
                  cpn=None, avoid: np.ndarray | None = None) -> int:
     """find_similar from objects[0] (one-click clicks on the peaks, cosine verifier): how many of
     the other objects an accepted instance covers whole; no instance may touch `avoid`."""
@@ -231,11 +232,11 @@ def test_cosine_peaks_propose_what_the_cpn_missed():
     cell = sim.STRIDE / mm.scale
     cpn = OneCopyCPN((int(RED[1][0] / cell), int(RED[1][1] / cell)))
 
-    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
         hit = [m for m in reds + blues if m[int(y), int(x)]]
         return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
 
-    found = {on: whole_copies(img, reds, mm, segment, sim.Settings(cosine_too=on), cpn, avoid=blues[0])
+    found = {on: whole_copies(img, reds, mm, segment, sim.SimilarSettings(cosine_too=on), cpn, avoid=blues[0])
              for on in (False, True)}
     assert found == {False: 1, True: 3}
 
@@ -252,7 +253,7 @@ def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
         bars.append(bar)
     mm = sim.encode(ColourBackbone(), img, 320)
 
-    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
         out = np.zeros(img.shape[:2], bool)
         for bar in bars:
             hits = [cx for cx, cy in [(x, y), *more] if bar[int(cy), int(cx)]]
@@ -260,9 +261,9 @@ def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
                 out |= bar
             elif hits:
                 out[:, max(int(hits[0]) - 22, 0):int(hits[0]) + 22] |= bar[:, max(int(hits[0]) - 22, 0):int(hits[0]) + 22]
-        return sim.as_patch(out) if out.any() else sim.Patch(0, 0, np.zeros((0, 0), bool))
+        return sim.as_patch(out) if out.any() else sim.MaskPatch(0, 0, np.zeros((0, 0), bool))
 
-    whole = {on: whole_copies(img, bars, mm, segment, sim.Settings(complete_shape=on)) for on in (False, True)}
+    whole = {on: whole_copies(img, bars, mm, segment, sim.SimilarSettings(complete_shape=on)) for on in (False, True)}
     assert whole == {False: 0, True: 3}
 
 
@@ -277,12 +278,12 @@ def test_a_peak_in_the_hole_of_an_outline_gets_the_outline_clicked():
     template = sim.as_patch(np.roll(ring, 2, axis=1))    # template matching placed it 2 px off
     clicks = []
 
-    def segment(x: float, y: float, template: sim.Patch, more: tuple = ()) -> sim.Patch:
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
         clicks.append((x, y))
         for part in (ring, hole):
             if part[int(y), int(x)]:
                 return sim.as_patch(part)
-        return sim.Patch(0, 0, np.zeros((0, 0), bool))
+        return sim.MaskPatch(0, 0, np.zeros((0, 0), bool))
 
     taken = np.zeros(ring.shape, bool)
     got, x, y = sim.click_the_shape(segment(80.5, 60.5, template), 80.5, 60.5, template, taken, segment)
@@ -325,8 +326,8 @@ def test_holes_and_parts_inside_them():
 
 
 def test_a_peak_on_the_placed_query_is_not_clicked_again():
-    template = sim.Patch(10, 10, np.ones((8, 8), bool))
-    got = sim.Patch(10, 10, np.ones((8, 8), bool))
+    template = sim.MaskPatch(10, 10, np.ones((8, 8), bool))
+    got = sim.MaskPatch(10, 10, np.ones((8, 8), bool))
     calls = []
 
     def segment(x, y, template, more=()):
@@ -374,7 +375,7 @@ def test_pvm_shapes_loss_and_threshold_gate():
     mm = sim.encode(ColourBackbone(), img, 320)
     d = sim.describe(mm, img, reds[0])
     assert sim.descriptor_row(d).shape == (ROW,)
-    p = LearnedVerifier(model).score(d, sim.describe(mm, img, reds[1]))
+    p = sim.LearnedVerifier(model).score(d, sim.describe(mm, img, reds[1]))
     assert 0.0 <= p <= 1.0
     always = PvmEngine(backbone=ColourBackbone(), model=model, segmenter=None)
     always._model.threshold.fill_(0.0)
@@ -405,7 +406,7 @@ def test_bench_metric_counts_half_covered_instances():
     scene = Scene(img, reds + blues, [0, 0, 0, 0, 1])
 
     def found_of(mask: np.ndarray) -> Found:
-        x0, y0, x1, y1 = sim.box_of(mask)
+        x0, y0, x1, y1 = mask_box(mask)
         return Found((x0, y0, x1 - x0, y1 - y0), mask[y0:y1, x0:x1], 1.0)
     half = reds[2].copy()
     half[:, :RED[2][0] + 4] = False                       # covers < 50 % of the third copy
@@ -451,6 +452,7 @@ def test_min_score_replaces_the_engines_threshold():
 
 def test_min_score_through_the_pipeline_and_its_bounds():
     from backend.engines.classic import ClassicEngine
+    from backend.requests import OPERATIONS, Requests
     from simpson_client.protocol import ProtocolError
     img, reds, _ = disc_image(RED, BLUE)
     classic = ClassicEngine()
@@ -467,7 +469,7 @@ def test_min_score_through_the_pipeline_and_its_bounds():
     assert len(inst) == 1                                 # the seed alone
     for bad in (-0.1, 1.5, "high", True, float("nan")):
         with pytest.raises(ProtocolError) as e:
-            p._similar_request({"op": "similar", "min_score": bad}, [], lambda f, m: None)
+            OPERATIONS["similar"](Requests(p), {"op": "similar", "min_score": bad}, [], lambda f, m: None)
         assert e.value.code == "bad_request"
 
 
@@ -486,3 +488,22 @@ def test_pvm_files_say_how_many_pair_features_they_read(tmp_path: Path):
         weights.write_sha256(path)
         model = weights.load("pvm", path)
         assert model.n_scalars == n and model(rows, rows)[0].shape == (4,)
+
+
+def test_lite0_features_in_strips_are_the_whole_images():
+    """Issue 26: a large select-similar encoding runs its high-resolution blocks in strips; the
+    maps it uses are bit for bit those of the whole image, strips and image edges included."""
+    torch.manual_seed(0)
+    model = Lite0().eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(1, 3, 416, 96) * 255
+    with torch.inference_mode():
+        whole = model(x)
+        for strip in (64, 96, 160):
+            got = model.features(x, ("s8", "s16"), strip)
+            assert set(got) == {"s8", "s16"}
+            assert torch.equal(got["s8"], whole["s8"]) and torch.equal(got["s16"], whole["s16"])
+        with pytest.raises(ValueError):
+            model.features(x, ("s4", "s8"))

@@ -1,0 +1,167 @@
+"""The iterative loop (IDS): propose, segment each proposal with one click, verify, and search
+again from every accepted copy."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .encoding import to_grid
+from .proposals import Proposer, align, default_cpn, move_template
+from .shape_repair import click_the_shape, complete_pieces, complete_shape, interior_point, keep_parts, query_pieces
+from .types import (STRIDE, Candidate, Descriptor, MatchMap, MaskPatch, Result, Segment, SimilarSettings, Verifier,
+                    as_patch)
+from .verification import describe
+
+
+def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
+                 settings: SimilarSettings, progress: Callable[[float, str], None] = lambda f, m: None,
+                 clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto",
+                 align_clicks: bool = True) -> Result:
+    """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
+    disjoint from the seed and from each other.
+
+    cpn: the proposal source. "auto" = the shipped CPN (default_cpn) when its file exists, else the
+    training-free cosine map; None = always the cosine map; or a CPN module. With a CPN, each
+    query (the seed, then every accepted instance) gives a heatmap, proposals are the peaks of
+    their maximum above the CPN's stored threshold; the rest of the loop is the same. With
+    settings.cosine_too the cosine map's peaks away from the CPN's are proposed as well (thin,
+    low-contrast copies that the CPN's heatmap misses; the verifier still decides).
+
+    align_clicks: move each peak's click to where template matching puts the query (for the
+    GrabCut fallback, which needs the query's shape in place); False = click at the peak, for a
+    one-click model, which segments from any point on the object (alignment sent 27 of 432
+    validation copies' clicks off the object or onto a neighbour: docs/similar.md)."""
+    if isinstance(cpn, str):
+        cpn = default_cpn()
+    start = clock()
+    res = Result()
+    q = Query.of(rgb, seed, mm, pieces=not align_clicks)
+    known = Known.of(seed, to_grid(q.patch, mm), q.descriptor)
+    propose = Proposer(mm, cpn, settings, q.cells)
+    rounds_done = 0                              # queries the proposals have seen
+    for rnd in range(settings.rounds):
+        if rnd > 0 and clock() - start > settings.seconds:
+            break
+        if len(known.qgrids) == rounds_done:
+            break
+        rounds_done = len(known.qgrids)
+        props = propose(known.queries, known.qgrids, known.tried | (known.taken_grid > 0.3))
+        res.rounds = rnd + 1
+        if not props:
+            break
+        for i, (gx, gy, value) in enumerate(props):
+            progress(0.25 + 0.7 * min(1.0, (rnd + i / len(props)) / settings.rounds),
+                     f"Checking proposal {res.proposals + 1}")
+            known.tried[max(0, gy - 1):gy + 2, max(0, gx - 1):gx + 2] = True
+            px, py = q.click_at(rgb, gx, gy, align_clicks)
+            if known.taken[int(py), int(px)]:
+                continue
+            res.proposals += 1
+            got, px, py, template = segment_proposal(rgb, q, px, py, known.taken, segment, settings, align_clicks)
+            got = new_part(got, px, py, template, known.taken, settings.max_overlap)
+            if got is None:
+                continue                         # empty, or mostly a known object again
+            cand = describe(mm, rgb, got)
+            c = Candidate(got, value, verifier.score(q.descriptor, cand))
+            g = to_grid(got, mm)
+            known.tried |= g > 0.5
+            if c.score >= verifier.threshold:
+                res.accepted.append(c)
+                known.add(got, g, cand)
+            else:
+                res.rejected.append(c)
+    return res
+
+
+@dataclass
+class Query:
+    """The seed as the loop uses it."""
+    patch: MaskPatch
+    descriptor: Descriptor
+    cell: float                                  # image pixels per grid cell
+    cells: tuple[float, float]                   # the seed's (w, h) in cells
+    anchor: tuple[float, float]                  # its most interior point
+    centre: tuple[float, float]                  # its box centre
+    pieces: list[tuple[float, float]]            # an object in pieces: where to click each
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, pieces: bool) -> "Query":
+        sp = as_patch(seed)
+        cell = STRIDE / mm.scale
+        return cls(sp, describe(mm, rgb, sp), cell, (sp.mask.shape[1] / cell, sp.mask.shape[0] / cell),
+                   interior_point(sp), (sp.x + sp.mask.shape[1] / 2, sp.y + sp.mask.shape[0] / 2),
+                   query_pieces(sp) if pieces else [])
+
+    def click_at(self, rgb: np.ndarray, gx: int, gy: int, align_clicks: bool) -> tuple[float, float]:
+        """Where to click for the peak in grid cell (gx, gy), inside the image. The peak lies on an
+        object like the query; with align_clicks, template matching finds where the query's box
+        centre would be, and the click goes where its interior point would be."""
+        H, W = rgb.shape[:2]
+        sp, cell = self.patch, self.cell
+        if align_clicks:
+            cx, cy = align(rgb, sp, (gx + 0.5) * cell, (gy + 0.5) * cell, 0.5 * max(sp.mask.shape) + cell)
+            px, py = cx + self.anchor[0] - self.centre[0], cy + self.anchor[1] - self.centre[1]
+        else:
+            px, py = (gx + 0.5) * cell, (gy + 0.5) * cell
+        return min(max(px, 0), W - 1), min(max(py, 0), H - 1)
+
+
+@dataclass
+class Known:
+    """What the loop has found so far."""
+    taken: np.ndarray                            # H×W bool: pixels that belong to known objects
+    taken_grid: np.ndarray                       # gh×gw: their share of each cell
+    tried: np.ndarray                            # gh×gw bool: cells already proposed or segmented
+    queries: list[dict[str, np.ndarray]]         # pooled features of the seed and each accepted copy
+    qgrids: list[np.ndarray]                     # their grid weights (CPN inputs)
+
+    @classmethod
+    def of(cls, seed: np.ndarray, seed_grid: np.ndarray, query: Descriptor) -> "Known":
+        return cls(seed.copy(), seed_grid, np.zeros(seed_grid.shape, bool), [query.pooled], [seed_grid])
+
+    def add(self, got: MaskPatch, grid: np.ndarray, desc: Descriptor) -> None:
+        """An accepted copy: taken, and a query of its own."""
+        got.region(self.taken)[got.mask] = True
+        self.taken_grid = np.maximum(self.taken_grid, grid)
+        self.queries.append(desc.pooled)
+        self.qgrids.append(grid)
+
+
+def segment_proposal(rgb: np.ndarray, q: Query, px: float, py: float, taken: np.ndarray, segment: Segment,
+                     settings: SimilarSettings, align_clicks: bool) -> tuple[MaskPatch, float, float, MaskPatch]:
+    """(mask, click x, click y, the query's shape placed there) for a click at (px, py). With a
+    one-click model (not align_clicks) the mask is repaired with the placed shape (shape_repair)."""
+    H, W = rgb.shape[:2]
+    sp = q.patch
+    if align_clicks:
+        template = move_template(sp, q.anchor, px, py, H, W)
+        return segment(px, py, template), px, py, template
+    # the query's shape where template matching puts it (for its parts and pieces)
+    cx, cy = align(rgb, sp, px, py, 0.5 * max(sp.mask.shape) + q.cell)
+    template = move_template(sp, q.centre, cx, cy, H, W)
+    got = segment(px, py, template)
+    if settings.shape_click:
+        got, px, py = click_the_shape(got, px, py, template, taken, segment)
+    if len(q.pieces) > 1:
+        got = complete_pieces(q.pieces, (cx - q.centre[0], cy - q.centre[1]), got, px, py,
+                              template, taken, segment, sp.area)
+    if settings.complete_shape:
+        got = complete_shape(got, px, py, template, taken, segment, sp.area)
+    return got, px, py, template
+
+
+def new_part(got: MaskPatch, px: float, py: float, template: MaskPatch, taken: np.ndarray,
+             max_overlap: float) -> Optional[MaskPatch]:
+    """The mask's parts worth verifying (keep_parts), less the pixels of known objects; None when
+    it is empty or more than max_overlap of it is known already."""
+    if got.area == 0:
+        return None
+    got = keep_parts(got, px, py, template)
+    area = got.area
+    mask = got.mask & ~got.region(taken)
+    if area - np.count_nonzero(mask) > max_overlap * area or np.count_nonzero(mask) < 4:
+        return None
+    return keep_parts(MaskPatch(got.x, got.y, mask), px, py, template)

@@ -1,0 +1,69 @@
+"""Which proposals are copies of the query: descriptors (pooled features, colour, shape, parts)
+and the two verifiers, training-free (CosineVerifier) and learned (LearnedVerifier, the PVM)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+
+from .. import device
+from .encoding import pool, pool_parts, to_grid
+from .types import HIST_BINS, LEVELS, SHAPE, Descriptor, MatchMap, MaskPatch, SimilarSettings, as_patch
+
+
+def colour_hist(rgb: np.ndarray, p: MaskPatch) -> np.ndarray:
+    x0, y0, w, h = p.box
+    crop, m = rgb[y0:y0 + h, x0:x0 + w], p.mask.astype(np.uint8)
+    step = max(1, int(np.sqrt(m.size / 4096)))       # about 4k pixels are plenty
+    crop, m = np.ascontiguousarray(crop[::step, ::step]), np.ascontiguousarray(m[::step, ::step])
+    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], m, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+    return hist / max(float(hist.sum()), 1.0)
+
+
+def describe(mm: MatchMap, rgb: np.ndarray, mask: "np.ndarray | MaskPatch") -> Descriptor:
+    p = as_patch(mask)
+    crop = p.mask.astype(np.float32)
+    shape = cv2.resize(crop, (SHAPE, SHAPE), interpolation=cv2.INTER_AREA) if crop.size else np.zeros((SHAPE, SHAPE), np.float32)
+    wts = to_grid(p, mm)
+    return Descriptor(pool(mm, wts), colour_hist(rgb, p), float(p.area), p.box, shape, pool_parts(mm, wts))
+
+
+def descriptor_row(d: Descriptor) -> np.ndarray:
+    """Descriptor -> one float32 row: s8 | s16 | hist | shape | area | box (x, y, w, h) |
+    parts s8 | parts s16."""
+    return np.concatenate([d.pooled["s8"], d.pooled["s16"], d.hist, d.shape.ravel(),
+                           [d.area], np.asarray(d.box, np.float32),
+                           d.parts["s8"].ravel(), d.parts["s16"].ravel()]).astype(np.float32)
+
+
+class CosineVerifier:
+    """Training-free verification: mean pooled cosine to the query and a plausible size."""
+
+    def __init__(self, settings: SimilarSettings):
+        self.s = settings
+        self.threshold = settings.accept
+
+    def score(self, q: Descriptor, c: Descriptor) -> float:
+        ratio = c.area / max(q.area, 1.0)
+        if not self.s.min_ratio <= ratio <= self.s.max_ratio:
+            return 0.0
+        return float(np.mean([np.dot(q.pooled[lvl], c.pooled[lvl]) for lvl in LEVELS]))
+
+
+class LearnedVerifier:
+    """The trained pair verifier (PVM, backend/models/pvm.py) on two descriptors' rows."""
+
+    def __init__(self, model: torch.nn.Module, threshold: Optional[float] = None):
+        self.model = model.eval()
+        self.threshold = float(model.threshold) if threshold is None else threshold
+
+    def score(self, q: Descriptor, c: Descriptor) -> float:
+        dev = device.device_of(self.model)
+        rows_q = torch.from_numpy(descriptor_row(q))[None].to(dev)
+        rows_c = torch.from_numpy(descriptor_row(c))[None].to(dev)
+        with torch.inference_mode():
+            logits, _ = self.model(rows_q, rows_c)
+        return float(torch.sigmoid(logits[0]))
