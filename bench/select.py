@@ -2,6 +2,7 @@
 
     python bench/select.py [--n 100] [--max-clicks 8] [--weights PATH]
     python bench/select.py --photos [bench/photos.json]      # a few real photos instead
+    python bench/select.py --split realsize --n 300 --compare NEW.pt --json out.json   # two weights, paired
 
 
 Scenes come from the validation split of backend/training/synth.py (backgrounds and objects
@@ -282,6 +283,10 @@ def main() -> None:
                          "with and without the small-object probe, paired per scene")
     ap.add_argument("--minutes", type=float, default=None, help="realsize: stop after this long")
     ap.add_argument("--json", type=Path, default=None, help="per-scene IoU curves per method")
+    ap.add_argument("--compare", type=Path, default=None,
+                    help="other weights for the daemon engine, run on the same scenes; paired differences "
+                         "against the first method (--weights, default the shipped file)")
+    ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: the backend's choice)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -291,9 +296,10 @@ def main() -> None:
     scenes = load_photos(args.photos) if args.photos else load_scenes(args.n, args.upscale, args.seed)
     if not scenes:
         raise SystemExit("no scenes to measure")
-    seg = ClickSegmenter(args.weights)
+    seg = ClickSegmenter(args.weights, args.device)
     methods: dict[str, Method] = {
         "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
+        **compared(args),
         "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
@@ -316,18 +322,43 @@ def main() -> None:
         curves[name] = r.pop("iou")
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
+    print_paired(curves, [k for k in curves if k.startswith(COMPARED)], len(scenes))
     if args.json:
-        args.json.write_text(json.dumps({"seed": args.seed, "scenes": len(scenes), "methods": {
-            k: {"iou": v} for k, v in curves.items()}}) + "\n")
+        args.json.write_text(json.dumps({"split": "photos" if args.photos else "standard", "seed": args.seed,
+                                         "scenes": len(scenes), "methods": {k: {"iou": v} for k, v in curves.items()}}) + "\n")
+
+
+COMPARED = "1C-DSN (daemon engine), --compare weights"
+
+
+def compared(args: argparse.Namespace) -> dict[str, Method]:
+    """The daemon engine with the --compare weights, if given."""
+    if args.compare is None:
+        return {}
+    return {f"{COMPARED} {args.compare.name}": EngineClicks(ClickSegmenter(args.compare, args.device))}
+
+
+def print_paired(curves: dict[str, list], others: list[str], n: int) -> None:
+    """Per-scene paired differences (other minus the first method) after 1 and 3 clicks."""
+    from bench.common import paired
+    first = next(iter(curves), None)
+    for other in others:
+        if other == first:
+            continue
+        for k, lab in ((0, "@1"), (2, "@3")):
+            k = min(k, len(curves[first][0]) - 1)
+            d, se = paired([c[k] for c in curves[first]], [c[k] for c in curves[other]])
+            print(f"paired: {other} minus {first}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
 
 
 def main_realsize(args: argparse.Namespace) -> None:
     """Issue 23's split, scene by scene (12-MP scenes do not all fit in memory): every method on
     each scene before the next; paired differences against the first method."""
     from bench.common import paired
-    seg = ClickSegmenter(args.weights)
+    seg = ClickSegmenter(args.weights, args.device)
     methods: dict[str, Method] = {
         "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
+        **compared(args),
         "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
     }   # GrabCut is left out: ~80 s per click on a 12-MP photo
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -353,9 +384,12 @@ def main_realsize(args: argparse.Namespace) -> None:
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |")
     names = list(methods)
     for other in names[1:]:
+        if other.startswith(COMPARED):
+            continue
         for k, lab in ((0, "@1"), (2, "@3")):
             d, se = paired([c[k] for c in acc[other][0]], [c[k] for c in acc[names[0]][0]])
             print(f"paired: {names[0]} minus {other}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
+    print_paired({k: acc[k][0] for k in methods}, [k for k in methods if k.startswith(COMPARED)], n)
     if args.json:
         args.json.write_text(json.dumps({"seed": seed, "scenes": n, "methods": {
             k: {"iou": acc[k][0], "t_first": acc[k][4]} for k in methods}}) + "\n")

@@ -14,6 +14,11 @@ from ..models.dsn import click_maps
 from ..models.window import Window, covers_image, crop_resize, fit_window
 from .synth import Scene, random_blob
 
+# The daemon's views of a big photo (backend/segment.py), for real-size training crops.
+COARSE_SIDE = 512   # segment.COARSE_SIDE: the whole-image pass's long side
+PROBE_SHARE = 0.1   # segment.SMALL_PROBE: the small-object probe window, of the long side
+MIN_WINDOW = 80     # segment.MIN_WINDOW
+
 
 class Sample(NamedTuple):
     """image 3×S×S float 0..255; pos/neg 2×S×S; prev 1×S×S; target 1×S×S (all float32)."""
@@ -32,6 +37,18 @@ def choose_window(mask: np.ndarray, rng: np.random.Generator, fill: float) -> Wi
     cx = (x0 + x1) / 2 + rng.uniform(-0.4, 0.4) * max(side - bw, 0)
     cy = (y0 + y1) / 2 + rng.uniform(-0.4, 0.4) * max(side - bh, 0)
     return fit_window(cx, cy, side, mask.shape[1], mask.shape[0])
+
+
+def crop_mask(mask: np.ndarray, win: Window, size: int) -> np.ndarray:
+    """crop_resize(mask.astype(float32), win, size) > 0.5, the same bits, converting only the part
+    of the mask inside the window (a 12-MP scene's masks are 12 M pixels each)."""
+    h, w = mask.shape
+    x0, y0 = max(0, win.x0), max(0, win.y0)
+    x1, y1 = min(w, win.x0 + win.side), min(h, win.y0 + win.side)
+    if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
+        return np.zeros((size, size), bool)
+    part = mask[y0:y1, x0:x1].astype(np.float32)
+    return crop_resize(part, Window(win.x0 - x0, win.y0 - y0, win.side), size) > 0.5
 
 
 def click_inside(mask: np.ndarray, rng: np.random.Generator, central: bool) -> tuple[float, float] | None:
@@ -137,22 +154,23 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
 
 def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 320,
                 fill: float | None = None, refine: bool | None = None,
-                min_fill: float = 0.005, prev_window: float = 0.0) -> Sample:
+                min_fill: float = 0.005, prev_window: float = 0.0, view: Window | None = None) -> Sample:
     """Crop around instance `index` at a random scale; simulate 1-3 clicks (+ previous mask).
 
     min_fill: the smallest object share of the crop (a quarter of the crops are log-uniform
     between it and 0.1, the coarse whole-image pass's view of small objects).
     prev_window: the share of refinement crops whose window is fitted to the previous mask,
     not the object: the daemon refines in the window of the selection (segment.py), so a
-    selection that took the boat under a drawing is seen at the boat's scale."""
+    selection that took the boat under a drawing is seen at the boat's scale.
+    view: crop exactly this window (realsize_sample's daemon views) instead of one chosen by fill."""
     mask = scene.masks[index]
     if fill is None:
         fill = rng.uniform(0.1, 0.6) if rng.random() < 0.75 else float(np.exp(rng.uniform(np.log(min_fill), np.log(0.1))))
     if refine is None:
         refine = rng.random() < 0.35
-    win = choose_window(mask, rng, fill)
+    win = view or choose_window(mask, rng, fill)
     prev_full = None
-    if refine and rng.random() < prev_window:  # the mistake at the scene's scale, then its window
+    if view is None and refine and rng.random() < prev_window:  # the mistake at the scene's scale, then its window
         near = [m for i, m in enumerate(scene.masks) if i != index
                 and m[max(win.y0, 0):win.y0 + win.side, max(win.x0, 0):win.x0 + win.side].any()]
         prev_full = perturb_mask(mask, near, rng, scene.image, scale=win.side)
@@ -161,8 +179,8 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
         if covers_image(win.side, w, h):  # the daemon then decodes the whole image
             win = fit_window(w / 2, h / 2, max(h, w), w, h)
     image = crop_resize(scene.image, win, size)
-    gt = crop_resize(mask.astype(np.float32), win, size) > 0.5
-    others = [crop_resize(m.astype(np.float32), win, size) > 0.5 for i, m in enumerate(scene.masks) if i != index]
+    gt = crop_mask(mask, win, size)
+    others = [crop_mask(m, win, size) for i, m in enumerate(scene.masks) if i != index]
     others = [o for o in others if o.any()]
     if not gt.any():  # vanished at this scale: fall back to a comfortable window
         return make_sample(scene, index, rng, size, 0.3, refine)
@@ -171,7 +189,7 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
     prev = np.zeros_like(gt)
     if refine:
         if prev_full is not None:
-            prev = crop_resize(prev_full.astype(np.float32), win, size) > 0.5
+            prev = crop_mask(prev_full, win, size)
         else:
             prev = perturb_mask(gt, others, rng, image)
         for _ in range(int(rng.integers(1, 3))):
@@ -205,3 +223,35 @@ def pick_instance(scene: Scene, rng: np.random.Generator, min_area: int = 64) ->
     if not ok:
         ok = list(range(len(scene.masks)))
     return int(ok[rng.integers(len(ok))])
+
+
+def realsize_sample(scene: Scene, rng: np.random.Generator, size: int = 320, min_fill: float = 0.002,
+                    prev_window: float = 0.0, coarse: float = 0.3, probe: float = 0.3) -> Sample:
+    """A crop of a real-size scene (synth.RealSizeGenerator) as the daemon sees a click on a small
+    object in a big photo (backend/segment.py): with probability `coarse` the whole-image pass's
+    scale (the photo at COARSE_SIDE on its long side; the crop is a size×size part of that view
+    holding the object), with probability `probe` the small-object probe (a window of PROBE_SHARE
+    of the long side around a pixel of the object, snapped to 8 px), else a zoom-in window chosen
+    by fill as make_sample chooses it (refinement crops included). These two first views are
+    first-click crops (no previous mask). The object: one of the repeated copies 3 times in 4
+    (what a user clicks), else any instance."""
+    copies = [i for i, r in enumerate(scene.roles) if r == "copy" and scene.masks[i].sum() >= 64]
+    index = int(copies[rng.integers(len(copies))]) if copies and rng.random() < 0.75 else pick_instance(scene, rng)
+    h, w = scene.masks[index].shape
+    long_side = max(h, w)
+    r = rng.random()
+    if r < coarse + probe:
+        mask = scene.masks[index]
+        x0, y0, x1, y1 = mask_box(mask)
+        if r < coarse:
+            side = long_side * size / COARSE_SIDE
+            cx = (x0 + x1) / 2 + rng.uniform(-0.4, 0.4) * max(side - (x1 - x0), 0)
+            cy = (y0 + y1) / 2 + rng.uniform(-0.4, 0.4) * max(side - (y1 - y0), 0)
+        else:
+            side = int(np.ceil(max(MIN_WINDOW, PROBE_SHARE * long_side) / 16) * 16)
+            c = click_inside(mask[y0:y1, x0:x1], rng, central=rng.random() < 0.5)
+            cx, cy = (x0 + c[0], y0 + c[1]) if c else ((x0 + x1) / 2, (y0 + y1) / 2)
+            cx, cy = round(cx / 8) * 8, round(cy / 8) * 8
+        if not covers_image(side, w, h):
+            return make_sample(scene, index, rng, size, refine=False, view=fit_window(cx, cy, side, w, h))
+    return make_sample(scene, index, rng, size, min_fill=min_fill, prev_window=prev_window)

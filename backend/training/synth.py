@@ -13,6 +13,7 @@ validation backgrounds and objects are never trained on.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,10 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# Where the sources are: /usr/share, or SIMPSON_SOURCE_ROOT, a folder laid out like it (a pack
+# written by `python -m backend.training.pack_sources`, for a machine without the Debian packages,
+# e.g. a GPU machine that trains or benchmarks). Set it before this module is imported.
+SOURCE_ROOT = Path(os.environ.get("SIMPSON_SOURCE_ROOT") or "/usr/share")
 # The packages named in docs/models.md, not every package that installs into /usr/share/backgrounds:
 # photos from other packages (mate-backgrounds: bench/select.py --photos) stay unseen.
-BG_ROOTS = [Path("/usr/share/backgrounds/gnome"), Path("/usr/share/wallpapers"), Path("/usr/share/desktop-base")]
-CLIPART_ROOT = Path("/usr/share/openclipart/png")
+BG_ROOTS = [SOURCE_ROOT / "backgrounds/gnome", SOURCE_ROOT / "wallpapers", SOURCE_ROOT / "desktop-base"]
+CLIPART_ROOT = SOURCE_ROOT / "openclipart/png"
 BG_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 BG_MIN_BYTES = 100_000
 BG_SKIP = re.compile(r"screenshot|grub|/emerald-theme/|/softwaves-theme/", re.I)

@@ -2,6 +2,7 @@
 
     python -m backend.training.train_dsn --out DIR --minutes M [--resume]
         [--init WEIGHTS] [--first-scene N] [--lr-scale F] [--model-clicks P] [--min-fill F] [--prev-window P]
+        [--device cuda] [--workers N] [--batch B] [--realsize-share S] [--realsize-crops K]
 
 DIR/ckpt.pt (full state, atomic), DIR/best.pt (model weights of the best validation score),
 DIR/train.log (loss, learning rate, validation IoU after 1 and 3 clicks).
@@ -11,6 +12,18 @@ twice and each time a click goes to the centre of its largest mistake, with its 
 the previous mask (RITM-style iterative training): the refinement path then learns from the
 mistakes the model really makes. The validation score is the mean of the IoU after the first
 click and after two such corrective clicks.
+
+--realsize-share S: a share S of every batch's crops comes from real-size scenes (issue 23:
+12-MP photos with small objects, synth.RealSizeGenerator("train")), framed as the daemon frames
+a click on a big photo (samples.realsize_sample: the whole-image pass's scale, the small-object
+probe window, zoom-in windows), K crops per scene (--realsize-crops); the rest are the usual
+crops. Real-size scene i of the stream is RealSizeGenerator("train").scene(SEED + i), indexed
+like the usual scenes (from --first-scene, kept in the checkpoint). --workers N DataLoader
+processes make the samples, split between the two streams by their cost per step (a real-size
+scene costs ~4 standard scenes). --batch B crops per step (default 8). Defaults keep the runs
+before them as they were (8 crops, 1 worker, no real-size crops); --resume with the same
+--batch and --realsize-share.
+Sources: /usr/share, or SIMPSON_SOURCE_ROOT (a pack: backend/training/pack_sources.py).
 """
 from __future__ import annotations
 
@@ -29,8 +42,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..models.dsn import DistractorSegmenter, build_dsn_lite0, click_maps
-from .samples import Sample, error_click, make_sample, pick_instance
-from .synth import SceneGenerator
+from .samples import Sample, error_click, make_sample, pick_instance, realsize_sample
+from .synth import RealSizeGenerator, SceneGenerator
 
 SEED = 20260423
 CROP = 320
@@ -43,6 +56,9 @@ WARMUP_STEPS = 100
 CKPT_EVERY_S = 300
 AUX_WEIGHT = 0.4
 FROZEN = ("_conv_stem.", "_bn0.", "_blocks.0.", "_blocks.1.", "_blocks.2.")  # stride 2-4 ImageNet layers
+# seconds of one worker per standard scene (2 crops) and per real-size scene plus per crop of it,
+# measured on the shared 2-core machine (0.32 s; 1.3 s + 0.1 s per crop): the workers' split
+STD_SCENE_S, RS_SCENE_S, RS_CROP_S = 0.32, 1.3, 0.1
 
 
 class TrainScenes(Dataset):
@@ -65,6 +81,50 @@ class TrainScenes(Dataset):
             scene = self.gen.scene(int(rng.integers(1 << 30)))
         return [make_sample(scene, pick_instance(scene, rng), rng, CROP, min_fill=self.min_fill,
                             prev_window=self.prev_window) for _ in range(SAMPLES_PER_SCENE)]
+
+
+class RealSizeScenes(Dataset):
+    """Item i = `crops` daemon-view crops of real-size training scene SEED + i (deterministic)."""
+
+    def __init__(self, crops: int = 4, length: int = 10 ** 9, min_fill: float = 0.002, prev_window: float = 0.0,
+                 scale: float = 1.0):
+        self.crops, self.length, self.scale = crops, length, scale
+        self.min_fill, self.prev_window = min_fill, prev_window
+        self.gen: RealSizeGenerator | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> list[Sample]:
+        if self.gen is None:
+            self.gen = RealSizeGenerator("train", scale=self.scale)
+        rng = np.random.default_rng([SEED, 23, i])
+        scene = self.gen.scene(SEED + i)
+        while not scene.masks:
+            scene = self.gen.scene(int(rng.integers(1 << 30)))
+        return [realsize_sample(scene, rng, CROP, min_fill=self.min_fill, prev_window=self.prev_window)
+                for _ in range(self.crops)]
+
+
+def split_batch(batch: int, share: float, crops: int) -> tuple[int, int]:
+    """(standard scenes, real-size scenes) per step for `batch` crops, `share` of them real-size."""
+    n_rs = int(round(batch * share / crops)) if share > 0 else 0
+    n_std = (batch - n_rs * crops) // SAMPLES_PER_SCENE
+    if n_rs * crops + n_std * SAMPLES_PER_SCENE != batch or (n_rs == 0 and n_std == 0):
+        raise ValueError(f"batch {batch} cannot be {share:.0%} real-size scenes of {crops} crops "
+                         f"and standard scenes of {SAMPLES_PER_SCENE}")
+    return n_std, n_rs
+
+
+def split_workers(workers: int, n_std: int, n_rs: int, crops: int) -> tuple[int, int]:
+    """DataLoader workers for each stream, by its generation cost per step (at least 1 each in use)."""
+    if n_rs == 0:
+        return workers, 0
+    if n_std == 0:
+        return 0, workers
+    cost_std, cost_rs = n_std * STD_SCENE_S, n_rs * (RS_SCENE_S + crops * RS_CROP_S)
+    w_rs = min(max(1, round(workers * cost_rs / (cost_std + cost_rs))), max(workers - 1, 1))
+    return max(workers - w_rs, 1), w_rs
 
 
 def collate(items: list[list[Sample]]) -> Sample:
@@ -201,6 +261,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="index of the first training scene of a new run: a fine-tune from --init sees fresh "
                          "scenes instead of replaying those its starting weights were trained on")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when there is one)")
+    ap.add_argument("--workers", type=int, default=1, help="DataLoader processes making the samples")
+    ap.add_argument("--batch", type=int, default=SCENES_PER_BATCH * SAMPLES_PER_SCENE, help="crops per step")
+    ap.add_argument("--realsize-share", type=float, default=0.0,
+                    help="share of each batch's crops from real-size scenes (12-MP photos, small objects)")
+    ap.add_argument("--realsize-crops", type=int, default=4, help="crops per real-size scene")
     ap.add_argument("--val-scenes", type=int, default=VAL_SCENES)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--ckpt-every", type=float, default=CKPT_EVERY_S, help="seconds between checkpoints")
@@ -209,7 +275,11 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.monotonic()
     torch.set_num_threads(args.threads)
     torch.manual_seed(SEED)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    n_std, n_rs = split_batch(args.batch, args.realsize_share, args.realsize_crops)
+    w_std, w_rs = split_workers(args.workers, n_std, n_rs, args.realsize_crops)
     args.out.mkdir(parents=True, exist_ok=True)
     log = Log(args.out / "train.log")
 
@@ -237,17 +307,26 @@ def main(argv: list[str] | None = None) -> None:
         log(f"resumed at step {step}, {elapsed_before / 60:.1f} min done of a {plan_s / 60:.1f} min plan, best val IoU {best:.4f}")
     else:
         log(f"start: device {device}, seed {SEED}, plan {plan_s / 60:.1f} min, crop {CROP}, "
-            f"batch {SCENES_PER_BATCH * SAMPLES_PER_SCENE}, init {args.init}, lr x{args.lr_scale}, "
+            f"batch {args.batch}, init {args.init}, lr x{args.lr_scale}, "
             f"model clicks {args.model_clicks}, min fill {args.min_fill}, prev window {args.prev_window}, "
             f"first scene {first_scene}")
+    log(f"batch {args.batch} crops: {n_std} standard scenes x {SAMPLES_PER_SCENE} + {n_rs} real-size scenes x "
+        f"{args.realsize_crops}; workers {w_std} + {w_rs}")
 
+    def loader(data: Dataset, scenes: int, workers: int):
+        return iter(DataLoader(data, batch_size=scenes, collate_fn=collate,
+                               sampler=range(first_scene + step * scenes, 10 ** 9), num_workers=workers,
+                               worker_init_fn=worker_init, prefetch_factor=4, persistent_workers=True,
+                               multiprocessing_context="spawn"))
+    # the workers start making samples while the validation crops are made
+    streams = []
+    if n_std:
+        streams.append(loader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window), n_std, w_std))
+    if n_rs:
+        streams.append(loader(RealSizeScenes(args.realsize_crops, min_fill=min(args.min_fill, 0.002),
+                                           prev_window=args.prev_window), n_rs, w_rs))
     val = val_set(args.val_scenes)
     log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
-    loader = DataLoader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window),
-                        batch_size=SCENES_PER_BATCH, collate_fn=collate,
-                        sampler=range(first_scene + step * SCENES_PER_BATCH, 10 ** 9), num_workers=1,
-                        worker_init_fn=worker_init, prefetch_factor=4, persistent_workers=True,
-                        multiprocessing_context="spawn")
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
@@ -272,10 +351,10 @@ def main(argv: list[str] | None = None) -> None:
     deadline = t_start + args.minutes * 60
     last_ckpt = time.monotonic()
     run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
-    it = iter(loader)
     while time.monotonic() < deadline and elapsed() < plan_s:
         t0 = time.monotonic()
-        b = next(it)
+        parts = [next(it) for it in streams]
+        b = Sample(*(torch.cat(t) for t in zip(*parts))) if len(parts) > 1 else parts[0]
         t_data += time.monotonic() - t0
         b = Sample(*(t.to(device, non_blocking=True) for t in b))
         if args.model_clicks > 0:
@@ -298,12 +377,16 @@ def main(argv: list[str] | None = None) -> None:
         if step % args.log_every == 0:
             dt = (time.monotonic() - t_iter) / n_loss
             log(f"step {step} loss {run_loss / n_loss:.4f} lr {opt.param_groups[1]['lr']:.2e} "
-                f"{dt:.2f} s/it (data wait {t_data / n_loss:.2f})")
+                f"{dt:.2f} s/it (data wait {t_data / n_loss:.2f}), {len(b.image) / dt:.1f} crops/s")
             run_loss, n_loss, t_data, t_iter = 0.0, 0, 0.0, time.monotonic()
         if time.monotonic() - last_ckpt >= args.ckpt_every:
             checkpoint("periodic")
             last_ckpt = time.monotonic()
-    it._shutdown_workers()  # type: ignore[attr-defined]  # stop the worker before the last save
+    for it in streams:  # stop the workers before the last save
+        try:
+            it._shutdown_workers()  # type: ignore[attr-defined]
+        except RuntimeError as e:  # a worker that dies on the way out must not cost the final checkpoint
+            log(f"stopping the sample workers: {e}")
     checkpoint("final")
     log(f"done: {step} steps, {elapsed() / 60:.1f} min, best val IoU {best:.4f}")
 
