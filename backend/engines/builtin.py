@@ -4,8 +4,8 @@ One PatchMatch exemplar fill (Barnes et al. 2009, via PyPI `PyPatchMatch`) of th
 resolution (or at the largest working scale that keeps the hole under `FillSettings.max_hole_px`)
 copies real texture into the hole; its low frequencies are then corrected towards a guide, a
 small PatchMatch fill of the whole crop at a 224-px working size (it sees the crop's colour, light
-and structure at once), by adding the guide's difference from the fill blurred over `guide_sigma`
-px. Only the colour and light of the copied texture move: its fine detail is kept, nothing is
+and structure at once), by adding ¾ of the guide's difference from the fill (`guide_weight`),
+blurred over `guide_sigma` px. Only the colour and light of the copied texture move: its fine detail is kept, nothing is
 averaged into a smear, and the correction fades to zero at the hole's edge, so no seam. Why this and not
 the others: docs/erase.md (bench/erase.py, held-out scenes).
 
@@ -43,6 +43,7 @@ class FillSettings:
     context: float = 0.5            # the texture fill copies from the hole's box plus this × its size around it
     max_hole_px: int = 25_000       # the texture fill runs at the largest scale with at most this many hole px
     guide_sigma: float = 8.0        # px: the guide sets the fill's colour and light below this blur scale
+    guide_weight: float = 0.75      # how far those low frequencies move towards the guide's (1: all the way)
     guide_passes: tuple[tuple[float | None, int, int], ...] = GUIDE_PASSES
 
 
@@ -154,9 +155,10 @@ def texture_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSetti
     return fill[y0:y1, x0:x1].astype(np.float32)
 
 
-def corrected(texture: np.ndarray, guide: np.ndarray, hole: np.ndarray, sigma: float) -> np.ndarray:
-    """The fill's hole pixels (a vector, uint8 n×3): texture + (guide − texture) blurred over
-    sigma px, with the difference zero outside the hole (so the correction fades out at its
+def corrected(texture: np.ndarray, guide: np.ndarray, hole: np.ndarray, sigma: float,
+              weight: float = 1.0) -> np.ndarray:
+    """The fill's hole pixels (a vector, uint8 n×3): texture + weight × (guide − texture) blurred
+    over sigma px, with the difference zero outside the hole (so the correction fades out at its
     edge). texture and guide cover the hole's box."""
     y0, y1, x0, x1 = _box(hole)
     m = int(np.ceil(3 * sigma))
@@ -165,7 +167,7 @@ def corrected(texture: np.ndarray, guide: np.ndarray, hole: np.ndarray, sigma: f
     box_hole = hole[y0:y1, x0:x1]
     diff = np.zeros((by1 - by0, bx1 - bx0, 3), np.float32)
     inner = diff[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
-    inner[box_hole] = guide[box_hole].astype(np.float32) - texture[box_hole]
+    inner[box_hole] = weight * (guide[box_hole].astype(np.float32) - texture[box_hole])
     if sigma > 0:
         diff = cv2.GaussianBlur(diff, (0, 0), sigma)
         inner = diff[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
@@ -184,7 +186,7 @@ def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SE
         guide = _guide_box(pm, rgb, hole, settings.guide_passes, progress)
         if progress is not None:
             progress(0.9, "Filling (texture)")
-        pixels = corrected(texture.result(), guide, hole, settings.guide_sigma)
+        pixels = corrected(texture.result(), guide, hole, settings.guide_sigma, settings.guide_weight)
     finally:
         texture.cancel()
     out = rgb.copy()
