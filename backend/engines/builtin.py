@@ -5,9 +5,9 @@ resolution (or at the largest working scale that keeps the hole under `FillSetti
 copies real texture into the hole; its low frequencies are then corrected towards a guide, a
 small PatchMatch fill of the whole crop at a 224-px working size (it sees the crop's colour, light
 and structure at once), by adding ¾ of the guide's difference from the fill (`guide_weight`),
-blurred over `guide_sigma` px. Only the colour and light of the copied texture move: its fine detail is kept, nothing is
-averaged into a smear, and the correction fades to zero at the hole's edge, so no seam. Why this and not
-the others: docs/erase.md (bench/erase.py, held-out scenes).
+blurred over `guide_sigma` px. Only the colour and light of the copied texture move: its fine
+detail is kept, nothing is averaged into a smear, and the correction fades to zero at the hole's
+edge, so no seam. Why this and not the others: docs/erase.md (bench/erase.py, held-out scenes).
 
 The working scale bounds the cost: a 24-MP photo with small holes costs what a small photo
 costs, and a 12-MP photo with a 5 % hole is filled at a reduced scale.
