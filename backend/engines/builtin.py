@@ -40,8 +40,9 @@ SEED = 1
 class FillSettings:
     """The built-in engine's tuning (chosen on bench/erase.py's val split; docs/erase.md)."""
     patch_radius: int = 5           # the texture fill's patches are (2r+1)² px
+    scaled_patch_radius: int = 3    # the same when the hole is too big for full resolution (then resized up)
     context: float = 0.5            # the texture fill copies from the hole's box plus this × its size around it
-    max_hole_px: int = 25_000       # the texture fill runs at the largest scale with at most this many hole px
+    max_hole_px: int = 40_000       # the texture fill runs at the largest scale with at most this many hole px
     guide_sigma: float = 8.0        # px: the guide sets the fill's colour and light below this blur scale
     guide_weight: float = 0.75      # how far those low frequencies move towards the guide's (1: all the way)
     guide_passes: tuple[tuple[float | None, int, int], ...] = GUIDE_PASSES
@@ -147,7 +148,8 @@ def texture_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSetti
     y0, y1, x0, x1 = _box(win_hole)
     scale = min(1.0, (settings.max_hole_px / max(1, int(win_hole.sum()))) ** 0.5)
     small, small_hole = _scaled(win_rgb, win_hole, scale)
-    radius = max(1, min(settings.patch_radius, min(small_hole.shape) // 4))
+    r = settings.patch_radius if scale >= 1 else settings.scaled_patch_radius
+    radius = max(1, min(r, min(small_hole.shape) // 4))
     pm.set_random_seed(SEED)   # this thread's generator
     fill = pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
     if scale < 1:
