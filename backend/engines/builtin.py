@@ -125,7 +125,8 @@ def _guide_box(pm: Any, rgb: np.ndarray, hole: np.ndarray, passes: tuple[tuple[f
     try:
         for i, ((wy0, wy1, wx0, wx1), future) in enumerate(zip(windows, fills)):
             if progress is not None:    # here, on the request's thread: it may raise Cancelled
-                progress(0.1 + 0.8 * i / len(passes), f"Filling (pass {i + 1} of {len(passes)})")
+                label = "colour and light" if len(passes) == 1 else f"pass {i + 1} of {len(passes)}"
+                progress(0.1 + 0.8 * i / len(passes), f"Filling ({label})")
             fill = future.result().astype(np.float32)
             part = (wy1 - wy0, wx1 - wx0)
             box = (x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0)     # the hole's box in this window
