@@ -22,6 +22,7 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
+from ..masks import mask_box
 from . import Engine, Progress
 
 # Small fills, one per pass: (context, working long side in px, patch radius: patches are
@@ -199,9 +200,11 @@ def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SE
 
 
 def _box(hole: np.ndarray) -> tuple[int, int, int, int]:
-    """y0, y1, x0, x1 of the hole's bounding box."""
-    ys, xs = np.nonzero(hole.any(1))[0], np.nonzero(hole.any(0))[0]
-    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    """y0, y1, x0, x1 of the (non-empty) hole's bounding box, in the order slicing wants."""
+    box = mask_box(hole)
+    assert box is not None, "the hole is empty"
+    x0, y0, x1, y1 = box
+    return y0, y1, x0, x1
 
 
 def _window(hole: np.ndarray, context: float | None) -> tuple[int, int, int, int]:
