@@ -93,10 +93,10 @@ class Pipeline:
         bx0, by0, bx1, by1 = mask_box(grown)   # type: ignore[misc] - not empty
         filled = entry.rgb[by0:by1, bx0:bx1].copy()
         regions = context_regions(grown, entry.width, entry.height)
-        for i, (x0, y0, x1, y1) in enumerate(regions):
-            progress(0.05 + 0.9 * i / len(regions), f"Filling region {i + 1} of {len(regions)}")
-            result = chosen.erase(entry.rgb[y0:y1, x0:x1], grown[y0:y1, x0:x1], progress)
-            # copy back the hole pixels of this region that lie in the output box
+        results = chosen.erase_many([(entry.rgb[y0:y1, x0:x1], grown[y0:y1, x0:x1]) for x0, y0, x1, y1 in regions],
+                                    progress)
+        for (x0, y0, x1, y1), result in zip(regions, results):
+            # copy back the hole pixels of this region that lie in the output box (regions do not overlap)
             sub = grown[y0:y1, x0:x1]
             ox0, oy0 = max(x0, bx0), max(y0, by0)
             ox1, oy1 = min(x1, bx1), min(y1, by1)

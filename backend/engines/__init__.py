@@ -57,6 +57,15 @@ class Engine:
         """rgb: h×w×3 uint8 crop, hole: h×w bool -> h×w×3 uint8 with the hole filled."""
         raise NotImplementedError
 
+    def erase_many(self, crops: list[tuple[np.ndarray, np.ndarray]], progress: Progress) -> list[np.ndarray]:
+        """erase() of each (rgb, hole) crop of one request, in order; an engine may fill them at
+        the same time. progress is called on the caller's thread only (it may raise Cancelled)."""
+        out = []
+        for i, (rgb, hole) in enumerate(crops):
+            progress(0.05 + 0.9 * i / len(crops), f"Filling region {i + 1} of {len(crops)}")
+            out.append(self.erase(rgb, hole, progress))
+        return out
+
 
 # name -> "module:Class", imported on first use so that start-up stays fast.
 REGISTRY = {

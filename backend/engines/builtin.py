@@ -15,7 +15,7 @@ costs, and a 12-MP photo with a 5 % hole is filled at a reduced scale.
 from __future__ import annotations
 
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, TimeoutError
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -56,6 +56,11 @@ _pm_error = ""
 # The passes run on threads: the native code releases the GIL (ctypes) and its random generator
 # is per thread, so a pass seeded on its own thread gives the same fill as run alone (tested).
 _pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="simpson-fill")
+# Crops of one erase filled at the same time (each submits its passes to _pool; no deadlock: these
+# threads wait on _pool's, never the other way round).
+REGION_WORKERS = 2
+PROGRESS_EVERY_S = 0.25
+_region_pool = ThreadPoolExecutor(max_workers=REGION_WORKERS, thread_name_prefix="simpson-region")
 
 
 def _patchmatch() -> Optional[Any]:
@@ -244,3 +249,30 @@ class BuiltinEngine(Engine):
             from . import EngineUnavailable  # noqa: PLC0415
             raise EngineUnavailable(self.status())
         return fill(pm, rgb, hole, SETTINGS, progress)
+
+    def erase_many(self, crops: list[tuple[np.ndarray, np.ndarray]], progress: Progress) -> list[np.ndarray]:
+        """The crops of one erase (objects far apart) filled REGION_WORKERS at a time: one crop's
+        texture fill keeps one core busy and its guide the other only briefly. The same fills as
+        one by one (each PatchMatch call seeds its own thread); progress and cancelling stay on
+        the caller's thread, which waits in steps of PROGRESS_EVERY_S."""
+        pm = _patchmatch()
+        if pm is None:
+            from . import EngineUnavailable  # noqa: PLC0415
+            raise EngineUnavailable(self.status())
+        if len(crops) == 1:
+            return [fill(pm, crops[0][0], crops[0][1], SETTINGS, progress)]
+        futures = [_region_pool.submit(fill, pm, rgb, hole, SETTINGS) for rgb, hole in crops]
+        out = []
+        try:
+            for i, future in enumerate(futures):
+                while True:
+                    progress(0.05 + 0.9 * i / len(crops), f"Filling region {i + 1} of {len(crops)}")
+                    try:
+                        out.append(future.result(timeout=PROGRESS_EVERY_S))
+                        break
+                    except TimeoutError:
+                        continue
+        finally:
+            for future in futures:
+                future.cancel()         # crops not started yet, after a cancel or an error
+        return out

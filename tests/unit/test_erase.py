@@ -89,6 +89,36 @@ def test_cancel_between_passes():
         BuiltinEngine().erase(stripes(64, 64), hole, progress)
 
 
+def test_crops_of_one_erase_filled_together_as_one_by_one():
+    """The built-in engine fills the crops of one request at the same time: the same pixels as
+    one by one, progress only on the caller's thread, and a cancel there stops the request."""
+    import threading
+    from backend.engines import Engine
+    rgb = stripes()
+    holes = [np.zeros(rgb.shape[:2], bool) for _ in range(3)]
+    holes[0][60:100, 80:130] = True
+    holes[1][20:70, 30:60] = True
+    holes[2][10:30, 150:190] = True
+    crops = [(rgb, h) for h in holes]
+    engine = BuiltinEngine()
+    caller, threads = threading.get_ident(), set()
+
+    def progress(f: float, m: str) -> None:
+        threads.add(threading.get_ident())
+    together = engine.erase_many(crops, progress)
+    one_by_one = Engine.erase_many(engine, crops, no_progress)
+    assert len(together) == 3 and all(np.array_equal(a, b) for a, b in zip(together, one_by_one))
+    assert threads == {caller}
+
+    class Stop(Exception):
+        pass
+
+    def cancel(f: float, m: str) -> None:
+        raise Stop
+    with pytest.raises(Stop):
+        engine.erase_many(crops, cancel)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_pipeline_changes_only_the_grown_hole(dtype):
     top = np.iinfo(dtype).max
