@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None,
                     help="every engine's IDS time budget (SimilarSettings.seconds, default 6 s): a larger one keeps "
                          "a loaded machine from cutting rounds, so the arms compare what they find")
+    ap.add_argument("--pvm-gate", default=None, metavar="MIN,MAX",
+                    help="the --pvm arms' learned-verifier area gate (SimilarSettings.learned_min_ratio, "
+                         "learned_max_ratio: candidate area / query area); default off, as shipped")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -211,10 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     arms = {e: own_engine(e, settings) for e in engines}
     if args.before:
         arms["pvm-before"] = before_engine(settings)
+    cand_settings = settings
+    if args.pvm_gate:
+        from dataclasses import replace
+        lo, hi = (float(v) for v in args.pvm_gate.split(","))
+        cand_settings = replace(settings or sim.SimilarSettings(), learned_min_ratio=lo, learned_max_ratio=hi)
     for spec in args.pvm:
         file, _, thr = spec.partition("@")
         name = "pvm-cand" + (f"@{thr}" if thr else "") + ("" if len(args.pvm) == 1 else f"#{len(arms)}")
-        arms[name] = candidate_engine(Path(file), float(thr) if thr else None, settings)
+        arms[name] = candidate_engine(Path(file), float(thr) if thr else None, cand_settings)
     engines = list(arms)
     if args.pvm_threshold is not None and "pvm" in engines:
         arms["pvm"]._load()

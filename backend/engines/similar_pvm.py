@@ -56,7 +56,8 @@ class PvmEngine(FeaturesEngine):
 
     def verifier(self, cpu: bool = False) -> sim.Verifier:
         self._load()
-        return sim.LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model)  # type: ignore[arg-type]
+        return sim.LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model,  # type: ignore[arg-type]
+                                  settings=self.settings)
 
     def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()

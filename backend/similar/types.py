@@ -38,6 +38,12 @@ class SimilarSettings:
     accept: float = 0.75          # training-free verifier: mask-pooled cosine to the query
     min_ratio: float = 1 / 3      # candidate area / query area
     max_ratio: float = 3.0
+    # The learned verifier's own area gate (candidate area / query area; issue 23, docs/similar.md):
+    # off by default (0, inf: the shipped PVM as trained); a retrained PVM that scores background
+    # blobs of another size highly needs one. Real copies: ±30 % in size (area 0.5-1.7) and down
+    # to ~60 % visible (hidden, cut by the frame) -> about 0.3-2.
+    learned_min_ratio: float = 0.0
+    learned_max_ratio: float = float("inf")
     max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
     complete_shape: bool = True   # click the placed query's missed part when a mask is small

@@ -56,11 +56,17 @@ class CosineVerifier:
 class LearnedVerifier:
     """The trained pair verifier (PVM, backend/models/pvm.py) on two descriptors' rows."""
 
-    def __init__(self, model: torch.nn.Module, threshold: Optional[float] = None):
+    def __init__(self, model: torch.nn.Module, threshold: Optional[float] = None,
+                 settings: Optional[SimilarSettings] = None):
         self.model = model.eval()
         self.threshold = float(model.threshold) if threshold is None else threshold
+        s = settings or SimilarSettings()
+        self.min_ratio, self.max_ratio = s.learned_min_ratio, s.learned_max_ratio
 
     def score(self, q: Descriptor, c: Descriptor) -> float:
+        ratio = c.area / max(q.area, 1.0)
+        if not self.min_ratio <= ratio <= self.max_ratio:     # the area gate (off by default)
+            return 0.0
         dev = device.device_of(self.model)
         rows_q = torch.from_numpy(descriptor_row(q))[None].to(dev)
         rows_c = torch.from_numpy(descriptor_row(c))[None].to(dev)

@@ -385,6 +385,26 @@ def test_pvm_shapes_loss_and_threshold_gate():
     assert never.similar(entry_of(img), reds[0], lambda f, m: None) == []
 
 
+def test_learned_verifier_area_gate():
+    """SimilarSettings.learned_min_ratio / learned_max_ratio: off by default (the score as the model
+    gives it); on, a candidate whose area / the query's area lies outside scores 0, inside unchanged."""
+    from dataclasses import replace
+    torch.manual_seed(0)
+    model = PairVerifier()
+    img, reds, _ = disc_image(RED, BLUE)
+    mm = sim.encode(ColourBackbone(), img, 320)
+    q, c = sim.describe(mm, img, reds[0]), sim.describe(mm, img, reds[1])
+    free = sim.LearnedVerifier(model).score(q, c)
+    assert free > 0.0
+    gated = replace(sim.SimilarSettings(), learned_min_ratio=0.3, learned_max_ratio=2.0)
+    assert sim.LearnedVerifier(model, settings=gated).score(q, c) == free
+    assert sim.LearnedVerifier(model, settings=gated).score(q, c._replace(area=q.area * 0.2)) == 0.0
+    assert sim.LearnedVerifier(model, settings=gated).score(q, c._replace(area=q.area * 2.5)) == 0.0
+    assert sim.LearnedVerifier(model).score(q, c._replace(area=q.area * 0.2)) > 0.0
+    eng = PvmEngine(backbone=ColourBackbone(), model=model, segmenter=None, settings=gated)
+    assert eng.verifier().min_ratio == 0.3 and eng.verifier().max_ratio == 2.0
+
+
 def test_shipped_format_roundtrip(tmp_path: Path):
     """backbone.* (float16) + pvm.* in one file, loaded with weights_only=True and strict keys."""
     torch.manual_seed(0)
