@@ -3,7 +3,9 @@
 Scale selection from one click: a coarse pass on the whole image (long side 512) finds the
 clicked object's extent; a square window where the object fills ~30 % is then encoded at
 320 px (cached per window) and decoded; its logits are upsampled to the window's size in
-full-resolution pixels, so edges stay sharp on big photos.
+full-resolution pixels, so edges stay sharp on big photos. Which window a click gets (the
+coarse box -> window rule, the small-object probe, grow and zoom-in) is backend/windows.py's;
+this module runs the network where it says.
 """
 from __future__ import annotations
 
@@ -23,27 +25,14 @@ from simpson_client.protocol import Point
 from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
 from .masks import mask_box
-from .models.window import Window, covers_image, crop_resize, fit_window
+from .models.window import Window, covers_image, crop_resize
+from . import windows
+from .windows import COARSE_SIDE, CROP, MAX_WINDOWS
 from .weights import load as load_weights
 
 log = logging.getLogger(__name__)
 
-COARSE_SIDE = 512  # long side of the whole-image pass
-CROP = 320  # network input of the zoom-in pass
-TARGET_FILL = 0.3  # object box / window area
-MIN_WINDOW = CROP // 4  # never upsample a window more than 4x
 CROP_CACHE = 8  # zoom-in encodings kept per image
-PROBE_FRACTION = 0.15  # first window (of the long side) when the coarse pass finds no small object
-GROW = 2.0  # window growth when the mask runs into its edge
-# A photo whose long side is over SMALL_PROBE_ABOVE shrinks a small object to a few coarse pixels
-# (a 60-px bottle cap on a 4000-px photo is 8), and the coarse pass takes what it lies on. There
-# the first click also decodes a window of SMALL_PROBE × the long side around it; an object that
-# lies inside that window (it touches no edge) and is at most SMALL_SHARE of the coarse box is the
-# one clicked (docs/models.md, issue 23).
-SMALL_PROBE_ABOVE = 2 * COARSE_SIDE
-SMALL_PROBE = 0.1
-SMALL_SHARE = 0.25
-MAX_WINDOWS = 4  # zoom-in encodings per first click at most
 
 
 @dataclass(frozen=True)
@@ -178,20 +167,6 @@ class ClickSegmenter:
         return (min(x for x, _ in positives) - r, min(y for _, y in positives) - r,
                 max(x for x, _ in positives) + r, max(y for _, y in positives) + r)
 
-    @staticmethod
-    def _window_for(box: tuple[float, float, float, float], positives: list[tuple[float, float]],
-                    w: int, h: int) -> Window | None:
-        """Window where `box` fills TARGET_FILL, or None if that is (nearly) the whole image."""
-        x0, y0, x1, y1 = box
-        for x, y in positives:  # positive clicks belong to the object
-            x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + 1), max(y1, y + 1)
-        bw, bh = x1 - x0, y1 - y0
-        side = max(np.sqrt(bw * bh / TARGET_FILL), 1.25 * max(bw, bh), MIN_WINDOW)
-        if covers_image(side, w, h):
-            return None
-        side = int(np.ceil(side / 16) * 16)  # quantised for the encoding cache
-        return fit_window(round((x0 + x1) / 16) * 8, round((y0 + y1) / 16) * 8, side, w, h)
-
     def predict(self, embedding: Embedding, points: list[Point],
                 prev_mask: np.ndarray | None = None, size: tuple[float, float] | None = None) -> np.ndarray:
         """points: (x, y, positive) in image pixels; prev_mask: H×W uint8 (255 = selected);
@@ -224,19 +199,12 @@ class ClickSegmenter:
             win = None
         elif key in emb.windows:
             win = emb.windows[key]
-        elif prev is not None and (box := mask_box(prev > 127)) is not None:
-            win = self._window_for(box, positives, w, h)  # refining: the scale of the selection
-        elif size is not None:
-            (x, y), (bw, bh) = positives[0], size
-            win = self._window_for((x - bw / 2, y - bh / 2, x + bw / 2, y + bh / 2), positives, w, h)
         else:
-            box = self._object_box(emb, positives)
-            win = self._window_for(box, positives, w, h)
-            if self.settings.small_probe and max(w, h) > SMALL_PROBE_ABOVE:
-                win = self._small_object(emb, pts, box, w, h) or win
-            if win is None:  # the coarse pass found a huge object: check from a small window up
-                side = max(MIN_WINDOW, PROBE_FRACTION * max(w, h))
-                win = fit_window(positives[0][0], positives[0][1], int(np.ceil(side / 16) * 16), w, h)
+            probe = None
+            if self.settings.small_probe:
+                probe = lambda win: self._window_mask(emb, pts, win)  # noqa: E731
+            win = windows.first_window(positives, w, h, prev=prev, size=size,
+                                       coarse_box=lambda: self._object_box(emb, positives), probe=probe)
         settled = key in emb.windows
         for attempt in range(MAX_WINDOWS):
             if win is None or covers_image(win.side, w, h):  # the whole image is the right scale
@@ -246,7 +214,9 @@ class ClickSegmenter:
             wpts = [(*win.to_window(x, y, CROP), p) for x, y, p in pts]
             prev_w = None if prev is None else crop_resize((prev > 127).astype(np.float32), win, CROP)
             logits = self._decode(feats, wpts, prev_w, CROP, CROP)
-            better = None if settled or attempt == MAX_WINDOWS - 1 else self._rescaled_window(logits, win, positives, w, h)
+            if settled or attempt == MAX_WINDOWS - 1:
+                break
+            better = windows.better_window((logits[0, 0] > 0).cpu().numpy(), win, positives, w, h)
             if better is None:
                 break
             win = better
@@ -259,61 +229,11 @@ class ClickSegmenter:
             return out
         return self._paste(logits, win, out, emb.rgb)
 
-    def _small_object(self, emb: Embedding, pts: list[Point], box: tuple[float, float, float, float],
-                      w: int, h: int) -> Window | None:
-        """The window for a small object under the first click, when a probe window around it
-        holds one that touches none of its edges and is much smaller than the coarse pass's
-        object `box`; else None."""
-        x, y = next((px, py) for px, py, p in pts if p)
-        side = int(np.ceil(max(MIN_WINDOW, SMALL_PROBE * max(w, h)) / 16) * 16)
-        probe = fit_window(round(x / 8) * 8, round(y / 8) * 8, side, w, h)
-        if covers_image(probe.side, w, h):
-            return None
-        feats = self._crop_feats(emb, probe)
-        logits = self._decode(feats, [(*probe.to_window(px, py, CROP), p) for px, py, p in pts], None, CROP, CROP)
-        m = (logits[0, 0] > 0).cpu().numpy()
-        n = m.shape[0]
-        s = probe.side / n
-        _, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
-        lab = labels[min(max(int((y - probe.y0) / s), 0), n - 1), min(max(int((x - probe.x0) / s), 0), n - 1)]
-        if lab == 0:
-            return None
-        ys, xs = np.nonzero(labels == lab)
-        if ((ys.min() <= 1 and probe.y0 > 0) or (xs.min() <= 1 and probe.x0 > 0)
-                or (ys.max() >= n - 2 and probe.y0 + probe.side < h) or (xs.max() >= n - 2 and probe.x0 + probe.side < w)):
-            return None   # it runs out of the probe (inside the photo): not a small object
-        small = (probe.x0 + xs.min() * s, probe.y0 + ys.min() * s, probe.x0 + (xs.max() + 1) * s,
-                 probe.y0 + (ys.max() + 1) * s)
-        area = (small[2] - small[0]) * (small[3] - small[1])
-        if area > SMALL_SHARE * (box[2] - box[0]) * (box[3] - box[1]):
-            return None   # about what the coarse pass found
-        return self._window_for(small, [(px, py) for px, py, p in pts if p], w, h)
-
-    def _rescaled_window(self, logits: torch.Tensor, win: Window, positives: list[tuple[float, float]],
-                         w: int, h: int) -> Window | None:
-        """A better window when the zoomed-in mask runs into a window edge inside the image
-        (grow) or fills much less of the window than intended (zoom in)."""
-        m = (logits[0, 0] > 0).cpu().numpy()
-        n = m.shape[0]
-        s = win.side / n
-        edges = [(m[:, 0], win.x0 > 0), (m[:, -1], win.x0 + win.side < w),
-                 (m[0, :], win.y0 > 0), (m[-1, :], win.y0 + win.side < h)]
-        if any(inside and e.mean() > 0.05 for e, inside in edges):
-            x0, y0, x1, y1 = mask_box(m)
-            cx, cy = win.x0 + (x0 + x1) / 2 * s, win.y0 + (y0 + y1) / 2 * s
-            side = min(int(np.ceil(win.side * GROW / 16) * 16), max(w, h))
-            return fit_window(round(cx / 8) * 8, round(cy / 8) * 8, side, w, h)
-        _, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
-        keep = {int(labels[min(max(int((y - win.y0) / s), 0), n - 1), min(max(int((x - win.x0) / s), 0), n - 1)])
-                for x, y in positives} - {0}
-        if not keep:
-            return None
-        x0, y0, x1, y1 = mask_box(np.isin(labels, list(keep)))
-        box = (win.x0 + x0 * s, win.y0 + y0 * s, win.x0 + x1 * s, win.y0 + y1 * s)
-        fill = (box[2] - box[0]) * (box[3] - box[1]) / win.side ** 2
-        if fill >= TARGET_FILL / 4 or win.side <= 1.5 * MIN_WINDOW:
-            return None
-        return self._window_for(box, positives, w, h)
+    def _window_mask(self, emb: Embedding, pts: list[Point], win: Window) -> np.ndarray:
+        """The clicks decoded in `win` without a previous mask: CROP/2 × CROP/2 bool (the small-object probe)."""
+        feats = self._crop_feats(emb, win)
+        logits = self._decode(feats, [(*win.to_window(px, py, CROP), p) for px, py, p in pts], None, CROP, CROP)
+        return (logits[0, 0] > 0).cpu().numpy()
 
     def _paste(self, logits: torch.Tensor, win: Window, out: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         """Upsample the window's logits to its size in image pixels and write the visible part;

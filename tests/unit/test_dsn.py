@@ -10,6 +10,7 @@ import torch
 
 from backend.models.dsn import build_dsn_lite0, click_maps
 from backend.models.lite0 import FEATURE_CHANNELS, Lite0
+from backend import windows
 from backend.segment import ClickSegmenter
 from backend import weights
 from backend.weights import WeightsError, write_sha256
@@ -98,7 +99,7 @@ def test_an_expected_size_sets_the_window_without_the_coarse_pass(segmenter, mon
     img = np.zeros((800, 1000, 3), np.uint8)
     emb = segmenter.set_image(img)
     monkeypatch.setattr(segmenter, "_object_box", lambda *a: pytest.fail("the coarse pass ran"))
-    monkeypatch.setattr(segmenter, "_rescaled_window", lambda *a: None)   # keep the first window
+    monkeypatch.setattr(windows, "better_window", lambda *a: None)   # keep the first window
     assert segmenter.predict(emb, [(500.0, 400.0, True)], size=(120, 90)).shape == (800, 1000)
     win = emb.windows[(((500.0, 400.0),), (120, 90))]
     assert win.side == 192                        # sqrt(120 * 90 / 0.3) = 190 -> multiple of 16
@@ -117,7 +118,7 @@ def test_a_small_object_on_a_big_photo_is_the_one_clicked(segmenter, monkeypatch
     emb = segmenter.set_image(np.zeros((3000, 4000, 3), np.uint8))
     monkeypatch.setattr(segmenter, "_object_box", lambda *a: (1000.0, 500.0, 3000.0, 2500.0))
     monkeypatch.setattr(segmenter, "_decode", _blob_logits)
-    monkeypatch.setattr(segmenter, "_rescaled_window", lambda *a: None)
+    monkeypatch.setattr(windows, "better_window", lambda *a: None)
     segmenter.predict(emb, [(2000.0, 1500.0, True)])
     win = emb.windows[(((2000.0, 1500.0),), None)]
     assert win.side <= 200 and win.x0 <= 2000 <= win.x0 + win.side   # the blob is ~50 px across
@@ -126,7 +127,7 @@ def test_a_small_object_on_a_big_photo_is_the_one_clicked(segmenter, monkeypatch
 def test_small_photos_never_probe(segmenter, monkeypatch):
     """The probe runs only where the coarse pass is too coarse: photos up to 1024 px keep their masks."""
     emb = segmenter.set_image(np.zeros((768, 1024, 3), np.uint8))
-    monkeypatch.setattr(segmenter, "_small_object", lambda *a: pytest.fail("probed a small photo"))
+    monkeypatch.setattr(segmenter, "_window_mask", lambda *a: pytest.fail("probed a small photo"))
     assert segmenter.predict(emb, [(500.0, 400.0, True)]).shape == (768, 1024)
 
 
