@@ -12,12 +12,12 @@ from simpson_client.protocol import Point
 from ..masks import mask_box
 from ..models.dsn import click_maps
 from ..models.window import Window, covers_image, crop_resize, fit_window
+from ..windows import MIN_WINDOW
+from ..windows import SMALL_PROBE as PROBE_SHARE   # the small-object probe window, of the long side
 from .synth import Scene, random_blob
 
 # The daemon's views of a big photo (backend/segment.py), for real-size training crops.
 COARSE_SIDE = 512   # segment.COARSE_SIDE: the whole-image pass's long side
-PROBE_SHARE = 0.1   # segment.SMALL_PROBE: the small-object probe window, of the long side
-MIN_WINDOW = 80     # segment.MIN_WINDOW
 
 
 class Sample(NamedTuple):
