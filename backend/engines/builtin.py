@@ -95,10 +95,33 @@ def _scaled(rgb: np.ndarray, hole: np.ndarray, s: float) -> tuple[np.ndarray, np
 
 def exemplar_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, side: int, radius: int) -> np.ndarray:
     """One PatchMatch fill of the crop downscaled to long side `side` (uint8, at that size)."""
-    small, small_hole = _resize_to(rgb, hole, side)
+    return _inpaint(pm, *_resize_to(rgb, hole, side), radius)
+
+
+def _inpaint(pm: Any, small: np.ndarray, small_hole: np.ndarray, radius: int) -> np.ndarray:
+    """PatchMatch inpainting of `small_hole` in `small`, the patch radius capped at a quarter of
+    the crop's short side, from this thread's generator seeded with SEED (uint8, small's size)."""
     radius = max(1, min(radius, min(small_hole.shape) // 4))
     pm.set_random_seed(SEED)   # this thread's generator
     return pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
+
+
+def _trivial(rgb: np.ndarray, hole: np.ndarray) -> Optional[np.ndarray]:
+    """The fill where PatchMatch has nothing to do: no hole (a copy), or nothing to copy from or
+    too small for patches (OpenCV's Telea); None otherwise."""
+    if not hole.any():
+        return rgb.copy()
+    if hole.all() or min(hole.shape) < 8:
+        return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    return None
+
+
+def _with_hole(rgb: np.ndarray, hole: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """A copy of rgb with the hole's pixels (n×3, in row order) replaced."""
+    out = rgb.copy()
+    y0, y1, x0, x1 = _box(hole)
+    out[y0:y1, x0:x1][hole[y0:y1, x0:x1]] = pixels
+    return out
 
 
 def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
@@ -108,16 +131,11 @@ def ensemble_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray,
 
     Each pass fills its window of the crop at its working size; the fills are resized to the
     crop's resolution over the hole's box only, and averaged."""
-    out = rgb.copy()
-    if not hole.any():
-        return out
-    if hole.all() or min(hole.shape) < 8:      # nothing to copy from, or too small for patches
-        return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    done = _trivial(rgb, hole)
+    if done is not None:
+        return done
     y0, y1, x0, x1 = _box(hole)
-    mean = _guide_box(pm, rgb, hole, passes, progress)
-    box_hole = hole[y0:y1, x0:x1]
-    out[y0:y1, x0:x1][box_hole] = mean[box_hole]
-    return out
+    return _with_hole(rgb, hole, _guide_box(pm, rgb, hole, passes, progress)[hole[y0:y1, x0:x1]])
 
 
 def _guide_box(pm: Any, rgb: np.ndarray, hole: np.ndarray, passes: tuple[tuple[float | None, int, int], ...],
@@ -155,10 +173,7 @@ def texture_fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSetti
     y0, y1, x0, x1 = _box(win_hole)
     scale = min(1.0, (settings.max_hole_px / max(1, int(win_hole.sum()))) ** 0.5)
     small, small_hole = _scaled(win_rgb, win_hole, scale)
-    r = settings.patch_radius if scale >= 1 else settings.scaled_patch_radius
-    radius = max(1, min(r, min(small_hole.shape) // 4))
-    pm.set_random_seed(SEED)   # this thread's generator
-    fill = pm.inpaint(small, small_hole.astype(np.uint8) * 255, patch_size=radius)
+    fill = _inpaint(pm, small, small_hole, settings.patch_radius if scale >= 1 else settings.scaled_patch_radius)
     if scale < 1:
         return _upscale_box(fill, win_hole.shape, (x0, y0, x1, y1)).astype(np.float32)
     return fill[y0:y1, x0:x1].astype(np.float32)
@@ -186,10 +201,9 @@ def corrected(texture: np.ndarray, guide: np.ndarray, hole: np.ndarray, sigma: f
 def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SETTINGS,
          progress: Optional[Progress] = None) -> np.ndarray:
     """rgb h×w×3 uint8, hole h×w bool -> h×w×3 uint8; pixels outside the hole are unchanged."""
-    if not hole.any():
-        return rgb.copy()
-    if hole.all() or min(hole.shape) < 8:      # nothing to copy from, or too small for patches
-        return cv2.inpaint(rgb, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    done = _trivial(rgb, hole)
+    if done is not None:
+        return done
     texture: Future = _pool.submit(texture_fill, pm, rgb, hole, settings)
     try:
         guide = _guide_box(pm, rgb, hole, settings.guide_passes, progress)
@@ -198,10 +212,7 @@ def fill(pm: Any, rgb: np.ndarray, hole: np.ndarray, settings: FillSettings = SE
         pixels = corrected(texture.result(), guide, hole, settings.guide_sigma, settings.guide_weight)
     finally:
         texture.cancel()
-    out = rgb.copy()
-    y0, y1, x0, x1 = _box(hole)
-    out[y0:y1, x0:x1][hole[y0:y1, x0:x1]] = pixels
-    return out
+    return _with_hole(rgb, hole, pixels)
 
 
 def _box(hole: np.ndarray) -> tuple[int, int, int, int]:
@@ -243,22 +254,22 @@ class BuiltinEngine(Engine):
                     f"run `python3 install.py` again.")
         return "ready"
 
-    def erase(self, rgb: np.ndarray, hole: np.ndarray, progress: Progress) -> np.ndarray:
+    def _pm(self) -> Any:
         pm = _patchmatch()
         if pm is None:
             from . import EngineUnavailable  # noqa: PLC0415
             raise EngineUnavailable(self.status())
-        return fill(pm, rgb, hole, SETTINGS, progress)
+        return pm
+
+    def erase(self, rgb: np.ndarray, hole: np.ndarray, progress: Progress) -> np.ndarray:
+        return fill(self._pm(), rgb, hole, SETTINGS, progress)
 
     def erase_many(self, crops: list[tuple[np.ndarray, np.ndarray]], progress: Progress) -> list[np.ndarray]:
         """The crops of one erase (objects far apart) filled REGION_WORKERS at a time: one crop's
         texture fill keeps one core busy and its guide the other only briefly. The same fills as
         one by one (each PatchMatch call seeds its own thread); progress and cancelling stay on
         the caller's thread, which waits in steps of PROGRESS_EVERY_S."""
-        pm = _patchmatch()
-        if pm is None:
-            from . import EngineUnavailable  # noqa: PLC0415
-            raise EngineUnavailable(self.status())
+        pm = self._pm()
         if len(crops) == 1:
             return [fill(pm, crops[0][0], crops[0][1], SETTINGS, progress)]
         futures = [_region_pool.submit(fill, pm, rgb, hole, SETTINGS) for rgb, hole in crops]
