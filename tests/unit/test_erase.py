@@ -26,6 +26,15 @@ def stripes(h: int = 160, w: int = 200) -> np.ndarray:
     return rgb
 
 
+def magenta_box(rgb: np.ndarray, rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+    """A rectangular hole and the photo with it painted magenta (what a fill must not keep)."""
+    hole = np.zeros(rgb.shape[:2], bool)
+    hole[rows, cols] = True
+    damaged = rgb.copy()
+    damaged[hole] = (255, 0, 255)
+    return hole, damaged
+
+
 def test_status_and_default():
     assert BuiltinEngine().status() == "ready"
     chosen = engines.choose("erase", None)
@@ -35,10 +44,7 @@ def test_status_and_default():
 
 def test_fills_only_the_hole_and_continues_texture():
     rgb = stripes()
-    hole = np.zeros(rgb.shape[:2], bool)
-    hole[60:100, 80:130] = True
-    damaged = rgb.copy()
-    damaged[hole] = (255, 0, 255)
+    hole, damaged = magenta_box(rgb, slice(60, 100), slice(80, 130))
     out = BuiltinEngine().erase(damaged, hole, no_progress)
     assert out.shape == rgb.shape and out.dtype == np.uint8
     assert np.array_equal(out[~hole], damaged[~hole])
@@ -174,10 +180,7 @@ def test_fill_keeps_fine_texture_and_the_light():
     """The fill copies texture (no smear: fine detail within 0.7-1.4 of the truth's) and its
     colour follows the background's gradient (the low-frequency correction)."""
     rgb = grain()
-    hole = np.zeros(rgb.shape[:2], bool)
-    hole[60:140, 80:170] = True
-    damaged = rgb.copy()
-    damaged[hole] = (255, 0, 255)
+    hole, damaged = magenta_box(rgb, slice(60, 140), slice(80, 170))
     out = BuiltinEngine().erase(damaged, hole, no_progress)
     inner = np.zeros_like(hole)
     inner[64:136, 84:166] = True            # away from the edge's known pixels
