@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..models.dsn import DistractorSegmenter, build_dsn_lite0, click_maps
 from .samples import Sample, error_click, make_sample, pick_instance, realsize_sample
-from .synth import RealSizeGenerator, SceneGenerator
+from .synth import RealSizeGenerator, Scene, SceneGenerator
 
 SEED = 20260423
 CROP = 320
@@ -61,10 +61,10 @@ FROZEN = ("_conv_stem.", "_bn0.", "_blocks.0.", "_blocks.1.", "_blocks.2.")  # s
 STD_SCENE_S, RS_SCENE_S, RS_CROP_S = 0.32, 1.3, 0.1
 
 
-class TrainScenes(Dataset):
-    """Item i = SAMPLES_PER_SCENE crops from training scene SEED + i (deterministic)."""
+class _Scenes(Dataset):
+    """Items from training scenes SEED + i; the generator is made in the worker that first needs it."""
 
-    def __init__(self, length: int = 10 ** 9, min_fill: float = 0.005, prev_window: float = 0.0):
+    def __init__(self, length: int, min_fill: float, prev_window: float):
         self.length = length
         self.min_fill, self.prev_window = min_fill, prev_window
         self.gen: SceneGenerator | None = None
@@ -72,36 +72,49 @@ class TrainScenes(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> list[Sample]:
+    def _generator(self) -> SceneGenerator:
+        raise NotImplementedError
+
+    def _scene(self, i: int, rng: np.random.Generator) -> Scene:
+        """Training scene SEED + i, or (rarely, when it holds no object) one drawn from rng."""
         if self.gen is None:
-            self.gen = SceneGenerator("train")
-        rng = np.random.default_rng([SEED, i])
+            self.gen = self._generator()
         scene = self.gen.scene(SEED + i)
         while not scene.masks:
             scene = self.gen.scene(int(rng.integers(1 << 30)))
+        return scene
+
+
+class TrainScenes(_Scenes):
+    """Item i = SAMPLES_PER_SCENE crops from training scene SEED + i (deterministic)."""
+
+    def __init__(self, length: int = 10 ** 9, min_fill: float = 0.005, prev_window: float = 0.0):
+        super().__init__(length, min_fill, prev_window)
+
+    def _generator(self) -> SceneGenerator:
+        return SceneGenerator("train")
+
+    def __getitem__(self, i: int) -> list[Sample]:
+        rng = np.random.default_rng([SEED, i])
+        scene = self._scene(i, rng)
         return [make_sample(scene, pick_instance(scene, rng), rng, CROP, min_fill=self.min_fill,
                             prev_window=self.prev_window) for _ in range(SAMPLES_PER_SCENE)]
 
 
-class RealSizeScenes(Dataset):
+class RealSizeScenes(_Scenes):
     """Item i = `crops` daemon-view crops of real-size training scene SEED + i (deterministic)."""
 
     def __init__(self, crops: int = 4, length: int = 10 ** 9, min_fill: float = 0.002, prev_window: float = 0.0,
                  scale: float = 1.0):
-        self.crops, self.length, self.scale = crops, length, scale
-        self.min_fill, self.prev_window = min_fill, prev_window
-        self.gen: RealSizeGenerator | None = None
+        super().__init__(length, min_fill, prev_window)
+        self.crops, self.scale = crops, scale
 
-    def __len__(self) -> int:
-        return self.length
+    def _generator(self) -> SceneGenerator:
+        return RealSizeGenerator("train", scale=self.scale)
 
     def __getitem__(self, i: int) -> list[Sample]:
-        if self.gen is None:
-            self.gen = RealSizeGenerator("train", scale=self.scale)
         rng = np.random.default_rng([SEED, 23, i])
-        scene = self.gen.scene(SEED + i)
-        while not scene.masks:
-            scene = self.gen.scene(int(rng.integers(1 << 30)))
+        scene = self._scene(i, rng)
         return [realsize_sample(scene, rng, CROP, min_fill=self.min_fill, prev_window=self.prev_window)
                 for _ in range(self.crops)]
 
