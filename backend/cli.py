@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", type=Path, required=True)
     e.add_argument("--engine", default=None)
     e.add_argument("--dilation", type=_dilation, default=None, metavar=f"0..{protocol.MAX_DILATION}",
-                   help="pixels (default: automatic per object)")
+                   help="grow the mask by exactly this many pixels (default: automatic per object, with its cast shadow)")
 
     sub.add_parser("doctor", help="check the installation", parents=[dev])
     k = sub.add_parser("keygen", help="make CURVE keys for remote use")

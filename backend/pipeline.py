@@ -22,8 +22,18 @@ from .cache import ImageCache, ImageEntry
 from .erase_maths import blend, context_regions, grow_hole
 from .masks import mask255, mask_box
 from .engines import EngineUnavailable, Found, Point, Progress
+from .shadows import cast_shadows
 
 log = logging.getLogger("simpson.pipeline")
+
+
+def hole_to_fill(rgb: np.ndarray, selection: np.ndarray, dilation: Optional[int]) -> np.ndarray:
+    """What erase replaces: the selection grown by exactly `dilation` px, or with the automatic
+    growth (dilation None) grown per object and with the cast shadows found beside the objects."""
+    grown = grow_hole(selection, dilation)
+    if dilation is None:
+        grown |= cast_shadows(rgb, selection, grown)
+    return grown
 
 
 def no_progress(fraction: float, message: str) -> None:
@@ -89,7 +99,7 @@ class Pipeline:
         if not hole.any():
             raise ProtocolError("bad_request", "The mask is empty: there is nothing to erase.")
         chosen = engines.choose("erase", engine)
-        grown = grow_hole(hole, dilation)
+        grown = hole_to_fill(entry.rgb, hole, dilation)
         bx0, by0, bx1, by1 = mask_box(grown)   # type: ignore[misc] - not empty
         filled = entry.rgb[by0:by1, bx0:bx1].copy()
         regions = context_regions(grown, entry.width, entry.height)

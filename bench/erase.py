@@ -39,7 +39,7 @@ from backend import engines  # noqa: E402
 from backend.cache import ImageCache  # noqa: E402
 from backend.engines import Engine, Progress  # noqa: E402
 from backend.erase_maths import grow_hole  # noqa: E402
-from backend.pipeline import Pipeline  # noqa: E402
+from backend.pipeline import Pipeline, hole_to_fill  # noqa: E402
 from bench.common import med, table  # noqa: E402
 from bench.erase_metrics import measure, psnr  # noqa: E402
 from bench.erase_scenes import _object, photo, scenes, true_hole  # noqa: E402
@@ -198,12 +198,13 @@ def dilation_sweep(engine: str, split: str, per_photo: int, limit: Optional[int]
         p, left, ratio = [], [], []
         for scene in sc:
             region = cv2.dilate(scene.footprint.astype(np.uint8), k) > 0
-            hole = grow_hole(scene.mask, None, *setting) if isinstance(setting, tuple) else grow_hole(scene.mask, setting)
+            hole = (grow_hole(scene.mask, None, *setting) if isinstance(setting, tuple)
+                    else hole_to_fill(scene.photo, scene.mask, setting))
             out = erase(pipe, scene.photo, hole, engine, 0)
             p.append(psnr(out, scene.clean, region))
             left.append((scene.footprint & ~hole).sum() / scene.footprint.sum())
             ratio.append(hole.sum() / scene.footprint.sum())
-        label = ("default (grow_hole)" if setting is None else
+        label = ("default (growth + cast shadows)" if setting is None else
                  f"{100 * setting[0]:.0f} % + {setting[1]} px" if isinstance(setting, tuple) else f"{setting} px")
         rows.append([label, f"{np.mean(p):.2f}", f"{100 * np.mean(left):.1f} %", f"{np.mean(ratio):.2f}"])
         print(f"  growth {label}: {rows[-1][1]} dB", flush=True)

@@ -7,7 +7,7 @@ A 12-MP photo (samples/beach.jpg resized to 4000×3000) with made-up holes (elli
   2pct    one hole of 2 % of the photo (~480 × 640 px)
   5pct    one hole of 5 % of the photo (~760 × 1010 px)
   15pct   one hole of 15 % (~1310 × 1750 px: the erase benchmark's largest objects)
-Each goes through the pipeline as a request does (grow_hole with the default growth, then
+Each goes through the pipeline as a request does (hole_to_fill with the default growth, then
 context_regions), and each region's crop is filled by
   before  the whole crop shrunk to 1024 px on its long side (the engine until issue 22), and
   crop    backend/engines/lama.py's inpaint_crop: windows around each hole (hole box + 128 px)
@@ -34,7 +34,8 @@ import torch  # noqa: E402
 
 from backend.engines import lama as engine  # noqa: E402
 from backend.models.lama import LamaGenerator, inpaint  # noqa: E402
-from backend.erase_maths import context_regions, grow_hole  # noqa: E402
+from backend.erase_maths import context_regions  # noqa: E402
+from backend.pipeline import hole_to_fill  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 4000, 3000
@@ -82,7 +83,7 @@ def scales_crop(sub: np.ndarray) -> list[tuple[float, int]]:
 
 def run(case: str, generator: torch.nn.Module) -> list[list[str]]:
     rgb, hole = scene(case)
-    grown = grow_hole(hole, None)
+    grown = hole_to_fill(rgb, hole, None)
     regions = context_regions(grown, W, H)
     rows = []
     for name in ("before", "crop"):

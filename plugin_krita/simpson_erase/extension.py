@@ -42,7 +42,7 @@ def instance() -> Optional["SimpsonErase"]:
 @dataclass
 class Options:
     engine: str = ""          # "" = the backend's default for each operation
-    dilation: int = -1        # -1 = automatic (about 3 % of each object's size)
+    dilation: int = -1        # -1 = automatic (about 3 % of each object's size, and its cast shadow)
     min_score: float = -1.0   # Select Similar's likeness, 0..1; -1 = the engine's own threshold
 
     @classmethod

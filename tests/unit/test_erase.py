@@ -9,7 +9,7 @@ pytest.importorskip("patchmatch", reason="PyPatchMatch is not installed")
 from backend import engines  # noqa: E402
 from backend.engines.builtin import BuiltinEngine  # noqa: E402
 from backend.erase_maths import grow_hole  # noqa: E402
-from backend.pipeline import Pipeline  # noqa: E402
+from backend.pipeline import Pipeline, hole_to_fill  # noqa: E402
 
 
 def no_progress(f: float, m: str) -> None:
@@ -139,7 +139,7 @@ def test_pipeline_changes_only_the_grown_hole(dtype):
     assert name == "builtin" and patch.dtype == dtype
     out = pixels.copy()
     out[y:y + h, x:x + w] = patch
-    grown = grow_hole(mask > 127, None)
+    grown = hole_to_fill(rgb, mask > 127, None)
     assert np.array_equal(out[~grown], pixels[~grown])
     assert np.array_equal(out[..., 3], pixels[..., 3])
     assert not np.array_equal(out[grown], pixels[grown])
