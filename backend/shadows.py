@@ -5,10 +5,13 @@ object's silhouette moved a little away from the light and blurred. Across such 
 edge the light falls towards the inside, all along the edge; texture beside an object (dark
 pebbles, foliage, a boundary in the photo) darkens in some places and lightens in others. So for
 each object (a part of the grown hole) the step tries moves (DIRECTIONS × SHIFTS) and blurs of
-the selection's silhouette, keeps the one along whose visible edge the light falls inwards most
-consistently, and calls it a shadow when that consistency reaches MIN_CONSISTENCY and the inside
-is at least MIN_DARKENING darker than the outside; the pixels it darkens by VISIBLE_DARKENING or
-more join the hole. Everything is measured on a small copy (the object's long side WORK_SIDE px).
+the selection's silhouette and keeps the one along whose visible edge the light falls inwards
+most consistently. It is a shadow when that consistency reaches MIN_CONSISTENCY and its inside
+is at least MIN_DARKENING darker both than just outside its edge and than a plane through the
+lit ground around the object; where that ground is no plane (MAX_GROUND_SPREAD: the photo's own
+light and dark parts meet beside the object) nothing is taken. The pixels the shadow darkens by
+VISIBLE_DARKENING or more, and the paste's fade width beyond them, join the hole. Everything is
+measured on a small copy (the object's long side WORK_SIDE px).
 
 The numbers were chosen on bench/erase.py's val scenes (docs/erase.md, "Cast shadows"). Plain
 arrays in and out; the pipeline calls it with the automatic growth only (an explicit dilation is
@@ -21,10 +24,10 @@ import numpy as np
 from .erase_maths import FEATHER_PX
 
 WORK_SIDE = 64                      # px: an object's long side where the shadow is looked for
-SHIFTS = (0.04, 0.07, 0.1, 0.14)   # the shadow's move away from the object, × its long side
+SHIFTS = (0.04, 0.07, 0.1, 0.14)    # the shadow's move away from the object, × its long side
 DIRECTIONS = 16                     # directions of that move
 BLURS = (0.03, 0.06)                # the shadow's softness (Gaussian σ), × the long side (+ 0.7 px)
-LIGHT_BLUR = 2.0                    # px (working scale): the light is smoothed this much before its slope is read
+LIGHT_BLUR = 2.0                    # px (working scale): the light is smoothed so before its slope is read
 BAND = 0.3                          # looked for within this share of the long side around the hole
 MIN_EDGE_PX = 40                    # px (working scale) of visible shadow edge needed to judge it
 FULL_EDGE_PX = 150                  # px of visible edge at which a candidate counts in full
@@ -34,6 +37,7 @@ MIN_DARKENING = 0.1                 # the shadow's core at least this much darke
 VISIBLE_DARKENING = 0.06            # pixels darkened at least this much join the hole
 TIE = 0.02                          # candidates this close to the most consistent one are near-ties
 TIES = 12                           # ... of which at most this many are weighed by their darkening
+MAX_GROUND_SPREAD = 0.35            # log light: the lit ground around the object must fit a plane this well
 MIN_OBJECT_PX = 16                  # px: smaller parts of the hole cast no shadow worth finding
 MAX_OBJECTS = 64                    # the largest parts only (bounds the cost of a speckled mask)
 
@@ -53,12 +57,17 @@ def _moves(size: float) -> list[tuple[int, int]]:
     return out
 
 
-def _below_lit_ground(light: np.ndarray, inner: np.ndarray, lit: np.ndarray) -> float:
-    """Median of the log light inside the candidate shadow minus a plane fitted to the lit ground."""
+def _below_lit_ground(light: np.ndarray, inner: np.ndarray, lit: np.ndarray) -> float | None:
+    """Median of the log light inside the candidate shadow minus a plane fitted to the lit ground
+    around the object; None when that ground is no plane (the photo's own light and dark parts
+    meet beside the object, where a shadow cannot be told from them)."""
     ys, xs = np.nonzero(lit)
     if len(ys) < 10:
-        return 0.0
-    plane, *_ = np.linalg.lstsq(np.stack([np.ones(len(xs)), xs, ys], 1), light[ys, xs], rcond=None)
+        return None
+    ground = np.stack([np.ones(len(xs)), xs, ys], 1)
+    plane, *_ = np.linalg.lstsq(ground, light[ys, xs], rcond=None)
+    if float(np.std(light[ys, xs] - ground @ plane)) > MAX_GROUND_SPREAD:
+        return None
     yi, xi = np.nonzero(inner)
     return float(np.median(light[yi, xi] - np.stack([np.ones(len(xi)), xi, yi], 1) @ plane))
 
@@ -102,7 +111,10 @@ def _shadow(light: np.ndarray, silhouette: np.ndarray, usable: np.ndarray, size:
         step = (light[inner].mean() - light[outer].mean()) / max(0.5, float(s[inner].mean()))
         # and darker than the ground all around the object predicts there (a plane through the lit
         # ground: a photo's own dark ground on one side of the object is no shadow)
-        around = _below_lit_ground(light, inner, usable & (s < 0.05)) / max(0.5, float(s[inner].mean()))
+        below = _below_lit_ground(light, inner, usable & (s < 0.05))
+        if below is None:
+            continue
+        around = below / max(0.5, float(s[inner].mean()))
         darkening = 1.0 - float(np.exp(min(0.0, max(step, around))))
         if best is None or darkening > best[0]:
             best = (darkening, s)
@@ -146,5 +158,6 @@ def cast_shadows(rgb: np.ndarray, selection: np.ndarray, grown: np.ndarray) -> n
                                           interpolation=cv2.INTER_NEAREST) > 0
     if extra.any():     # the paste fades in over FEATHER_PX inside the hole's edge: reach that far past the shadow
         r = int(np.ceil(FEATHER_PX))
-        extra = cv2.dilate(extra.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        extra = cv2.dilate(extra.astype(np.uint8), disc) > 0
     return extra & ~grown
