@@ -2,6 +2,7 @@
 
     python -m backend.training.similar_data --split train --first 0 --scenes 400 --out pairs.npz
         [--segmenter grabcut|dsn] [--generator standard|realsize] [--save-every 20] [--resume]
+        [--background 4]
 
 --generator realsize: issue 23's 12-MP scenes (backend/training/synth.py: RealSizeGenerator; copies
 varied in size, angle and light, look-alikes of the object's family, objects in pieces). --save-every
@@ -15,7 +16,13 @@ the scale inference would use; candidates are
               the peaks) or grabcut (the fallback's path: aligned clicks, template GrabCut);
   instances   every other object's true mask, and a perturbed copy of it (eroded, dilated or cut),
               so the copies of the same object are positives and objects of other kinds
-              (look-alikes included: recoloured copies, other objects in the same colour) negatives.
+              (look-alikes included: recoloured copies, other objects in the same colour) negatives;
+  background  (--background K, default 0) hard negatives: the K peaks of the query's cosine map
+              away from every object (the background places most like the query), each clicked and
+              segmented as a proposal is at run time (the loop's segment_proposal: the one-click
+              model and its shape repair, or GrabCut): the blobs of background that an accepted
+              wrong instance goes on to propose (standard scene 2 of docs/similar.md's eleventh
+              session: a photo cut-out query, background blobs scoring 0.5-0.9).
 Label: 1 when >= 50 % of the candidate's pixels lie on other copies and < 20 % on other objects,
 0 when < 20 % lie on copies; anything between is ambiguous and skipped.
 """
@@ -35,11 +42,14 @@ import torch
 
 from .. import similar as sim
 from ..cache import ImageEntry
+from ..similar.loop import Query, new_part, segment_proposal
 from ..masks import mask_box
 from ..engines.similar_features import FeaturesEngine
 from .synth import RealSizeGenerator, Scene, SceneGenerator
 
-SOURCES = {"proposal": 0, "instance": 1, "perturbed": 2}
+SOURCES = {"proposal": 0, "instance": 1, "perturbed": 2, "background": 3}
+BACKGROUND_MARGIN = 0.05     # a grid cell with more than this share of any object, or next to one, gets no
+                             # background click
 
 
 def label(mask: np.ndarray, targets: np.ndarray, others: np.ndarray) -> int:
@@ -82,12 +92,46 @@ class _Nobody:
         return 0.0
 
 
+def background_clicks(mm: sim.MatchMap, q: Query, objects: np.ndarray, k: int) -> list[tuple[float, float, float]]:
+    """(x, y, cosine) of the k best peaks of the query's smoothed cosine map (the loop's peak picking)
+    in grid cells that no object covers or touches (objects: H×W bool, every object's mask, the query's
+    included)."""
+    sm = sim.smooth_map(sim.cosine_map(mm, q.descriptor.pooled), q.cells)
+    blocked = cv2.dilate((sim.to_grid(objects, mm) > BACKGROUND_MARGIN).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    sm[blocked] = -1.0           # the objects' own peaks would hide the background beside them
+    return [((gx + 0.5) * q.cell, (gy + 0.5) * q.cell, float(v))
+            for gx, gy, v in sim.peaks(sm, q.cells, blocked, -1.0, k)]
+
+
+def background_pairs(rgb: np.ndarray, seed: np.ndarray, mm: sim.MatchMap, objects: np.ndarray, targets: np.ndarray,
+                     others: np.ndarray, segment: sim.Segment, settings: sim.SimilarSettings, align_clicks: bool,
+                     k: int) -> list[tuple[sim.Descriptor, int, float]]:
+    """[(candidate, 0, cosine)] for background_clicks, each segmented as the loop segments a
+    proposal (segment_proposal, then new_part against the query), kept when it is a negative by
+    `label` (a mask that the one-click model or the shape repair spread onto a copy is left out:
+    the copies are in the pairs already)."""
+    h, w = rgb.shape[:2]
+    q = Query.of(rgb, seed, mm, pieces=not align_clicks)
+    out = []
+    for x, y, v in background_clicks(mm, q, objects, k):
+        px, py = min(max(x, 0), w - 1), min(max(y, 0), h - 1)
+        got, px, py, template = segment_proposal(rgb, q, px, py, seed, segment, settings, align_clicks)
+        got = new_part(got, px, py, template, seed, settings.max_overlap)
+        if got is None or got.area < 16:
+            continue
+        if label(got.full(h, w), targets, others) == 0:
+            out.append((sim.describe(mm, rgb, got), 0, v))
+    return out
+
+
 def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Module,
                 settings: sim.SimilarSettings, proposals: bool = True,
-                engine: "FeaturesEngine | None" = None) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
+                engine: "FeaturesEngine | None" = None,
+                background: int = 0) -> list[tuple[sim.Descriptor, sim.Descriptor, int, int, float]]:
     """[(query, candidate, label, source, peak)] for one scene (empty if it has no copies).
     engine: segments the proposals as at run time (its one-click model, clicks on the peaks, or
-    GrabCut without one); None = GrabCut."""
+    GrabCut without one); None = GrabCut. background: how many background blobs (the module's
+    docstring) to add; their `peak` is the click's cosine to the query."""
     copies = [i for i, g in enumerate(scene.groups) if g == 0]
     if not copies:
         return []
@@ -111,11 +155,16 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
             lab = label(p, targets, others)
             if lab >= 0:
                 out.append((q, sim.describe(mm, scene.image, p), lab, SOURCES["perturbed"], 0.0))
+    engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
+    rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
+    segment = engine.segment_fn(ImageEntry("scene", rgba, scene.image))
+    if background > 0:
+        for c, lab, v in background_pairs(scene.image, seed, mm, targets | others | seed, targets, others, segment,
+                                          settings, engine.segmenter() is None, background):
+            out.append((q, c, lab, SOURCES["background"], v))
     if proposals:
         one = replace(settings, rounds=1, peak_rel=0.55, max_peaks=max(settings.max_peaks, 16))
-        engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
-        rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
-        res = sim.find_similar(scene.image, seed, mm, engine.segment_fn(ImageEntry("scene", rgba, scene.image)),
+        res = sim.find_similar(scene.image, seed, mm, segment,
                                _Nobody(), one, align_clicks=engine.segmenter() is None)
         for c in res.rejected:
             full = c.patch.full(h, w)
@@ -132,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, default=200)
     ap.add_argument("--minutes", type=float, default=1e9, help="stop after this long (saves what it has)")
     ap.add_argument("--no-proposals", action="store_true")
+    ap.add_argument("--background", type=int, default=0,
+                    help="per scene, this many background blobs most like the query as negatives (source 3)")
     ap.add_argument("--segmenter", choices=("grabcut", "dsn"), default="grabcut",
                     help="how proposals are segmented (dsn: the default engine's run-time path)")
     ap.add_argument("--threads", type=int, default=1)
@@ -177,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         rng = np.random.default_rng([77, s])
         for q, c, lab, src, pk in scene_pairs(gen.scene(s), rng, backbone, settings, not args.no_proposals,
-                                                 engine):
+                                                 engine, args.background):
             rows_q.append(sim.descriptor_row(q)); rows_c.append(sim.descriptor_row(c)); labels.append(lab)
             sources.append(src); peaks_.append(pk); scene_ids.append(s)
         done += 1

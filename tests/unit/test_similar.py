@@ -537,3 +537,32 @@ def test_lite0_features_in_strips_are_the_whole_images():
             torch.set_num_threads(threads)
         with pytest.raises(ValueError):
             model.features(x, ("s4", "s8"))
+
+
+def test_training_pairs_add_background_blobs_most_like_the_query():
+    """similar_data --background K: the background places most like the query (a reddish patch
+    that is no object), segmented as proposals are, become negatives (source 3); K = 0 adds none."""
+    from backend.training.similar_data import SOURCES, background_clicks, scene_pairs
+    from backend.training.synth import Scene
+    from backend.similar.loop import Query
+    img, reds, blues = disc_image(RED, BLUE)
+    cv2.rectangle(img, (150, 150), (180, 215), (230, 60, 30), -1)      # a red-ish blob of background
+    patch = np.zeros(img.shape[:2], bool)
+    patch[150:216, 150:181] = True
+    scene = Scene(img, reds + blues, [0] * len(reds) + [1])
+    bb, settings = ColourBackbone(), sim.SimilarSettings()
+    engine = FeaturesEngine(backbone=bb, segmenter=None)
+    mm = sim.encode(bb, img, sim.encode_side(*img.shape[:2], reds[0]))
+    objects = np.any(np.stack(reds + blues), 0)
+    clicks = background_clicks(mm, Query.of(img, reds[0], mm, pieces=False), objects, 2)
+    assert clicks and all(not objects[int(y), int(x)] for x, y, _ in clicks)
+    assert patch[int(clicks[0][1]), int(clicks[0][0])]                # the best one is on the blob
+    plain = scene_pairs(scene, np.random.default_rng(0), bb, settings, False, engine, 0)
+    more = scene_pairs(scene, np.random.default_rng(0), bb, settings, False, engine, 2)
+    assert all(src != SOURCES["background"] for *_, src, _ in plain)
+    blobs = [(c, lab) for _, c, lab, src, _ in more if src == SOURCES["background"]]
+    assert blobs and all(lab == 0 for _, lab in blobs)
+    x, y, w, h = blobs[0][0].box
+    assert patch[int(y + h / 2), int(x + w / 2)]                       # segmented on the blob
+    assert [(lab, src) for _, _, lab, src, _ in plain] == [(lab, src) for _, _, lab, src, _ in more
+                                                            if src != SOURCES["background"]]
