@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .erase_maths import FEATHER_PX
+from .masks import mask_box
 
 WORK_SIDE = 64                      # px: an object's long side where the shadow is looked for
 SHIFTS = (0.04, 0.07, 0.1, 0.14)    # the shadow's move away from the object, × its long side
@@ -127,7 +128,13 @@ def cast_shadows(rgb: np.ndarray, selection: np.ndarray, grown: np.ndarray) -> n
     rgb: the photo (H×W×3 uint8); selection: what the user selected; grown: the hole as grown."""
     height, width = grown.shape
     extra = np.zeros((height, width), bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=8)
+    box = mask_box(grown)
+    if box is None:
+        return extra
+    bx0, by0, bx1, by1 = box          # the parts are labelled within the hole's box (a 24-MP photo, a small hole)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown[by0:by1, bx0:bx1].astype(np.uint8), connectivity=8)
+    stats[:, 0] += bx0
+    stats[:, 1] += by0
     parts = sorted(range(1, n), key=lambda i: -int(stats[i, cv2.CC_STAT_AREA]))[:MAX_OBJECTS]
     for i in parts:
         x, y, bw, bh = (int(v) for v in stats[i, :4])
@@ -142,8 +149,11 @@ def cast_shadows(rgb: np.ndarray, selection: np.ndarray, grown: np.ndarray) -> n
         def small(a: np.ndarray) -> np.ndarray:
             return cv2.resize(a.astype(np.float32), (ww, hh), interpolation=cv2.INTER_AREA)
 
-        light = np.log(small(rgb[y0:y1, x0:x1].mean(-1)) + 8)
-        silhouette = small((labels[y0:y1, x0:x1] == i) & selection[y0:y1, x0:x1])
+        light = np.log(small(rgb[y0:y1, x0:x1].sum(-1, dtype=np.uint16)) / 3 + 8)
+        part = np.zeros((y1 - y0, x1 - x0), bool)     # this part of the hole (labels cover the box only)
+        ix0, iy0, ix1, iy1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
+        part[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = labels[iy0 - by0:iy1 - by0, ix0 - bx0:ix1 - bx0] == i
+        silhouette = small(part & selection[y0:y1, x0:x1])
         blocked = cv2.dilate((small(grown[y0:y1, x0:x1]) > 0.01).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         dist = cv2.distanceTransform((~blocked).astype(np.uint8), cv2.DIST_L2, 3)
         usable = ~blocked & (dist >= 1) & (dist <= BAND * size * f + 1)
