@@ -82,13 +82,17 @@ def _shadow(light: np.ndarray, silhouette: np.ndarray, usable: np.ndarray, size:
     moves = _moves(size)
     pad = 1 + max(max(abs(dx), abs(dy)) for dx, dy in moves)
     scored: list[tuple[float, float, int, int, float]] = []     # key, consistency, dx, dy, blur
-    soft_of: dict[float, np.ndarray] = {}
+    padded_soft: dict[float, np.ndarray] = {}
+
+    def moved(a: np.ndarray, dx: int, dy: int) -> np.ndarray:     # a padded map, moved by (dx, dy)
+        return a[pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+
     for blur in BLURS:
-        soft = soft_of[blur] = cv2.GaussianBlur(silhouette, (0, 0), blur * size + 0.7)
-        sx, sy = _edges(soft)
-        padded = [np.pad(a, pad) for a in (soft, sx, sy)]
+        soft = cv2.GaussianBlur(silhouette, (0, 0), blur * size + 0.7)
+        padded = [np.pad(a, pad) for a in (soft, *_edges(soft))]
+        padded_soft[blur] = padded[0]
         for dx, dy in moves:
-            s, gx, gy = (a[pad - dy:pad - dy + h, pad - dx:pad - dx + w] for a in padded)
+            s, gx, gy = (moved(a, dx, dy) for a in padded)
             mag = np.hypot(gx, gy)
             ring = usable & (s > 0.1) & (s < 0.9) & (mag > 0.02)
             n = int(ring.sum())
@@ -104,19 +108,18 @@ def _shadow(light: np.ndarray, silhouette: np.ndarray, usable: np.ndarray, size:
     for key, consistency, dx, dy, blur in sorted(scored, reverse=True)[:TIES]:
         if consistency < MIN_CONSISTENCY or key < top - TIE:
             break
-        s = np.pad(soft_of[blur], pad)[pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+        s = moved(padded_soft[blur], dx, dy)
         inner = usable & (s >= INNER)
         outer = usable & (s < 0.1) & (cv2.dilate((s >= 0.1).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
         if inner.sum() < 10 or outer.sum() < 10:
             continue
-        step = (light[inner].mean() - light[outer].mean()) / max(0.5, float(s[inner].mean()))
-        # and darker than the ground all around the object predicts there (a plane through the lit
-        # ground: a photo's own dark ground on one side of the object is no shadow)
+        # darker than just outside its edge, and than the ground all around the object predicts
+        # there (a plane through the lit ground: a photo's own dark ground on one side is no shadow)
         below = _below_lit_ground(light, inner, usable & (s < 0.05))
         if below is None:
             continue
-        around = below / max(0.5, float(s[inner].mean()))
-        darkening = 1.0 - float(np.exp(min(0.0, max(step, around))))
+        step = light[inner].mean() - light[outer].mean()
+        darkening = 1.0 - float(np.exp(min(0.0, max(step, below) / max(0.5, float(s[inner].mean())))))
         if best is None or darkening > best[0]:
             best = (darkening, s)
     return best if best is not None and best[0] >= MIN_DARKENING else None

@@ -30,6 +30,16 @@ def can(shadow: float, background: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return np.clip(photo + 0.5, 0, 255).astype(np.uint8), obj > 0, dark
 
 
+def erased(photo: np.ndarray, mask: np.ndarray, dilation: int | None = None) -> np.ndarray:
+    """The photo (as opaque RGBA) after Pipeline.erase with the built-in engine, the patch pasted back."""
+    pipe = Pipeline()
+    pixels = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    (x, y, w, h), patch, _ = pipe.erase(pipe.entry(pixels), mask.view(np.uint8) * 255, "builtin", dilation)
+    out = pixels.copy()
+    out[y:y + h, x:x + w] = patch
+    return out
+
+
 def test_a_soft_cast_shadow_goes_with_its_object():
     photo, mask, dark = can(0.5, gravel())
     grown = grow_hole(mask, None)
@@ -41,11 +51,7 @@ def test_a_soft_cast_shadow_goes_with_its_object():
     near = cv2.dilate((dark >= 0.03).astype(np.uint8), np.ones((2 * 8 + 1,) * 2, np.uint8)) > 0
     assert (extra & ~near).sum() <= 0.05 * extra.sum()
 
-    pipe = Pipeline()
-    pixels = np.dstack([photo, np.full((H, W), 255, np.uint8)])
-    (x, y, w, h), patch, _ = pipe.erase(pipe.entry(pixels), mask.view(np.uint8) * 255, "builtin")
-    out = photo.copy()
-    out[y:y + h, x:x + w] = patch[..., :3]
+    out = erased(photo, mask)[..., :3]
     clean = gravel()
     light = clean[shadow_left].astype(float).mean()
     before = light - photo[shadow_left].astype(float).mean()   # how much darker the shadow left it
@@ -74,10 +80,7 @@ def test_dark_ground_beside_the_object_is_not_its_shadow():
 def test_an_exact_dilation_takes_no_shadow():
     """dilation=N is the user's exact hole: only that changes, shadow or not."""
     photo, mask, _ = can(0.5, gravel())
-    pipe = Pipeline()
-    pixels = np.dstack([photo, np.full((H, W), 255, np.uint8)])
-    (x, y, w, h), patch, _ = pipe.erase(pipe.entry(pixels), mask.view(np.uint8) * 255, "builtin", 4)
-    out = pixels.copy()
-    out[y:y + h, x:x + w] = patch
+    out = erased(photo, mask, 4)
     grown = grow_hole(mask, 4)
+    pixels = np.dstack([photo, np.full((H, W), 255, np.uint8)])
     assert np.array_equal(out[~grown], pixels[~grown])
