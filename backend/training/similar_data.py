@@ -155,6 +155,8 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
             lab = label(p, targets, others)
             if lab >= 0:
                 out.append((q, sim.describe(mm, scene.image, p), lab, SOURCES["perturbed"], 0.0))
+    if not proposals and background <= 0:
+        return out
     engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
     rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
     segment = engine.segment_fn(ImageEntry("scene", rgba, scene.image))
