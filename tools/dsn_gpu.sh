@@ -9,8 +9,9 @@
 # .devcarry, run from the repository root): code/ (backend, bench, simpson_client), val/ and
 # train/ (packs of the two splits, merged into /tmp/src = SIMPSON_SOURCE_ROOT).
 # Knobs (environment): MINUTES (6), WORKERS (14), BATCH (16), LR_SCALE (0.2), RS_SHARE (0.5),
+# RS_CROPS (4 crops per real-size scene), CHECK (1: a one-scene benchmark check after training),
 # RS_N / RS_SHARDS (36 x 12 real-size scenes, seeds 0..), RS_MINUTES (2.8), STD_N (100 per seed
-# 10000, 20000, 30000, 40000), DEVICE (cuda).
+# 10000, 20000, 30000, 40000), STD_MINUTES (60), DEVICE (cuda).
 set -u
 R=$PWD
 CARRY=${CARRY:-$R/.devcarry}
@@ -29,14 +30,14 @@ train)
     python3 -m backend.training.train_dsn --out /tmp/run --minutes "${MINUTES:-6}" \
         --init "$R/backend/weights/dsn-lite0.pt" --first-scene 2000000 --lr-scale "${LR_SCALE:-0.2}" \
         --model-clicks 0.6 --min-fill 0.002 --prev-window 0.5 --device "$DEVICE" --workers "${WORKERS:-14}" \
-        --batch "${BATCH:-16}" --realsize-share "${RS_SHARE:-0.5}" --realsize-crops 4 \
+        --batch "${BATCH:-16}" --realsize-share "${RS_SHARE:-0.5}" --realsize-crops "${RS_CROPS:-4}" \
         --val-scenes "${VAL_SCENES:-100}" --ckpt-every "${CKPT_EVERY:-90}" --log-every 50 --threads 2 \
         2>&1 | tee "$OUT/train.log"
     python3 -m backend.training.export_dsn /tmp/run/ckpt.pt --out "$OUT/dsn-final.pt"
     python3 -m backend.training.export_dsn /tmp/run/best.pt --out "$OUT/dsn-best.pt"
     mkdir -p /tmp/keep && cp "$OUT"/dsn-final.* /tmp/keep/
-    # does the benchmark run on this device? (one standard scene, both weights)
-    timeout 90 python3 bench/select.py --n 1 --seed 10000 --max-clicks 2 --threads 1 --device "$DEVICE" \
+    # does the benchmark run on this device? (one standard scene, both weights; CHECK=0 skips it)
+    [ "${CHECK:-1}" = 0 ] || timeout 90 python3 bench/select.py --n 1 --seed 10000 --max-clicks 2 --threads 1 --device "$DEVICE" \
         --skip "no small-object,coarse + zoom,whole image,no previous,no guided,GrabCut" --compare "$OUT/dsn-final.pt" \
         2>&1 | tail -4
     ;;
@@ -56,7 +57,7 @@ eval)
     for s in 10000 20000 30000 40000; do
         python3 bench/select.py --n "${STD_N:-100}" --seed "$s" --max-clicks 5 --threads 1 --device "$DEVICE" \
             --skip "no small-object,coarse + zoom,whole image,no previous,no guided,GrabCut" --compare "$W" \
-            --json "/tmp/ev/std$s.json" > "/tmp/ev/std$s.txt" 2>&1 &
+            --minutes "${STD_MINUTES:-60}" --json "/tmp/ev/std$s.json" > "/tmp/ev/std$s.txt" 2>&1 &
     done
     wait
     tail -n +1 /tmp/ev/*.txt > "$OUT/eval.log"
