@@ -7,7 +7,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .masks import merge_overlapping
+from .masks import Parts, merge_overlapping
 
 MAX_AUTO_DILATION = 40   # px: the automatic growth's cap
 AUTO_FRACTION = 0.03     # the automatic growth: this share of an object's long side ...
@@ -31,14 +31,13 @@ def grow_hole(hole: np.ndarray, dilation: Optional[int], fraction: float = AUTO_
         return cv2.dilate(hole.astype(np.uint8), k) > 0
     out = hole.copy()
     h, w = hole.shape
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
+    parts = Parts(hole)
+    for i in range(1, parts.count + 1):
+        x, y, bw, bh = parts.box(i)
         r = int(min(MAX_AUTO_DILATION, max(3, round(fraction * max(bw, bh)) + base)))
         x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + bw + r), min(h, y + bh + r)
         k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        part = (labels[y0:y1, x0:x1] == i).astype(np.uint8)
-        out[y0:y1, x0:x1] |= cv2.dilate(part, k) > 0
+        out[y0:y1, x0:x1] |= cv2.dilate(parts.window(i, x0, y0, x1, y1).astype(np.uint8), k) > 0
     return out
 
 
@@ -47,10 +46,10 @@ def context_regions(hole: np.ndarray, width: int, height: int) -> list[tuple[int
 
     Context is max(64 px, the group's size); boxes that overlap are merged, so each engine
     call sees a hole with real surroundings and a 24-MP photo with small holes stays cheap."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    parts = Parts(hole)
     boxes = []
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
+    for i in range(1, parts.count + 1):
+        x, y, bw, bh = parts.box(i)
         m = max(64, max(bw, bh))
         boxes.append([max(0, x - m), max(0, y - m), min(width, x + bw + m), min(height, y + bh + m)])
     return merge_overlapping(boxes)

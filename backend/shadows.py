@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .erase_maths import FEATHER_PX
-from .masks import mask_box
+from .masks import Parts, mask_box
 
 WORK_SIDE = 64                      # px: an object's long side where the shadow is looked for
 SHIFTS = (0.04, 0.07, 0.1, 0.14)    # the shadow's move away from the object, × its long side
@@ -131,16 +131,9 @@ def cast_shadows(rgb: np.ndarray, selection: np.ndarray, grown: np.ndarray) -> n
     rgb: the photo (H×W×3 uint8); selection: what the user selected; grown: the hole as grown."""
     height, width = grown.shape
     extra = np.zeros((height, width), bool)
-    box = mask_box(grown)
-    if box is None:
-        return extra
-    bx0, by0, bx1, by1 = box          # the parts are labelled within the hole's box (a 24-MP photo, a small hole)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown[by0:by1, bx0:bx1].astype(np.uint8), connectivity=8)
-    stats[:, 0] += bx0
-    stats[:, 1] += by0
-    parts = sorted(range(1, n), key=lambda i: -int(stats[i, cv2.CC_STAT_AREA]))[:MAX_OBJECTS]
-    for i in parts:
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
+    parts = Parts(grown)
+    for i in parts.largest(MAX_OBJECTS):
+        x, y, bw, bh = parts.box(i)
         size = max(bw, bh)
         if size < MIN_OBJECT_PX:
             continue
@@ -153,9 +146,7 @@ def cast_shadows(rgb: np.ndarray, selection: np.ndarray, grown: np.ndarray) -> n
             return cv2.resize(a.astype(np.float32), (ww, hh), interpolation=cv2.INTER_AREA)
 
         light = np.log(small(rgb[y0:y1, x0:x1].sum(-1, dtype=np.uint16)) / 3 + 8)
-        part = np.zeros((y1 - y0, x1 - x0), bool)     # this part of the hole (labels cover the box only)
-        ix0, iy0, ix1, iy1 = max(x0, bx0), max(y0, by0), min(x1, bx1), min(y1, by1)
-        part[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = labels[iy0 - by0:iy1 - by0, ix0 - bx0:ix1 - bx0] == i
+        part = parts.window(i, x0, y0, x1, y1)
         silhouette = small(part & selection[y0:y1, x0:x1])
         blocked = cv2.dilate((small(grown[y0:y1, x0:x1]) > 0.01).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         dist = cv2.distanceTransform((~blocked).astype(np.uint8), cv2.DIST_L2, 3)
@@ -169,8 +160,11 @@ def cast_shadows(rgb: np.ndarray, selection: np.ndarray, grown: np.ndarray) -> n
         add = (1.0 - (1.0 - darkening) ** s) >= VISIBLE_DARKENING
         extra[y0:y1, x0:x1] |= cv2.resize(add.astype(np.uint8), (x1 - x0, y1 - y0),
                                           interpolation=cv2.INTER_NEAREST) > 0
-    if extra.any():     # the paste fades in over FEATHER_PX inside the hole's edge: reach that far past the shadow
+    box = mask_box(extra)
+    if box is not None:     # the paste fades in over FEATHER_PX inside the hole's edge: reach that far past the shadow
         r = int(np.ceil(FEATHER_PX))
+        x0, y0, x1, y1 = max(0, box[0] - r), max(0, box[1] - r), min(width, box[2] + r), min(height, box[3] + r)
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        extra = cv2.dilate(extra.astype(np.uint8), disc) > 0
-    return extra & ~grown
+        extra[y0:y1, x0:x1] = cv2.dilate(extra[y0:y1, x0:x1].astype(np.uint8), disc) > 0
+        extra[y0:y1, x0:x1] &= ~grown[y0:y1, x0:x1]
+    return extra

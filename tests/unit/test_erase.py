@@ -226,3 +226,27 @@ def test_warm_up_turns_to_the_builtin_engine_when_lama_does_not_load(tmp_path, m
     Pipeline().warm_up()
     assert engines.choose("erase", None).name == "builtin"
     assert "could not be loaded" in engines.get("lama").status()
+
+
+def test_parts_labelled_in_the_box_are_the_whole_masks_parts():
+    """masks.Parts labels a mask within its bounding box (cheap on a big photo with small holes):
+    the same parts, boxes, areas and order as labelling the whole mask, and each part's window
+    is exactly its pixels, also where the window reaches past the box or the photo."""
+    import cv2  # noqa: PLC0415
+
+    from backend.masks import Parts  # noqa: PLC0415
+    rng = np.random.default_rng(3)
+    mask = np.zeros((300, 400), bool)
+    for _ in range(12):
+        x, y = rng.integers(40, 360), rng.integers(40, 260)
+        mask[y:y + rng.integers(2, 30), x:x + rng.integers(2, 30)] = True
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    parts = Parts(mask)
+    assert parts.count == n - 1 > 3
+    for i in range(1, n):
+        assert parts.box(i) == tuple(int(v) for v in stats[i, :4]) and parts.area(i) == stats[i, 4]
+        x, y, w, h = parts.box(i)
+        for x0, y0, x1, y1 in ((x, y, x + w, y + h), (max(0, x - 50), max(0, y - 50), min(400, x + w + 50), 300)):
+            assert np.array_equal(parts.window(i, x0, y0, x1, y1), labels[y0:y1, x0:x1] == i)
+    assert parts.largest(2) == sorted(range(1, n), key=lambda i: -stats[i, 4])[:2]
+    assert Parts(np.zeros((5, 5), bool)).count == 0
