@@ -63,11 +63,11 @@ def blend(original: np.ndarray, filled_rgb: np.ndarray, hole: np.ndarray, feathe
     size = 2 * int(np.ceil(feather)) + 1
     deepest = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))  # half the local thickness
     ramp = np.maximum(np.minimum(deepest, feather), 1e-3)
-    weight = np.clip(inside / ramp, 0.0, 1.0)[..., None]
+    weight = np.clip(inside[hole] / ramp[hole], 0.0, 1.0)[:, None]     # the hole's pixels only
     out = original.copy()
     top = 65535.0 if original.dtype == np.uint16 else 255.0
-    fill = filled_rgb.astype(np.float32) * (top / 255.0)
-    rgb = original[..., :3].astype(np.float32)
+    fill = filled_rgb[hole].astype(np.float32) * np.float32(top / 255.0)
+    rgb = original[..., :3][hole].astype(np.float32)
     mixed = rgb * (1.0 - weight) + fill * weight
-    out[..., :3][hole] = np.clip(np.rint(mixed[hole]), 0, top).astype(original.dtype)
+    out[..., :3][hole] = np.clip(np.rint(mixed), 0, top).astype(original.dtype)
     return out
