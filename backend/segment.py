@@ -28,7 +28,7 @@ from .masks import mask_box
 from .models.window import Window, covers_image, crop_resize
 from . import windows
 from .windows import COARSE_SIDE, CROP, MAX_WINDOWS
-from .weights import load as load_weights
+from .weights import load as load_weights, path as weights_path
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,14 @@ class SegmentSettings:
 
 @dataclass
 class Embedding:
-    """Opaque per-image state: the image, its coarse encoding and cached zoom-in encodings."""
+    """Opaque per-image state: the image, its coarse encoding (made when first needed) and cached
+    zoom-in encodings; `first`: the first-click model's own (see ClickSegmenter)."""
     rgb: np.ndarray
     scale: float  # coarse pixels per image pixel
-    coarse: Feats
+    coarse: Feats | None = None
     crops: OrderedDict = field(default_factory=OrderedDict)  # Window -> Feats
     windows: dict = field(default_factory=dict)  # positive clicks -> chosen Window (or None)
+    first: "Embedding | None" = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -62,19 +64,34 @@ class Embedding:
 
 class ClickSegmenter:
     def __init__(self, weights: Path | None = None, device: str | torch.device | None = None,
-                 settings: SegmentSettings = SegmentSettings()):
+                 settings: SegmentSettings = SegmentSettings(), first: Path | bool | None = None):
         """weights: a file of the model's weights (default: the shipped ones; see backend/weights.py);
         device: where it runs (default: backend/device.py's choice; the CPU when it does not fit);
-        settings: its switches (default: the product's)."""
-        self.model = place(load_weights("dsn", weights), "The one-click model",
-                           None if device is None else torch.device(device))
+        settings: its switches (default: the product's); first: the weights of the model that
+        segments a click without a previous mask (a first click, a click that adds an object,
+        select similar's proposals): True = the shipped "dsn-first" weights when that file is
+        there, False = `weights` for every click, or a file; None (default): True with the
+        shipped `weights`, False with a file of them (the model asked for, for every click).
+
+        Two models because they win in different places (docs/models.md, version 7): the one
+        trained with real-size crops finds small objects in big photos after one click, the
+        other corrects a selection better from its previous mask."""
+        where = None if device is None else torch.device(device)
+        self.model = place(load_weights("dsn", weights), "The one-click model", where)
         self.device = device_of(self.model)
         self.settings = settings
+        if first is None:
+            first = weights is None
+        file = weights_path("dsn-first") if first is True else first
+        self.first: ClickSegmenter | None = None
+        if file is not False and (first is not True or file.exists()):
+            self.first = ClickSegmenter(file, self.device, settings, first=False)
 
     def with_settings(self, settings: SegmentSettings) -> "ClickSegmenter":
         """This segmenter's model (shared, not copied) with other switches."""
         twin = copy.copy(self)
         twin.settings = settings
+        twin.first = None if self.first is None else self.first.with_settings(settings)
         return twin
 
     def on_cpu(self) -> "ClickSegmenter":
@@ -84,6 +101,7 @@ class ClickSegmenter:
             return self
         twin = copy.copy(self)
         twin.model, twin.device = cpu_copy(self.model), torch.device("cpu")
+        twin.first = None if self.first is None else self.first.on_cpu()
         return twin
 
     # ------------------------------------------------------------------ encoding
@@ -100,13 +118,24 @@ class ClickSegmenter:
         h, w = rgb.shape[:2]
         if h < 1 or w < 1:
             raise ValueError("image is empty")
-        scale = COARSE_SIDE / max(h, w)
-        ch, cw = max(1, round(h * scale)), max(1, round(w * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        small = cv2.resize(rgb, (cw, ch), interpolation=interp)
-        padded = np.zeros((-(-ch // 32) * 32, -(-cw // 32) * 32, 3), np.uint8)
-        padded[:ch, :cw] = small
-        return Embedding(rgb=rgb, scale=scale, coarse=self._encode(padded))
+        emb = Embedding(rgb=rgb, scale=COARSE_SIDE / max(h, w))
+        if self.first is not None:      # the first click's model encodes now, this one when a click needs it
+            emb.first = self.first.set_image(rgb)
+        else:
+            self._coarse(emb)
+        return emb
+
+    def _coarse(self, emb: Embedding) -> Feats:
+        """The whole-image encoding (long side COARSE_SIDE), made once."""
+        if emb.coarse is None:
+            h, w = emb.rgb.shape[:2]
+            ch, cw = max(1, round(h * emb.scale)), max(1, round(w * emb.scale))
+            interp = cv2.INTER_AREA if emb.scale < 1 else cv2.INTER_LINEAR
+            small = cv2.resize(emb.rgb, (cw, ch), interpolation=interp)
+            padded = np.zeros((-(-ch // 32) * 32, -(-cw // 32) * 32, 3), np.uint8)
+            padded[:ch, :cw] = small
+            emb.coarse = self._encode(padded)
+        return emb.coarse
 
     def _crop_feats(self, emb: Embedding, win: Window) -> Feats:
         if win in emb.crops:
@@ -134,14 +163,15 @@ class ClickSegmenter:
         """Logits 1×1×ch×cw at coarse resolution (padding removed)."""
         w, h = emb.size
         s = emb.scale
-        ph, pw = (t * 2 for t in emb.coarse["s2"].shape[-2:])
+        coarse = self._coarse(emb)
+        ph, pw = (t * 2 for t in coarse["s2"].shape[-2:])
         ch, cw = max(1, round(h * s)), max(1, round(w * s))
         pts = [(x * s, y * s, p) for x, y, p in points]
         prev_c = None
         if prev is not None:
             prev_c = np.zeros((ph, pw), np.float32)
             prev_c[:ch, :cw] = cv2.resize((prev > 127).astype(np.float32), (cw, ch), interpolation=cv2.INTER_AREA)
-        logits = self._decode(emb.coarse, pts, prev_c, ph, pw)
+        logits = self._decode(coarse, pts, prev_c, ph, pw)
         logits = F.interpolate(logits, size=(ph, pw), mode="bilinear", align_corners=False)
         return logits[:, :, :ch, :cw]
 
@@ -192,9 +222,16 @@ class ClickSegmenter:
         pts = [(float(x), float(y), bool(p)) for x, y, p in points]
         positives = [(x, y) for x, y, p in pts if p]
         prev = prev_mask if self.settings.use_prev else None
+        key = (tuple(positives), size)
+        if self.first is not None and prev_mask is None and len(pts) == 1:
+            if emb.first is None:
+                emb.first = self.first.set_image(emb.rgb)
+            out = self.first.predict(emb.first, points, None, size)
+            if key in emb.first.windows:    # a later click on this object refines in the same window
+                emb.windows.setdefault(key, emb.first.windows[key])
+            return out
         out = np.zeros((h, w), np.uint8)
 
-        key = (tuple(positives), size)
         if not self.settings.zoom:
             win = None
         elif key in emb.windows:

@@ -75,6 +75,8 @@ def _lama_generator(sd: dict[str, Any]) -> Any:
 MODELS: dict[str, Spec] = {
     # shipped, checked against their .sha256
     "dsn": Spec("dsn-lite0.pt", "Segmentation weights", _dsn),
+    # the same model trained with real-size crops: a click without a previous mask (docs/models.md)
+    "dsn-first": Spec("dsn-first-lite0.pt", "First-click segmentation weights", _dsn),
     "dsn-backbone": Spec("dsn-lite0.pt", "Segmentation weights", _lite0, prefix="backbone."),
     "similar-backbone": Spec("similar-lite0.pt", "Select-similar weights", _lite0, prefix="backbone."),
     "pvm": Spec("similar-lite0.pt", "Verifier weights", _pvm, prefix="pvm."),

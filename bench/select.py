@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backend.cache import ImageEntry  # noqa: E402
+from backend import weights  # noqa: E402
 from backend.engines.dsn import DsnEngine  # noqa: E402
 from backend.segment import ClickSegmenter, SegmentSettings  # noqa: E402
 from backend.training.samples import pick_instance  # noqa: E402
@@ -286,6 +287,10 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, default=None,
                     help="other weights for the daemon engine, run on the same scenes; paired differences "
                          "against the first method (--weights, default the shipped file)")
+    ap.add_argument("--compare-first", type=Path, default=None,
+                    help="also the daemon engine with these weights for clicks without a previous mask (first "
+                         "clicks, added objects) and --weights for the rest (backend.segment.ClickSegmenter's "
+                         "first), paired like --compare")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: the backend's choice)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -332,10 +337,15 @@ COMPARED = "1C-DSN (daemon engine), --compare weights"
 
 
 def compared(args: argparse.Namespace) -> dict[str, Method]:
-    """The daemon engine with the --compare weights, if given."""
-    if args.compare is None:
-        return {}
-    return {f"{COMPARED} {args.compare.name}": EngineClicks(ClickSegmenter(args.compare, args.device))}
+    """The daemon engine with the --compare weights, and with the --compare-first weights for its
+    first clicks, if given."""
+    out: dict[str, Method] = {}
+    if args.compare is not None:
+        out[f"{COMPARED} {args.compare.name}"] = EngineClicks(ClickSegmenter(args.compare, args.device))
+    if args.compare_first is not None:
+        out[f"{COMPARED} {(args.weights or weights.path('dsn')).name}, first clicks {args.compare_first.name}"] = \
+            EngineClicks(ClickSegmenter(args.weights, args.device, first=args.compare_first))
+    return out
 
 
 def print_paired(curves: dict[str, list], others: list[str], n: int) -> None:

@@ -185,3 +185,40 @@ def test_shipped_weights_segment_a_fresh_scene():
 
 def test_untrained_model_fails_the_shipped_threshold(segmenter):
     assert _val_iou(segmenter) < SHIPPED_MIN_IOU
+
+
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    return write_weights(tmp_path_factory.mktemp("w2") / "dsn-first.pt", build_dsn_lite0())
+
+
+def test_the_first_click_model_segments_clicks_without_a_previous_mask(tiny_weights, other_weights):
+    """ClickSegmenter(first=...): a click without a previous mask (a first click, an added object)
+    is the first-click model's, exactly; a refinement with the previous mask is the other model's,
+    in the window the first click chose; the CPU copy and other settings keep both models."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (300, 420, 3), dtype=np.uint8)
+    rgb[100:180, 150:260] = (220, 40, 40)
+    main, first = ClickSegmenter(tiny_weights), ClickSegmenter(other_weights)
+    both = ClickSegmenter(tiny_weights, first=other_weights)
+    assert main.first is None and first.first is None and both.first is not None
+    click = [(200.5, 140.5, True)]
+    emb = both.set_image(rgb)
+    assert emb.coarse is None                  # the refining model encodes when a click needs it
+    out1 = both.predict(emb, click)
+    assert np.array_equal(out1, first.predict(first.set_image(rgb), click))
+    assert both.predict(emb, click, size=(110.0, 80.0)).shape == out1.shape   # select similar's proposals
+    clicks = click + [(120.5, 60.5, False)]
+    emb_main = main.set_image(rgb)
+    emb_main.windows.update(emb.windows)       # the first click's window choice, as `both` keeps it
+    assert np.array_equal(both.predict(emb, clicks, out1), main.predict(emb_main, clicks, out1))
+    assert emb.coarse is not None or emb.crops
+    assert both.on_cpu().first is not None and both.with_settings(both.settings).first is not None
+
+
+def test_the_shipped_first_click_model_is_used_with_the_shipped_weights_only(tiny_weights):
+    shipped = weights.path("dsn-first")
+    assert (ClickSegmenter(tiny_weights).first is None)       # a file asked for: that model for every click
+    if WEIGHTS.exists():
+        assert (ClickSegmenter().first is not None) == shipped.exists()
