@@ -1,4 +1,4 @@
-"""Select similar's small-object verifier (issue 23): the regime it decides in, its scores on the
+"""Select similar's big-photo verifier (issue 23): the regime it decides in, its scores on the
 shipped verifier's scale, the engine's choice between the two verifiers, its weights file and the
 threshold rule that writes it. The colour backbone and disc scenes of test_similar."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from backend import similar as sim
 from backend import weights
 from backend.engines.similar_pvm import PvmEngine
 from backend.models.pvm import N_SCALARS, PairVerifier
-from backend.training.ship_small_pvm import matching_threshold
+from backend.training.ship_big_pvm import matching_threshold
 from tests.unit.test_similar import ColourBackbone, disc_image, entry_of
 
 BIG_RED = [(150, 150), (600, 180), (1000, 200), (300, 600), (800, 650)]
@@ -31,17 +31,9 @@ def fixed(score_logit: float, threshold: float) -> PairVerifier:
     return model.eval()
 
 
-def test_small_on_big_is_the_regime_of_the_finer_encoding():
-    def box(h: int, w: int, side: int) -> np.ndarray:
-        m = np.zeros((h, w), bool)
-        m[10:10 + side, 10:10 + side] = True
-        return m
-    assert sim.small_on_big(3000, 4000, box(3000, 4000, 60))
-    assert sim.small_on_big(3000, 4000, box(3000, 4000, 350))      # the real-size split's largest copies
-    assert not sim.small_on_big(3000, 4000, box(3000, 4000, 400))  # 10 % of the photo's long side
-    assert not sim.small_on_big(704, 1024, box(704, 1024, 20))     # photos up to MAX_SIDE: never
-    assert sim.encode_side(3000, 4000, box(3000, 4000, 60)) > sim.MAX_SIDE
-    assert sim.encode_side(3000, 4000, box(3000, 4000, 400)) <= sim.MAX_SIDE
+def test_big_photo_is_a_photo_over_max_side():
+    assert sim.big_photo(3000, 4000) and sim.big_photo(4000, 3000) and sim.big_photo(800, 1100)
+    assert not sim.big_photo(704, 1024) and not sim.big_photo(448, 768)   # the standard split: never
 
 
 def test_scores_onto_the_shipped_scale_accept_exactly_as_before():
@@ -66,44 +58,43 @@ def test_learned_verifier_gate_and_scale():
     assert plain.threshold == pytest.approx(0.6) and plain.score(q, c._replace(area=q.area * 0.25)) == pytest.approx(0.5)
 
 
-def test_the_small_verifier_decides_only_for_a_small_query_on_a_big_photo():
+def test_the_big_photo_verifier_decides_only_on_a_big_photo():
     never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
     big, reds, _ = disc_image(BIG_RED, BIG_BLUE, h=800, w=1200, r=14)
-    assert sim.small_on_big(800, 1200, reds[0])
 
     def found(img: np.ndarray, seed: np.ndarray, **kw) -> int:
         eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, **kw)
         return len(eng.similar(entry_of(img), seed, lambda f, m: None))
-    assert found(big, reds[0], small_model=always) >= 3            # the small verifier accepts the copies
-    assert found(big, reds[0], small_model=None) == 0             # without it the shipped one decides
-    off = replace(sim.SimilarSettings(), small_verifier=False)
-    assert found(big, reds[0], small_model=always, settings=off) == 0
+    assert found(big, reds[0], big_model=always) >= 3              # the big-photo verifier accepts the copies
+    assert found(big, reds[0], big_model=None) == 0               # without it the shipped one decides
+    off = replace(sim.SimilarSettings(), big_photo_verifier=False)
+    assert found(big, reds[0], big_model=always, settings=off) == 0
     small, sreds, _ = disc_image([(40, 40), (160, 50), (270, 60), (80, 180)], [(220, 180)])
-    assert found(small, sreds[0], small_model=always) == 0        # a photo up to MAX_SIDE: the shipped one
-    shut = PvmEngine(backbone=ColourBackbone(), model=always, segmenter=None, small_model=never)
+    assert found(small, sreds[0], big_model=always) == 0          # a photo up to MAX_SIDE: the shipped one
+    shut = PvmEngine(backbone=ColourBackbone(), model=always, segmenter=None, big_model=never)
     assert shut.similar(entry_of(big), reds[0], lambda f, m: None) == []
     assert len(shut.similar(entry_of(small), sreds[0], lambda f, m: None)) >= 3
 
 
-def test_a_missing_or_damaged_small_verifier_leaves_the_shipped_one(tmp_path: Path, monkeypatch):
+def test_a_missing_or_damaged_big_photo_verifier_leaves_the_shipped_one(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)
     main = fixed(0.0, 0.5)
     eng = PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None)
-    assert eng.small_model() is None and eng.verifier(small=True).model is main
-    file = tmp_path / "similar-small-lite0.pt"
+    assert eng.big_model() is None and eng.verifier(big_photo=True).model is main
+    file = tmp_path / "similar-big-lite0.pt"
     torch.save({f"pvm.{k}": v for k, v in fixed(1.0, 0.7).state_dict().items()}, file)
     weights.write_sha256(file)
     eng = PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None)
-    small = eng.small_model()
-    assert small is not None and small is eng.small_model()         # loaded once
-    v = eng.verifier(small=True)
-    assert v.model is small and v.own == pytest.approx(0.7) and v.threshold == pytest.approx(0.5)
+    big = eng.big_model()
+    assert big is not None and big is eng.big_model()             # loaded once
+    v = eng.verifier(big_photo=True)
+    assert v.model is big and v.own == pytest.approx(0.7) and v.threshold == pytest.approx(0.5)
     assert (v.min_ratio, v.max_ratio) == (0.3, 2.0)
     assert eng.verifier().model is main
     data = bytearray(file.read_bytes())
     data[len(data) // 2] ^= 0xFF                                     # fails its checksum
     file.write_bytes(bytes(data))
-    assert PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None).small_model() is None
+    assert PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None).big_model() is None
 
 
 def test_the_threshold_rule_accepts_no_more_negatives_than_allowed():
@@ -116,18 +107,18 @@ def test_the_threshold_rule_accepts_no_more_negatives_than_allowed():
     assert matching_threshold(prob, neg, 3) == pytest.approx(0.701)   # the tie at 0.7 rejected together
 
 
-SMALL = Path(__file__).resolve().parents[2] / "backend" / "weights" / "similar-small-lite0.pt"
+BIG_FILE = Path(__file__).resolve().parents[2] / "backend" / "weights" / "similar-big-lite0.pt"
 
 
-@pytest.mark.skipif(not SMALL.exists(), reason="backend/weights/similar-small-lite0.pt not shipped (docs/similar.md)")
-def test_shipped_small_verifier_checksum_strict_keys(tmp_path: Path):
-    assert weights.usable(SMALL) and SMALL.stat().st_size <= 30 * 2 ** 20
-    model = weights.load("pvm-small", SMALL)
+@pytest.mark.skipif(not BIG_FILE.exists(), reason="backend/weights/similar-big-lite0.pt not shipped (docs/similar.md)")
+def test_shipped_big_photo_verifier_checksum_strict_keys(tmp_path: Path):
+    assert weights.usable(BIG_FILE) and BIG_FILE.stat().st_size <= 30 * 2 ** 20
+    model = weights.load("pvm-big", BIG_FILE)
     assert model.n_scalars == N_SCALARS and 0.0 < float(model.threshold) < 1.0
-    sd = torch.load(SMALL, map_location="cpu", weights_only=True)
+    sd = torch.load(BIG_FILE, map_location="cpu", weights_only=True)
     assert all(k.startswith("pvm.") for k in sd)
-    bad = tmp_path / "similar-small-lite0.pt"
+    bad = tmp_path / "similar-big-lite0.pt"
     torch.save({**sd, "pvm.extra": torch.zeros(1)}, bad)
     weights.write_sha256(bad)
     with pytest.raises(weights.WeightsError):
-        weights.load("pvm-small", bad)
+        weights.load("pvm-big", bad)

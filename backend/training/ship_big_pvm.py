@@ -1,12 +1,12 @@
-"""The small-object verifier's file (issue 23): a PVM trained by train_pvm (its DIR/pvm.pt), with
-its threshold chosen on the real-size validation pairs, written for the "pvm" engine to use on a
-small query on a big photo (SimilarSettings.small_verifier; docs/similar.md).
+"""The big-photo verifier's file (issue 23): a PVM trained by train_pvm (its DIR/pvm.pt), with its
+threshold chosen on the real-size validation pairs, written for the "pvm" engine to use on photos
+over 1024 px (SimilarSettings.big_photo_verifier; docs/similar.md).
 
-    python -m backend.training.ship_small_pvm --verifier DIR/pvm.pt --val val_rs.npz \\
-        [--out backend/weights/similar-small-lite0.pt]
+    python -m backend.training.ship_big_pvm --verifier DIR/pvm.pt --val val_rs.npz \\
+        [--out backend/weights/similar-big-lite0.pt]
 
 Threshold: the lowest (0.001 steps) at which the verifier, gated as the engine runs it (candidate /
-query area within SimilarSettings.small_min_ratio..small_max_ratio), accepts no more of the
+query area within SimilarSettings.big_photo_min_ratio..big_photo_max_ratio), accepts no more of the
 validation negatives than the shipped verifier (weights "pvm", as it runs: ungated, its own
 threshold): as many wrong candidates as before, and whatever copies it keeps beyond the shipped
 one's are the gain. The file holds "pvm.*" only (the backbone is the shipped similar-lite0.pt's),
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--verifier", type=Path, required=True, help="train_pvm's DIR/pvm.pt")
     ap.add_argument("--val", type=Path, required=True, help="real-size validation pairs (similar_data)")
-    ap.add_argument("--out", type=Path, default=weights.path("pvm-small"))
+    ap.add_argument("--out", type=Path, default=weights.path("pvm-big"))
     args = ap.parse_args(argv)
     s = SimilarSettings()
     val = load_pairs(args.val)
@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     sd = torch.load(args.verifier, map_location="cpu", weights_only=True)
     model = PairVerifier(scalars=int(sd["scalar_mean"].numel()))
     model.load_state_dict(sd, strict=True)
-    prob = gated(predict(model, val), val, s.small_min_ratio, s.small_max_ratio)
+    prob = gated(predict(model, val), val, s.big_photo_min_ratio, s.big_photo_max_ratio)
     t = matching_threshold(prob, neg, int(ref[neg].sum()))
     acc = prob >= t
     print(f"{args.val}: {len(np.unique(val['scene'].numpy()))} scenes, {len(lab)} pairs")
-    for name, a, thr in (("shipped", ref, float(shipped.threshold)), ("small", acc, t)):
+    for name, a, thr in (("shipped", ref, float(shipped.threshold)), ("big-photo", acc, t)):
         print(f"  {name} at {thr:.3f}: positive proposals kept {a[pos_prop].mean():.3f} ({a[pos_prop].sum()}/"
               f"{pos_prop.sum()}), negatives accepted {a[neg].mean():.3f} ({a[neg].sum()}/{neg.sum()})")
     sd["threshold"] = torch.tensor(t)
