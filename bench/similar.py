@@ -136,23 +136,32 @@ def own_engine(name: str, settings):
 
 
 def before_engine(settings):
-    """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px."""
+    """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px, one verifier."""
     from dataclasses import replace
     from backend import similar as sim
     from backend.engines.similar_pvm import PvmEngine
-    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), large_side=sim.MAX_SIDE))
+    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), large_side=sim.MAX_SIDE), big_model=None)
     eng.name = "pvm-before"
     return eng
 
 
+def one_verifier_engine(settings):
+    """The pvm engine without the big-photo verifier: the shipped PVM decides everywhere."""
+    from backend.engines.similar_pvm import PvmEngine
+    eng = PvmEngine(settings=settings, big_model=None)
+    eng.name = "pvm-one"
+    return eng
+
+
 def candidate_engine(path: Path, threshold: "float | None" = None, settings=None):
-    """The pvm engine with the verifier (and its threshold, or `threshold`) from another similar-lite0.pt."""
+    """The pvm engine with the verifier (and its threshold, or `threshold`) from another similar-lite0.pt,
+    deciding everywhere (no big-photo verifier)."""
     from backend import weights
     from backend.engines.similar_pvm import PvmEngine
     model = weights.build("pvm", weights.read(path))
     if threshold is not None:
         model.threshold.fill_(threshold)
-    eng = PvmEngine(model=model, settings=settings)
+    eng = PvmEngine(model=model, settings=settings, big_model=None)
     eng.name = "pvm-cand"
     return eng
 
@@ -190,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", action="store_true",
                     help="also run 'pvm-before': the pvm engine as shipped before issue 23 (encoding capped at "
                          "1024 px, shipped verifier), on the same scenes")
+    ap.add_argument("--one-verifier", action="store_true",
+                    help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
+                         "decides on photos over 1024 px too), on the same scenes")
     ap.add_argument("--pvm", default=[], action="append", metavar="FILE[@THRESHOLD]",
                     help="also run 'pvm-cand[@THRESHOLD]': the pvm engine with the verifier in FILE "
                          "(similar-lite0.pt format), at its stored threshold or THRESHOLD; repeatable")
@@ -214,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     arms = {e: own_engine(e, settings) for e in engines}
     if args.before:
         arms["pvm-before"] = before_engine(settings)
+    if args.one_verifier:
+        arms["pvm-one"] = one_verifier_engine(settings)
     cand_settings = settings
     if args.pvm_gate:
         from dataclasses import replace

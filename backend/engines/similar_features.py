@@ -122,7 +122,8 @@ class FeaturesEngine(Engine):
         return (f"Select similar needs {shipped.name} or {dsn.name} in {weights.SHIPPED_DIR}; "
                 "reinstall SimpSON Erase to restore them.")
 
-    def verifier(self, cpu: bool = False) -> sim.Verifier:
+    def verifier(self, cpu: bool = False, big_photo: bool = False) -> sim.Verifier:
+        """big_photo: the photo is over 1024 px (sim.big_photo); the cosine rule is the same."""
         return sim.CosineVerifier(self.settings)
 
     # -- the op
@@ -156,7 +157,7 @@ class FeaturesEngine(Engine):
     def _similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
                  min_score: float | None, cpu: bool) -> list[Found]:
         mm = self.match_map(entry, seed, cpu)
-        verifier = self.verifier(cpu)
+        verifier = self.verifier(cpu, big_photo=sim.big_photo(entry.height, entry.width))
         if min_score is not None:
             verifier.threshold = float(min_score)
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,

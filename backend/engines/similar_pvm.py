@@ -1,10 +1,13 @@
 """The "pvm" engine: feature-matching proposals, one-click masks, the learned PVM accepts.
 
 Weights: backend/weights/similar-lite0.pt (ImageNet Lite0 backbone "backbone.*" + PVM "pvm.*",
-with its acceptance threshold) and its .sha256; see docs/similar.md.
+with its acceptance threshold) and its .sha256; optional backend/weights/similar-big-lite0.pt
+(the big-photo verifier, "pvm.*" with its threshold: photos over 1024 px, issue 23);
+see docs/similar.md.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 import numpy as np
@@ -16,16 +19,23 @@ from ..models.pvm import PairVerifier
 from . import EngineUnavailable
 from .similar_features import FeaturesEngine
 
+log = logging.getLogger("simpson.similar")
+
 
 class PvmEngine(FeaturesEngine):
-    """Like "features", but a trained verifier decides which proposals are the same kind."""
+    """Like "features", but a trained verifier decides which proposals are the same kind: the
+    shipped PVM, or on a photo over 1024 px (sim.big_photo) the big-photo PVM."""
 
     name = "pvm"
 
     def __init__(self, backbone: Optional[torch.nn.Module] = None, model: Optional[PairVerifier] = None,
-                 segmenter: Any = "auto", settings: Optional[sim.SimilarSettings] = None):
+                 segmenter: Any = "auto", settings: Optional[sim.SimilarSettings] = None,
+                 big_model: Any = "auto"):
+        """big_model: the big-photo verifier; "auto" = weights "pvm-big" when usable (read on the
+        first big photo), None = none (the shipped PVM decides everywhere)."""
         super().__init__(backbone, segmenter, settings)
         self._model = model
+        self._big = big_model
 
     def status(self) -> str:
         if self._model is not None and self._backbone is not None:
@@ -50,14 +60,39 @@ class PvmEngine(FeaturesEngine):
             if self._model is None:
                 self._model = device.place(weights.build("pvm", sd), "The verifier")
 
+    def big_model(self) -> Optional[PairVerifier]:
+        """The big-photo verifier, loaded once (None when its file is absent or unusable: then the
+        shipped PVM decides on big photos too)."""
+        with self._lock:
+            if isinstance(self._big, str):
+                self._big = None
+                file = weights.path("pvm-big")
+                if weights.usable(file):
+                    try:
+                        self._big = device.place(weights.load("pvm-big", file), "The big-photo verifier")
+                    except weights.WeightsError as e:
+                        log.warning("similar: %s; the shipped verifier decides on big photos too", e)
+                else:
+                    log.info("similar: no usable %s; the shipped verifier decides on big photos too", file.name)
+            return self._big
+
     def backbone(self, cpu: bool = False) -> torch.nn.Module:
         self._load()
         return self._on_cpu("backbone", self._backbone) if cpu else self._backbone  # type: ignore[return-value]
 
-    def verifier(self, cpu: bool = False) -> sim.Verifier:
+    def verifier(self, cpu: bool = False, big_photo: bool = False) -> sim.Verifier:
+        """The shipped PVM; on a big photo (sim.big_photo) with settings.big_photo_verifier, the
+        big-photo PVM, gated to big_photo_min_ratio..big_photo_max_ratio of the query's area, its
+        scores on the shipped PVM's scale (sim.onto_scale: a min_score means the same for both)."""
         self._load()
-        return sim.LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model,  # type: ignore[arg-type]
-                                  settings=self.settings)
+        main = sim.LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model,  # type: ignore[arg-type]
+                                   settings=self.settings)
+        s = self.settings
+        model = self.big_model() if big_photo and s.big_photo_verifier else None
+        if model is None:
+            return main
+        return sim.LearnedVerifier(self._on_cpu("pvm-big", model) if cpu else model,
+                                   gate=(s.big_photo_min_ratio, s.big_photo_max_ratio), onto=main.threshold)
 
     def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()

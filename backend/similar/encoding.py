@@ -18,6 +18,13 @@ from .types import (LARGE_SIDE, LEVELS, MAX_SIDE, MIN_SIDE, PARTS, SIDE_STEP, SM
 STRIP_ROWS = 256
 
 
+def big_photo(height: int, width: int) -> bool:
+    """A photo larger than MAX_SIDE (issue 23's real-size regime: small objects on 12-MP photos,
+    copies that vary in size, angle and light): the big-photo verifier decides there
+    (SimilarSettings.big_photo_verifier) and a small query gets a finer encoding (encode_side)."""
+    return max(height, width) > MAX_SIDE
+
+
 def encode_side(height: int, width: int, seed: np.ndarray, large_side: int = LARGE_SIDE) -> int:
     """Long side (px) to encode the image at so that the seed's long side is ~TARGET_SEED px
     (a small seed on a photo larger than MAX_SIDE: up to `large_side`, see types.py)."""

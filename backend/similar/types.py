@@ -44,6 +44,13 @@ class SimilarSettings:
     # to ~60 % visible (hidden, cut by the frame) -> about 0.3-2.
     learned_min_ratio: float = 0.0
     learned_max_ratio: float = float("inf")
+    # On a photo over MAX_SIDE (encoding.big_photo: issue 23's real-size regime) the big-photo PVM
+    # decides (weights "pvm-big", trained on varied real-size copies and background blobs; its
+    # threshold is in its file) when its weights are present, gated to this candidate / query area;
+    # elsewhere the shipped PVM decides as before (docs/similar.md).
+    big_photo_verifier: bool = True
+    big_photo_min_ratio: float = 0.3
+    big_photo_max_ratio: float = 2.0
     max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
     complete_shape: bool = True   # click the placed query's missed part when a mask is small

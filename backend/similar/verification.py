@@ -53,23 +53,40 @@ class CosineVerifier:
         return float(np.mean([np.dot(q.pooled[lvl], c.pooled[lvl]) for lvl in LEVELS]))
 
 
+def onto_scale(p: float, own: float, onto: float) -> float:
+    """A score p of a verifier whose threshold is `own`, on the scale of one whose threshold is
+    `onto`: piecewise linear, 0 -> 0, own -> onto, 1 -> 1 (so it accepts exactly as before, and a
+    min_score means the same on both verifiers' scores)."""
+    if p < own:
+        return min(p * onto / own, float(np.nextafter(onto, 0.0)))
+    return onto + (p - own) * (1.0 - onto) / (1.0 - own) if own < 1.0 else 1.0
+
+
 class LearnedVerifier:
-    """The trained pair verifier (PVM, backend/models/pvm.py) on two descriptors' rows."""
+    """The trained pair verifier (PVM, backend/models/pvm.py) on two descriptors' rows.
+
+    gate: (min, max) candidate area / query area outside which a candidate scores 0 (default: the
+    settings' learned_min_ratio, learned_max_ratio). onto: report scores on the scale of a verifier
+    whose threshold is `onto` (onto_scale; the threshold becomes `onto`)."""
 
     def __init__(self, model: torch.nn.Module, threshold: Optional[float] = None,
-                 settings: Optional[SimilarSettings] = None):
+                 settings: Optional[SimilarSettings] = None, gate: Optional[tuple[float, float]] = None,
+                 onto: Optional[float] = None):
         self.model = model.eval()
-        self.threshold = float(model.threshold) if threshold is None else threshold
+        self.own = float(model.threshold) if threshold is None else threshold
+        self.onto = onto
+        self.threshold = self.own if onto is None else float(onto)
         s = settings or SimilarSettings()
-        self.min_ratio, self.max_ratio = s.learned_min_ratio, s.learned_max_ratio
+        self.min_ratio, self.max_ratio = gate or (s.learned_min_ratio, s.learned_max_ratio)
 
     def score(self, q: Descriptor, c: Descriptor) -> float:
         ratio = c.area / max(q.area, 1.0)
-        if not self.min_ratio <= ratio <= self.max_ratio:     # the area gate (off by default)
+        if not self.min_ratio <= ratio <= self.max_ratio:     # the area gate
             return 0.0
         dev = device.device_of(self.model)
         rows_q = torch.from_numpy(descriptor_row(q))[None].to(dev)
         rows_c = torch.from_numpy(descriptor_row(c))[None].to(dev)
         with torch.inference_mode():
             logits, _ = self.model(rows_q, rows_c)
-        return float(torch.sigmoid(logits[0]))
+        p = float(torch.sigmoid(logits[0]))
+        return p if self.onto is None else onto_scale(p, self.own, self.onto)

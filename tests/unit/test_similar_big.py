@@ -1,0 +1,124 @@
+"""Select similar's big-photo verifier (issue 23): the regime it decides in, its scores on the
+shipped verifier's scale, the engine's choice between the two verifiers, its weights file and the
+threshold rule that writes it. The colour backbone and disc scenes of test_similar."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backend import similar as sim
+from backend import weights
+from backend.engines.similar_pvm import PvmEngine
+from backend.models.pvm import N_SCALARS, PairVerifier
+from backend.training.ship_big_pvm import matching_threshold
+from tests.unit.test_similar import ColourBackbone, disc_image, entry_of
+
+BIG_RED = [(150, 150), (600, 180), (1000, 200), (300, 600), (800, 650)]
+BIG_BLUE = [(1100, 700)]
+
+
+def fixed(score_logit: float, threshold: float) -> PairVerifier:
+    """A verifier whose score is sigmoid(score_logit) for every pair."""
+    model = PairVerifier()
+    with torch.no_grad():
+        model.head[2].weight.zero_()
+        model.head[2].bias.fill_(score_logit)
+        model.threshold.fill_(threshold)
+    return model.eval()
+
+
+def test_big_photo_is_a_photo_over_max_side():
+    assert sim.big_photo(3000, 4000) and sim.big_photo(4000, 3000) and sim.big_photo(800, 1100)
+    assert not sim.big_photo(704, 1024) and not sim.big_photo(448, 768)   # the standard split: never
+
+
+def test_scores_onto_the_shipped_scale_accept_exactly_as_before():
+    own, onto = 0.851, 0.443
+    raw = np.linspace(0.0, 1.0, 2001)
+    mapped = np.array([sim.onto_scale(float(p), own, onto) for p in raw])
+    assert ((mapped >= onto) == (raw >= own)).all()
+    assert (np.diff(mapped) >= 0).all()
+    assert sim.onto_scale(0.0, own, onto) == 0.0 and sim.onto_scale(1.0, own, onto) == pytest.approx(1.0)
+    assert sim.onto_scale(own, own, onto) == pytest.approx(onto)
+    assert sim.onto_scale(0.8509, own, onto) < onto                 # just under its own threshold: rejected
+
+
+def test_learned_verifier_gate_and_scale():
+    img, reds, _ = disc_image([(40, 40), (160, 50)], [])
+    mm = sim.encode(ColourBackbone(), img, 320)
+    q, c = sim.describe(mm, img, reds[0]), sim.describe(mm, img, reds[1])
+    v = sim.LearnedVerifier(fixed(0.0, 0.6), gate=(0.3, 2.0), onto=0.4)   # raw 0.5, own threshold 0.6
+    assert v.threshold == pytest.approx(0.4) and v.score(q, c) == pytest.approx(0.5 * 0.4 / 0.6, abs=1e-6)
+    assert v.score(q, c._replace(area=q.area * 0.25)) == 0.0 and v.score(q, c._replace(area=q.area * 2.5)) == 0.0
+    plain = sim.LearnedVerifier(fixed(0.0, 0.6))                            # no gate, no scale: as before
+    assert plain.threshold == pytest.approx(0.6) and plain.score(q, c._replace(area=q.area * 0.25)) == pytest.approx(0.5)
+
+
+def test_the_big_photo_verifier_decides_only_on_a_big_photo():
+    never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
+    big, reds, _ = disc_image(BIG_RED, BIG_BLUE, h=800, w=1200, r=14)
+
+    def found(img: np.ndarray, seed: np.ndarray, **kw) -> int:
+        eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, **kw)
+        return len(eng.similar(entry_of(img), seed, lambda f, m: None))
+    assert found(big, reds[0], big_model=always) >= 3              # the big-photo verifier accepts the copies
+    assert found(big, reds[0], big_model=None) == 0               # without it the shipped one decides
+    off = replace(sim.SimilarSettings(), big_photo_verifier=False)
+    assert found(big, reds[0], big_model=always, settings=off) == 0
+    small, sreds, _ = disc_image([(40, 40), (160, 50), (270, 60), (80, 180)], [(220, 180)])
+    assert found(small, sreds[0], big_model=always) == 0          # a photo up to MAX_SIDE: the shipped one
+    shut = PvmEngine(backbone=ColourBackbone(), model=always, segmenter=None, big_model=never)
+    assert shut.similar(entry_of(big), reds[0], lambda f, m: None) == []
+    assert len(shut.similar(entry_of(small), sreds[0], lambda f, m: None)) >= 3
+
+
+def test_a_missing_or_damaged_big_photo_verifier_leaves_the_shipped_one(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(weights, "SHIPPED_DIR", tmp_path)
+    main = fixed(0.0, 0.5)
+    eng = PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None)
+    assert eng.big_model() is None and eng.verifier(big_photo=True).model is main
+    file = tmp_path / "similar-big-lite0.pt"
+    torch.save({f"pvm.{k}": v for k, v in fixed(1.0, 0.7).state_dict().items()}, file)
+    weights.write_sha256(file)
+    eng = PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None)
+    big = eng.big_model()
+    assert big is not None and big is eng.big_model()             # loaded once
+    v = eng.verifier(big_photo=True)
+    assert v.model is big and v.own == pytest.approx(0.7) and v.threshold == pytest.approx(0.5)
+    assert (v.min_ratio, v.max_ratio) == (0.3, 2.0)
+    assert eng.verifier().model is main
+    data = bytearray(file.read_bytes())
+    data[len(data) // 2] ^= 0xFF                                     # fails its checksum
+    file.write_bytes(bytes(data))
+    assert PvmEngine(backbone=ColourBackbone(), model=main, segmenter=None).big_model() is None
+
+
+def test_the_threshold_rule_accepts_no_more_negatives_than_allowed():
+    prob = np.array([0.95, 0.9, 0.8, 0.7, 0.7, 0.6, 0.2, 0.99])
+    neg = np.array([True, True, True, True, True, True, True, False])
+    for allowed in range(0, 8):
+        t = matching_threshold(prob, neg, allowed)
+        assert (prob[neg] >= t).sum() <= allowed
+        assert (prob[neg] >= t - 0.001).sum() > allowed or t == 0.0   # the lowest on the 0.001 grid
+    assert matching_threshold(prob, neg, 3) == pytest.approx(0.701)   # the tie at 0.7 rejected together
+
+
+BIG_FILE = Path(__file__).resolve().parents[2] / "backend" / "weights" / "similar-big-lite0.pt"
+
+
+@pytest.mark.skipif(not BIG_FILE.exists(), reason="backend/weights/similar-big-lite0.pt not shipped (docs/similar.md)")
+def test_shipped_big_photo_verifier_checksum_strict_keys(tmp_path: Path):
+    assert weights.usable(BIG_FILE) and BIG_FILE.stat().st_size <= 30 * 2 ** 20
+    model = weights.load("pvm-big", BIG_FILE)
+    assert model.n_scalars == N_SCALARS and 0.0 < float(model.threshold) < 1.0
+    sd = torch.load(BIG_FILE, map_location="cpu", weights_only=True)
+    assert all(k.startswith("pvm.") for k in sd)
+    bad = tmp_path / "similar-big-lite0.pt"
+    torch.save({**sd, "pvm.extra": torch.zeros(1)}, bad)
+    weights.write_sha256(bad)
+    with pytest.raises(weights.WeightsError):
+        weights.load("pvm-big", bad)
