@@ -157,7 +157,7 @@ class FeaturesEngine(Engine):
     def _similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
                  min_score: float | None, cpu: bool) -> list[Found]:
         mm = self.match_map(entry, seed, cpu)
-        verifier = self.verifier(cpu, big_photo=sim.big_photo(entry.height, entry.width))
+        verifier = self.verifier(cpu, big_photo=sim.small_on_big(entry.height, entry.width, seed))
         if min_score is not None:
             verifier.threshold = float(min_score)
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,

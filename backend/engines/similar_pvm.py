@@ -24,7 +24,7 @@ log = logging.getLogger("simpson.similar")
 
 class PvmEngine(FeaturesEngine):
     """Like "features", but a trained verifier decides which proposals are the same kind: the
-    shipped PVM, or on a photo over 1024 px (sim.big_photo) the big-photo PVM."""
+    shipped PVM, or for a small query on a photo over 1024 px (sim.small_on_big) the big-photo PVM."""
 
     name = "pvm"
 
@@ -81,7 +81,7 @@ class PvmEngine(FeaturesEngine):
         return self._on_cpu("backbone", self._backbone) if cpu else self._backbone  # type: ignore[return-value]
 
     def verifier(self, cpu: bool = False, big_photo: bool = False) -> sim.Verifier:
-        """The shipped PVM; on a big photo (sim.big_photo) with settings.big_photo_verifier, the
+        """The shipped PVM; for a small query on a big photo (sim.small_on_big) with settings.big_photo_verifier, the
         big-photo PVM, gated to big_photo_min_ratio..big_photo_max_ratio of the query's area, its
         scores on the shipped PVM's scale (sim.onto_scale: a min_score means the same for both)."""
         self._load()

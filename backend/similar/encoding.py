@@ -18,24 +18,32 @@ from .types import (LARGE_SIDE, LEVELS, MAX_SIDE, MIN_SIDE, PARTS, SIDE_STEP, SM
 STRIP_ROWS = 256
 
 
-def big_photo(height: int, width: int) -> bool:
-    """A photo larger than MAX_SIDE (issue 23's real-size regime: small objects on 12-MP photos,
-    copies that vary in size, angle and light): the big-photo verifier decides there
-    (SimilarSettings.big_photo_verifier) and a small query gets a finer encoding (encode_side)."""
-    return max(height, width) > MAX_SIDE
+def small_on_big(height: int, width: int, seed: np.ndarray) -> bool:
+    """A small query on a photo larger than MAX_SIDE: its long side under MAX_SIDE / TARGET_SEED of
+    the photo's (~9 %, ~375 px on 4,000). Issue 23's real-size regime: the encoding may go past
+    MAX_SIDE (encode_side) and the big-photo verifier decides (SimilarSettings.big_photo_verifier).
+    A larger query on a big photo is encoded at MAX_SIDE, where it looks as on the standard
+    split's photos, and the shipped verifier decides as there (docs/similar.md)."""
+    return _small_on_big(max(height, width), _long_seed(seed))
+
+
+def _small_on_big(long_image: int, long_seed: int) -> bool:
+    return long_image > MAX_SIDE and long_image * TARGET_SEED / long_seed > MAX_SIDE
+
+
+def _long_seed(seed: np.ndarray) -> int:
+    x0, y0, x1, y1 = mask_box(seed) or (0, 0, 0, 0)
+    return max(x1 - x0, y1 - y0, 1)
 
 
 def encode_side(height: int, width: int, seed: np.ndarray, large_side: int = LARGE_SIDE) -> int:
     """Long side (px) to encode the image at so that the seed's long side is ~TARGET_SEED px
     (a small seed on a photo larger than MAX_SIDE: up to `large_side`, see types.py)."""
-    x0, y0, x1, y1 = mask_box(seed) or (0, 0, 0, 0)
-    long_seed = max(x1 - x0, y1 - y0, 1)
-    long_image = max(height, width)
-    side = long_image * TARGET_SEED / long_seed
-    if side > MAX_SIDE and long_image > MAX_SIDE:   # a small query on a big photo
+    long_seed, long_image = _long_seed(seed), max(height, width)
+    if _small_on_big(long_image, long_seed):
         side = min(max(MAX_SIDE, long_image * SMALL_SEED / long_seed), large_side, long_image)
         return int(round(side / SIDE_STEP)) * SIDE_STEP if side > MAX_SIDE else MAX_SIDE
-    side = int(round(side / SIDE_STEP)) * SIDE_STEP
+    side = int(round(long_image * TARGET_SEED / long_seed / SIDE_STEP)) * SIDE_STEP
     return int(min(MAX_SIDE, max(MIN_SIDE, side)))
 
 

@@ -44,7 +44,7 @@ class SimilarSettings:
     # to ~60 % visible (hidden, cut by the frame) -> about 0.3-2.
     learned_min_ratio: float = 0.0
     learned_max_ratio: float = float("inf")
-    # On a photo over MAX_SIDE (encoding.big_photo: issue 23's real-size regime) the big-photo PVM
+    # For a small query on a photo over MAX_SIDE (encoding.small_on_big: issue 23's real-size regime) the big-photo PVM
     # decides (weights "pvm-big", trained on varied real-size copies and background blobs; its
     # threshold is in its file) when its weights are present, gated to this candidate / query area;
     # elsewhere the shipped PVM decides as before (docs/similar.md).

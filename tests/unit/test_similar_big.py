@@ -31,9 +31,16 @@ def fixed(score_logit: float, threshold: float) -> PairVerifier:
     return model.eval()
 
 
-def test_big_photo_is_a_photo_over_max_side():
-    assert sim.big_photo(3000, 4000) and sim.big_photo(4000, 3000) and sim.big_photo(800, 1100)
-    assert not sim.big_photo(704, 1024) and not sim.big_photo(448, 768)   # the standard split: never
+def test_the_big_photo_regime_is_a_small_query_on_a_photo_over_max_side():
+    def q(side: int) -> np.ndarray:
+        m = np.zeros((3000, 4000), bool)
+        m[100:100 + side, 100:100 + side] = True
+        return m
+    assert sim.small_on_big(3000, 4000, q(60)) and sim.small_on_big(3000, 4000, q(370))
+    assert not sim.small_on_big(3000, 4000, q(380))      # ~9 % of the long side: encoded at MAX_SIDE, as standard
+    assert not sim.small_on_big(704, 1024, q(20)[:704, :1024]) and not sim.small_on_big(448, 768, q(10)[:448, :768])
+    assert all(sim.encode_side(3000, 4000, q(s)) > 1024 for s in (60, 150))   # the finer encoding's regime
+    assert sim.encode_side(3000, 4000, q(370)) == sim.encode_side(3000, 4000, q(380)) == 1024
 
 
 def test_scores_onto_the_shipped_scale_accept_exactly_as_before():
@@ -58,7 +65,7 @@ def test_learned_verifier_gate_and_scale():
     assert plain.threshold == pytest.approx(0.6) and plain.score(q, c._replace(area=q.area * 0.25)) == pytest.approx(0.5)
 
 
-def test_the_big_photo_verifier_decides_only_on_a_big_photo():
+def test_the_big_photo_verifier_decides_only_for_a_small_query_on_a_big_photo():
     never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
     big, reds, _ = disc_image(BIG_RED, BIG_BLUE, h=800, w=1200, r=14)
 
