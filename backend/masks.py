@@ -23,7 +23,6 @@ class Parts:
     labelling the whole mask."""
 
     def __init__(self, mask: np.ndarray):
-        self.shape = mask.shape
         box = mask_box(mask)
         self.x0, self.y0, x1, y1 = box if box is not None else (0, 0, 0, 0)
         if box is None:

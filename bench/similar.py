@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                          "1024 px, shipped verifier), on the same scenes")
     ap.add_argument("--one-verifier", action="store_true",
                     help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
-                         "decides on photos over 1024 px too), on the same scenes")
+                         "decides for small queries on photos over 1024 px too), on the same scenes")
     ap.add_argument("--pvm", default=[], action="append", metavar="FILE[@THRESHOLD]",
                     help="also run 'pvm-cand[@THRESHOLD]': the pvm engine with the verifier in FILE "
                          "(similar-lite0.pt format), at its stored threshold or THRESHOLD; repeatable")

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .. import device, weights
-from ..masks import merge_overlapping
+from ..masks import Parts, merge_overlapping
 from . import Engine, EngineUnavailable, Progress
 
 CROP_TRIGGER = 800    # IOPaint's hd_strategy_crop_trigger_size: longer crops are cut around each hole
@@ -75,10 +75,10 @@ def windows(hole: np.ndarray, trigger: int = CROP_TRIGGER, margin: int = CROP_MA
     h, w = hole.shape
     if max(h, w) <= trigger:
         return [(0, 0, w, h)]
-    n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+    parts = Parts(hole)
     boxes = []
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
+    for i in range(1, parts.count + 1):
+        x, y, bw, bh = parts.box(i)
         (x0, x1), (y0, y1) = _grow(x, x + bw, margin, w), _grow(y, y + bh, margin, h)
         boxes.append([x0, y0, x1, y1])
     return merge_overlapping(boxes)

@@ -123,7 +123,7 @@ class FeaturesEngine(Engine):
                 "reinstall SimpSON Erase to restore them.")
 
     def verifier(self, cpu: bool = False, big_photo: bool = False) -> sim.Verifier:
-        """big_photo: the photo is over 1024 px (sim.big_photo); the cosine rule is the same."""
+        """big_photo: a small query on a photo over 1024 px (sim.small_on_big); the cosine rule is the same."""
         return sim.CosineVerifier(self.settings)
 
     # -- the op

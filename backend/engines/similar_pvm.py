@@ -2,7 +2,7 @@
 
 Weights: backend/weights/similar-lite0.pt (ImageNet Lite0 backbone "backbone.*" + PVM "pvm.*",
 with its acceptance threshold) and its .sha256; optional backend/weights/similar-big-lite0.pt
-(the big-photo verifier, "pvm.*" with its threshold: photos over 1024 px, issue 23);
+(the big-photo verifier, "pvm.*" with its threshold: a small query on a photo over 1024 px, issue 23);
 see docs/similar.md.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The big-photo verifier's file (issue 23): a PVM trained by train_pvm (its DIR/pvm.pt), with its
-threshold chosen on the real-size validation pairs, written for the "pvm" engine to use on photos
-over 1024 px (SimilarSettings.big_photo_verifier; docs/similar.md).
+threshold chosen on the real-size validation pairs, written for the "pvm" engine to use for a small
+query on a photo over 1024 px (similar.small_on_big, SimilarSettings.big_photo_verifier; docs/similar.md).
 
     python -m backend.training.ship_big_pvm --verifier DIR/pvm.pt --val val_rs.npz \\
         [--out backend/weights/similar-big-lite0.pt]
