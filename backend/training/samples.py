@@ -18,6 +18,7 @@ from .synth import Scene, random_blob
 
 # The daemon's views of a big photo (backend/segment.py), for real-size training crops.
 COARSE_SIDE = 512   # segment.COARSE_SIDE: the whole-image pass's long side
+REFINE_SHARE = 0.35  # share of training crops with a previous mask and corrective clicks
 
 
 class Sample(NamedTuple):
@@ -154,7 +155,8 @@ def perturb_mask(gt: np.ndarray, others: list[np.ndarray], rng: np.random.Genera
 
 def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 320,
                 fill: float | None = None, refine: bool | None = None,
-                min_fill: float = 0.005, prev_window: float = 0.0, view: Window | None = None) -> Sample:
+                min_fill: float = 0.005, prev_window: float = 0.0, view: Window | None = None,
+                refine_share: float = REFINE_SHARE) -> Sample:
     """Crop around instance `index` at a random scale; simulate 1-3 clicks (+ previous mask).
 
     min_fill: the smallest object share of the crop (a quarter of the crops are log-uniform
@@ -162,12 +164,14 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
     prev_window: the share of refinement crops whose window is fitted to the previous mask,
     not the object: the daemon refines in the window of the selection (segment.py), so a
     selection that took the boat under a drawing is seen at the boat's scale.
-    view: crop exactly this window (realsize_sample's daemon views) instead of one chosen by fill."""
+    view: crop exactly this window (realsize_sample's daemon views) instead of one chosen by fill.
+    refine_share: the share of crops given a previous mask and corrective clicks when `refine` is
+    None (0: first-click crops only, for the first-click model)."""
     mask = scene.masks[index]
     if fill is None:
         fill = rng.uniform(0.1, 0.6) if rng.random() < 0.75 else float(np.exp(rng.uniform(np.log(min_fill), np.log(0.1))))
     if refine is None:
-        refine = rng.random() < 0.35
+        refine = rng.random() < refine_share
     win = view or choose_window(mask, rng, fill)
     prev_full = None
     if view is None and refine and rng.random() < prev_window:  # the mistake at the scene's scale, then its window
@@ -226,7 +230,8 @@ def pick_instance(scene: Scene, rng: np.random.Generator, min_area: int = 64) ->
 
 
 def realsize_sample(scene: Scene, rng: np.random.Generator, size: int = 320, min_fill: float = 0.002,
-                    prev_window: float = 0.0, coarse: float = 0.3, probe: float = 0.3) -> Sample:
+                    prev_window: float = 0.0, coarse: float = 0.3, probe: float = 0.3,
+                    refine_share: float = REFINE_SHARE) -> Sample:
     """A crop of a real-size scene (synth.RealSizeGenerator) as the daemon sees a click on a small
     object in a big photo (backend/segment.py): with probability `coarse` the whole-image pass's
     scale (the photo at COARSE_SIDE on its long side; the crop is a size×size part of that view
@@ -254,4 +259,4 @@ def realsize_sample(scene: Scene, rng: np.random.Generator, size: int = 320, min
             cx, cy = round(cx / 8) * 8, round(cy / 8) * 8
         if not covers_image(side, w, h):
             return make_sample(scene, index, rng, size, refine=False, view=fit_window(cx, cy, side, w, h))
-    return make_sample(scene, index, rng, size, min_fill=min_fill, prev_window=prev_window)
+    return make_sample(scene, index, rng, size, min_fill=min_fill, prev_window=prev_window, refine_share=refine_share)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..models.dsn import DistractorSegmenter, build_dsn_lite0, click_maps
-from .samples import Sample, error_click, make_sample, pick_instance, realsize_sample
+from .samples import REFINE_SHARE, Sample, error_click, make_sample, pick_instance, realsize_sample
 from .synth import RealSizeGenerator, Scene, SceneGenerator
 
 SEED = 20260423
@@ -64,9 +64,9 @@ STD_SCENE_S, RS_SCENE_S, RS_CROP_S = 0.32, 1.3, 0.1
 class _Scenes(Dataset):
     """Items from training scenes SEED + i; the generator is made in the worker that first needs it."""
 
-    def __init__(self, length: int, min_fill: float, prev_window: float):
+    def __init__(self, length: int, min_fill: float, prev_window: float, refine_share: float = REFINE_SHARE):
         self.length = length
-        self.min_fill, self.prev_window = min_fill, prev_window
+        self.min_fill, self.prev_window, self.refine_share = min_fill, prev_window, refine_share
         self.gen: SceneGenerator | None = None
 
     def __len__(self) -> int:
@@ -88,8 +88,9 @@ class _Scenes(Dataset):
 class TrainScenes(_Scenes):
     """Item i = SAMPLES_PER_SCENE crops from training scene SEED + i (deterministic)."""
 
-    def __init__(self, length: int = 10 ** 9, min_fill: float = 0.005, prev_window: float = 0.0):
-        super().__init__(length, min_fill, prev_window)
+    def __init__(self, length: int = 10 ** 9, min_fill: float = 0.005, prev_window: float = 0.0,
+                 refine_share: float = REFINE_SHARE):
+        super().__init__(length, min_fill, prev_window, refine_share)
 
     def _generator(self) -> SceneGenerator:
         return SceneGenerator("train")
@@ -98,15 +99,16 @@ class TrainScenes(_Scenes):
         rng = np.random.default_rng([SEED, i])
         scene = self._scene(i, rng)
         return [make_sample(scene, pick_instance(scene, rng), rng, CROP, min_fill=self.min_fill,
-                            prev_window=self.prev_window) for _ in range(SAMPLES_PER_SCENE)]
+                            prev_window=self.prev_window, refine_share=self.refine_share)
+                for _ in range(SAMPLES_PER_SCENE)]
 
 
 class RealSizeScenes(_Scenes):
     """Item i = `crops` daemon-view crops of real-size training scene SEED + i (deterministic)."""
 
     def __init__(self, crops: int = 4, length: int = 10 ** 9, min_fill: float = 0.002, prev_window: float = 0.0,
-                 scale: float = 1.0):
-        super().__init__(length, min_fill, prev_window)
+                 scale: float = 1.0, refine_share: float = REFINE_SHARE):
+        super().__init__(length, min_fill, prev_window, refine_share)
         self.crops, self.scale = crops, scale
 
     def _generator(self) -> SceneGenerator:
@@ -115,8 +117,8 @@ class RealSizeScenes(_Scenes):
     def __getitem__(self, i: int) -> list[Sample]:
         rng = np.random.default_rng([SEED, 23, i])
         scene = self._scene(i, rng)
-        return [realsize_sample(scene, rng, CROP, min_fill=self.min_fill, prev_window=self.prev_window)
-                for _ in range(self.crops)]
+        return [realsize_sample(scene, rng, CROP, min_fill=self.min_fill, prev_window=self.prev_window,
+                                refine_share=self.refine_share) for _ in range(self.crops)]
 
 
 def split_batch(batch: int, share: float, crops: int) -> tuple[int, int]:
@@ -268,6 +270,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="share of crops given 1-2 corrective clicks at the model's own mistakes")
     ap.add_argument("--min-fill", type=float, default=0.005,
                     help="smallest object share of a training crop (the coarse pass sees small objects smaller)")
+    ap.add_argument("--refine-share", type=float, default=REFINE_SHARE,
+                    help="share of crops with a previous mask and corrective clicks (0: first clicks only, "
+                         "for the first-click model; --model-clicks should then be 0)")
     ap.add_argument("--prev-window", type=float, default=0.0,
                     help="share of refinement crops framed on the previous mask, as the daemon frames them")
     ap.add_argument("--first-scene", type=int, default=0,
@@ -280,7 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--realsize-share", type=float, default=0.0,
                     help="share of each batch's crops from real-size scenes (12-MP photos, small objects)")
     ap.add_argument("--realsize-crops", type=int, default=4, help="crops per real-size scene")
-    ap.add_argument("--val-scenes", type=int, default=VAL_SCENES)
+    ap.add_argument("--val-scenes", type=int, default=VAL_SCENES,
+                    help="held-out first-click crops scored at each checkpoint (0: none, no best.pt)")
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--ckpt-every", type=float, default=CKPT_EVERY_S, help="seconds between checkpoints")
     args = ap.parse_args(argv)
@@ -321,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         log(f"start: device {device}, seed {SEED}, plan {plan_s / 60:.1f} min, crop {CROP}, "
             f"batch {args.batch}, init {args.init}, lr x{args.lr_scale}, "
-            f"model clicks {args.model_clicks}, min fill {args.min_fill}, prev window {args.prev_window}, "
+            f"model clicks {args.model_clicks}, refine share {args.refine_share}, min fill {args.min_fill}, prev window {args.prev_window}, "
             f"first scene {first_scene}")
     log(f"batch {args.batch} crops: {n_std} standard scenes x {SAMPLES_PER_SCENE} + {n_rs} real-size scenes x "
         f"{args.realsize_crops}; workers {w_std} + {w_rs}")
@@ -334,22 +340,24 @@ def main(argv: list[str] | None = None) -> None:
     # the workers start making samples while the validation crops are made
     streams = []
     if n_std:
-        streams.append(loader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window), n_std, w_std))
+        streams.append(loader(TrainScenes(min_fill=args.min_fill, prev_window=args.prev_window,
+                                          refine_share=args.refine_share), n_std, w_std))
     if n_rs:
         streams.append(loader(RealSizeScenes(args.realsize_crops, min_fill=min(args.min_fill, 0.002),
-                                           prev_window=args.prev_window), n_rs, w_rs))
-    val = val_set(args.val_scenes)
-    log(f"validation: {len(val.image)} crops from held-out scenes ({time.monotonic() - t_start:.0f} s)")
+                                           prev_window=args.prev_window, refine_share=args.refine_share), n_rs, w_rs))
+    val = val_set(args.val_scenes) if args.val_scenes > 0 else None   # 0: no validation sources at hand
+    log(f"validation: {len(val.image) if val is not None else 0} crops from held-out scenes "
+        f"({time.monotonic() - t_start:.0f} s)")
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - t_start
 
     def checkpoint(tag: str) -> None:
         nonlocal best
-        iou1, iou3 = evaluate(model, val, device)
+        iou1, iou3 = evaluate(model, val, device) if val is not None else (float("nan"), float("nan"))
         iou = (iou1 + iou3) / 2
         set_train(model)
-        if iou > best:
+        if iou > best:   # never without validation (NaN): best.pt is then not written
             best = iou
             atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, args.out / "best.pt")
         atomic_save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,

@@ -133,3 +133,17 @@ def test_bench_paired_differences_of_two_weights(capsys):
     bs.print_paired(curves, [f"{bs.COMPARED} new.pt"], 2)
     out = capsys.readouterr().out
     assert "mIoU@1: +0.0500" in out and "mIoU@3: +0.0750" in out
+
+
+def test_first_click_training_crops_have_no_previous_mask():
+    """refine_share=0 (the first-click model's training): no crop has a previous mask (a few
+    still get a second click, as first clicks do in training); the default share gives some."""
+    g = RealSizeGenerator("train", procedural=True, scale=0.25)
+    first, default = [], []
+    for seed in range(3):
+        sc = g.scene(seed)
+        for k in range(8):
+            first.append(realsize_sample(sc, np.random.default_rng([seed, k]), 64, prev_window=0.5, refine_share=0.0))
+            default.append(realsize_sample(sc, np.random.default_rng([seed, k]), 64, prev_window=0.5))
+    assert all(s.prev.sum() == 0 and s.pos.sum() > 0 and s.target.sum() > 0 for s in first)
+    assert any(s.prev.sum() > 0 for s in default)
