@@ -58,16 +58,24 @@ def click_seed(scene: Scene, qi: int, select_engine: str | None) -> np.ndarray:
     return choose("select", select_engine).select(entry, [(x, y, True)], None, lambda f, m: None)
 
 
-def dsn_segmenter(path: Path):
-    """A ClickSegmenter on any checkpoint (a checksum file is written next to a temporary copy)."""
+def dsn_segmenter(path: Path | None, first: Path | None = None):
+    """A ClickSegmenter on any checkpoint (a checksum file is written next to a temporary copy):
+    `path` for every click, or with `first` the shipped refining model and `first` for the clicks
+    without a previous mask (select similar's proposals and click queries; --dsn-first)."""
     import shutil
     import tempfile
     from backend.segment import ClickSegmenter
     from backend.weights import write_sha256
-    tmp = Path(tempfile.mkdtemp(prefix="simpson-bench-")) / "dsn.pt"
-    shutil.copy(path, tmp)
-    write_sha256(tmp)
-    return ClickSegmenter(tmp)
+
+    def copy(file: Path) -> Path:
+        tmp = Path(tempfile.mkdtemp(prefix="simpson-bench-")) / file.name
+        shutil.copy(file, tmp)
+        write_sha256(tmp)
+        return tmp
+    if first is not None:
+        return ClickSegmenter(None if path is None else copy(path), first=copy(first))
+    assert path is not None
+    return ClickSegmenter(copy(path))
 
 
 def score_scene(scene: Scene, qi: int, found: list) -> dict[str, float]:
@@ -190,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="engine that turns the click into the query (default: the daemon's default)")
     ap.add_argument("--dsn", type=Path, default=None,
                     help="one-click checkpoint for proposals and click queries (default: shipped weights if any)")
+    ap.add_argument("--dsn-first", type=Path, default=None,
+                    help="first-click checkpoint beside the refining one (--dsn, default the shipped one): "
+                         "it segments the click query and the proposals, as dsn-first-lite0.pt does")
     ap.add_argument("--pvm-threshold", type=float, default=None, help="override the PVM's shipped threshold")
     ap.add_argument("--photo12mp", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pvm_threshold is not None and "pvm" in engines:
         arms["pvm"]._load()
         arms["pvm"]._model.threshold.fill_(args.pvm_threshold)
-    segmenter = dsn_segmenter(args.dsn) if args.dsn else None
+    segmenter = dsn_segmenter(args.dsn, args.dsn_first) if args.dsn or args.dsn_first else None
     if segmenter is not None:              # the similar engines segment through the dsn engine
         get("dsn")._segmenter = segmenter
     for e in engines:
