@@ -54,7 +54,9 @@ SETTINGS = FillSettings()
 _pm: Optional[Any] = None
 _pm_error = ""
 # The passes run on threads: the native code releases the GIL (ctypes) and its random generator
-# is per thread, so a pass seeded on its own thread gives the same fill as run alone (tested).
+# is per thread, so a pass seeded on its own thread gives the same fill as run alone (tested). The
+# seed it starts from is one for the process (the last set_random_seed, on any thread): every fill
+# uses SEED, since fills with other seeds running at the same time would differ from run to run.
 _pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="simpson-fill")
 # Crops of one erase filled at the same time (each submits its passes to _pool; no deadlock: these
 # threads wait on _pool's, never the other way round).
