@@ -153,6 +153,17 @@ def one_verifier_engine(settings):
     return eng
 
 
+def no_copies_engine(settings):
+    """The pvm engine without find_similar's by_copies (a candidate the query rejects stays rejected;
+    as shipped before the fifteenth session)."""
+    from dataclasses import replace
+    from backend import similar as sim
+    from backend.engines.similar_pvm import PvmEngine
+    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), by_copies=False))
+    eng.name = "pvm-nocopies"
+    return eng
+
+
 def candidate_engine(path: Path, threshold: "float | None" = None, settings=None):
     """The pvm engine with the verifier (and its threshold, or `threshold`) from another similar-lite0.pt,
     deciding everywhere (no big-photo verifier)."""
@@ -202,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-verifier", action="store_true",
                     help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
                          "decides for small queries on photos over 1024 px too), on the same scenes")
+    ap.add_argument("--no-copies", action="store_true",
+                    help="also run 'pvm-nocopies': the pvm engine without verification against accepted copies "
+                         "(SimilarSettings.by_copies off: the big-photo verifier judges against the query only)")
     ap.add_argument("--pvm", default=[], action="append", metavar="FILE[@THRESHOLD]",
                     help="also run 'pvm-cand[@THRESHOLD]': the pvm engine with the verifier in FILE "
                          "(similar-lite0.pt format), at its stored threshold or THRESHOLD; repeatable")
@@ -228,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-before"] = before_engine(settings)
     if args.one_verifier:
         arms["pvm-one"] = one_verifier_engine(settings)
+    if args.no_copies:
+        arms["pvm-nocopies"] = no_copies_engine(settings)
     cand_settings = settings
     if args.pvm_gate:
         from dataclasses import replace
