@@ -150,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--minutes", type=float, default=None)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--no-copies", action="store_true", help="without find_similar's by_copies (SimilarSettings)")
+    ap.add_argument("--copies", type=float, default=None, metavar="MIN_SCORE",
+                    help="with find_similar's by_copies (SimilarSettings.by_copies, copies_min_score = MIN_SCORE)")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
     gen = RealSizeGenerator("val") if args.split == "realsize" else SceneGenerator("val")
-    eng = PvmEngine(settings=sim.SimilarSettings(seconds=args.seconds, by_copies=not args.no_copies))
+    eng = PvmEngine(settings=sim.SimilarSettings(seconds=args.seconds, by_copies=args.copies is not None,
+                                                 copies_min_score=args.copies or 0.0))
     rows: list[dict] = []
     props: list[dict] = []
     start = time.time()
@@ -176,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             res = sim.find_similar(entry.rgb, seed, mm, eng.segment_fn(entry), ScoringVerifier(verifier, rec),
                                    eng.settings, cpn=eng.cpn(), align_clicks=eng.segmenter() is None,
                                    by_copies=eng.by_copies(sim.small_on_big(entry.height, entry.width, seed)))
-        taken = [c.patch for c in res.accepted]
         for p in rec.props:        # accepted: against the query, or by a copy (find_similar's by_copies)
-            p["accepted"] = p["mask"] is not None and any(t.x == p["mask"].x and t.y == p["mask"].y for t in taken)
+            hits = [c for c in res.accepted if p["mask"] is not None and (c.patch.x, c.patch.y) == (p["mask"].x, p["mask"].y)]
+            p["accepted"] = bool(hits)
+            p["final"] = float(hits[0].score) if hits else None   # the score that accepted it
         qiou = float((seed & scene.masks[qi]).sum() / max((seed | scene.masks[qi]).sum(), 1))
         props += proposal_rows(s, rec.props, scene, qi, verifier, qiou)
         union = np.zeros(seed.shape, bool)
@@ -227,7 +230,8 @@ def proposal_rows(s: int, recorded: list[dict], scene, qi: int, verifier, qiou: 
         others = [verifier.score(a["desc"], p["desc"]) for a in accepted if a is not p]
         out.append({"scene": s, "label": label, "score": round(float(p["score"]), 4),
                     "score_accepted": round(float(max(others)), 4) if others else None,
-                    "accepted": p["accepted"], "query_iou": round(qiou, 3)})
+                    "accepted": p["accepted"], "final": p["final"], "query_iou": round(qiou, 3),
+                    "area": got.area, "on_copies": int(round(copies * got.area))})
     return out
 
 

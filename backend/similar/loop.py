@@ -37,7 +37,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
 
     by_copies: a candidate the verifier rejects against the query is also scored against each
     *anchor* (an instance accepted against the query itself) and accepted when one of them accepts
-    it and its area is within the verifier's gate of the query's (Anchors; the copies of a small
+    it (settings.copies_min_score or more, and the verifier's threshold) and its area is within
+    the verifier's gate of the query's (Anchors; the copies of a small
     query on a big photo are turned and re-lit, and a copy is often more like another copy than
     like the query: docs/similar.md, fifteenth session). One hop only: an instance accepted so is
     a query for the proposals but no anchor. A rejected candidate is scored again when a new
@@ -49,7 +50,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     q = Query.of(rgb, seed, mm, pieces=not align_clicks)
     known = Known.of(seed, to_grid(q.patch, mm), q.descriptor)
     propose = Proposer(mm, cpn, settings, q.cells)
-    anchors = Anchors(verifier, q.descriptor, settings.max_overlap) if by_copies else None
+    anchors = Anchors(verifier, q.descriptor, settings.max_overlap, settings.copies_min_score) if by_copies else None
     rounds_done = 0                              # queries the proposals have seen
     for rnd in range(settings.rounds):
         if rnd > 0 and clock() - start > settings.seconds:
@@ -93,8 +94,9 @@ class Anchors:
     """find_similar's by_copies: the instances accepted against the query, and the candidates
     rejected so far (kept to be scored against each new anchor)."""
 
-    def __init__(self, verifier: Verifier, query: Descriptor, max_overlap: float):
+    def __init__(self, verifier: Verifier, query: Descriptor, max_overlap: float, min_score: float = 0.0):
         self.verifier, self.query, self.max_overlap = verifier, query, max_overlap
+        self.bar = max(verifier.threshold, min_score)     # an anchor's score that accepts
         self.anchors: list[Descriptor] = []
         self.pending: list[tuple[Candidate, Descriptor, np.ndarray]] = []
         self.gate = (getattr(verifier, "min_ratio", 0.0), getattr(verifier, "max_ratio", float("inf")))
@@ -109,7 +111,7 @@ class Anchors:
     def check(self, c: Candidate, cand: Descriptor, grid: np.ndarray, res: Result, known: "Known") -> bool:
         """A candidate the query rejected: accepted (True) when an anchor accepts it, else kept."""
         s = self.score(cand, self.anchors)
-        if s >= self.verifier.threshold:
+        if s >= self.bar:
             res.accepted.append(c._replace(score=s))
             known.add(c.patch, grid, cand)
             return True
@@ -123,7 +125,7 @@ class Anchors:
         keep = []
         for c, cand, grid in self.pending:
             s = self.score(cand, [anchor])
-            if s < self.verifier.threshold:
+            if s < self.bar:
                 keep.append((c, cand, grid))
                 continue
             p = c.patch

@@ -149,10 +149,10 @@ class ByPlace:
 CHAIN = [(40, 60), (160, 70), (270, 60), (380, 70)]   # each 110-120 px from the one before
 
 
-def chain_result(by_copies: bool) -> tuple[list[np.ndarray], list[sim.Candidate], ByPlace]:
+def chain_result(by_copies: bool, min_score: float = 0.0) -> tuple[list[np.ndarray], list[sim.Candidate], ByPlace]:
     img, reds, _ = disc_image(CHAIN, [], w=480)
     mm = sim.encode(ColourBackbone(), img, 480)
-    settings, verifier = sim.SimilarSettings(), ByPlace()
+    settings, verifier = sim.SimilarSettings(copies_min_score=min_score), ByPlace()
     res = sim.find_similar(img, reds[0], mm, lambda x, y, t: sim.template_grabcut(img, x, y, t),
                            verifier, settings, cpn=None, by_copies=by_copies)
     return reds, res.accepted, verifier
@@ -177,6 +177,8 @@ def test_by_copies_accepts_what_an_accepted_copy_accepts_one_hop_only():
     h, w = reds[0].shape
     a, b = (c.patch.full(h, w) for c in chained)
     assert not (a & b).any() and not any((c.patch.full(h, w) & reds[0]).any() for c in chained)
+    reds, strict, _ = chain_result(True, min_score=1.01)          # a copy's score must reach copies_min_score too
+    assert covered(reds, strict)[1:] == [True, False, False]
 
 
 def test_anchors_gate_on_the_query_area_and_rescore_kept_candidates():
@@ -196,10 +198,11 @@ def test_anchors_gate_on_the_query_area_and_rescore_kept_candidates():
 
 def test_by_copies_only_with_the_big_photo_verifier_deciding():
     never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
-    eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always)
+    on = replace(sim.SimilarSettings(), by_copies=True)
+    eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always, settings=on)
     assert eng.by_copies(True) and not eng.by_copies(False)           # a small query on a big photo only
-    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=None).by_copies(True)
-    off = replace(sim.SimilarSettings(), by_copies=False)
-    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always,
-                         settings=off).by_copies(True)
-    assert not FeaturesEngine(backbone=ColourBackbone(), segmenter=None).by_copies(True)
+    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=None,
+                         settings=on).by_copies(True)
+    assert not sim.SimilarSettings().by_copies                          # off as shipped (docs/similar.md)
+    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always).by_copies(True)
+    assert not FeaturesEngine(backbone=ColourBackbone(), segmenter=None, settings=on).by_copies(True)
