@@ -161,6 +161,21 @@ def one_verifier_engine(settings):
     return eng
 
 
+def copies_engine(settings, min_score: "float | None" = None):
+    """The pvm engine with find_similar's by_copies (SimilarSettings.by_copies: where the big-photo
+    verifier decides, a candidate it rejects against the query may be accepted by a copy it accepted,
+    scoring it >= min_score, default SimilarSettings.copies_min_score)."""
+    from dataclasses import replace
+    from backend import similar as sim
+    from backend.engines.similar_pvm import PvmEngine
+    s = replace(settings or sim.SimilarSettings(), by_copies=True)
+    if min_score is not None:
+        s = replace(s, copies_min_score=min_score)
+    eng = PvmEngine(settings=s)
+    eng.name = "pvm-copies" + ("" if min_score is None else f"@{min_score:g}")
+    return eng
+
+
 def candidate_engine(path: Path, threshold: "float | None" = None, settings=None):
     """The pvm engine with the verifier (and its threshold, or `threshold`) from another similar-lite0.pt,
     deciding everywhere (no big-photo verifier)."""
@@ -213,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-verifier", action="store_true",
                     help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
                          "decides for small queries on photos over 1024 px too), on the same scenes")
+    ap.add_argument("--copies", default=[], action="append", metavar="MIN_SCORE", type=float,
+                    help="also run 'pvm-copies@MIN_SCORE': the pvm engine with SimilarSettings.by_copies (a candidate the "
+                         "big-photo verifier rejects against the query, accepted when a copy it accepted scores it "
+                         ">= MIN_SCORE); repeatable")
     ap.add_argument("--pvm", default=[], action="append", metavar="FILE[@THRESHOLD]",
                     help="also run 'pvm-cand[@THRESHOLD]': the pvm engine with the verifier in FILE "
                          "(similar-lite0.pt format), at its stored threshold or THRESHOLD; repeatable")
@@ -239,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-before"] = before_engine(settings)
     if args.one_verifier:
         arms["pvm-one"] = one_verifier_engine(settings)
+    for min_score in args.copies:
+        eng = copies_engine(settings, min_score)
+        arms[eng.name] = eng
     cand_settings = settings
     if args.pvm_gate:
         from dataclasses import replace

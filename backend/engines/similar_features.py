@@ -126,6 +126,11 @@ class FeaturesEngine(Engine):
         """big_photo: a small query on a photo over 1024 px (sim.small_on_big); the cosine rule is the same."""
         return sim.CosineVerifier(self.settings)
 
+    def by_copies(self, big_photo: bool) -> bool:
+        """Whether a candidate the query rejects may be accepted by a copy (find_similar's by_copies):
+        not with the cosine rule."""
+        return False
+
     # -- the op
     def match_map(self, entry: ImageEntry, seed: np.ndarray, cpu: bool = False) -> sim.MatchMap:
         """The image's matching features (on the CPU, whichever device encoded them)."""
@@ -157,11 +162,13 @@ class FeaturesEngine(Engine):
     def _similar(self, entry: ImageEntry, seed: np.ndarray, progress: Progress,
                  min_score: float | None, cpu: bool) -> list[Found]:
         mm = self.match_map(entry, seed, cpu)
-        verifier = self.verifier(cpu, big_photo=sim.small_on_big(entry.height, entry.width, seed))
+        big = sim.small_on_big(entry.height, entry.width, seed)
+        verifier = self.verifier(cpu, big_photo=big)
         if min_score is not None:
             verifier.threshold = float(min_score)
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,
-                               self.settings, progress, cpn=self.cpn(cpu), align_clicks=self.segmenter() is None)
+                               self.settings, progress, cpn=self.cpn(cpu), align_clicks=self.segmenter() is None,
+                               by_copies=self.by_copies(big))
         return to_found(res.accepted)
 
 

@@ -94,6 +94,12 @@ class PvmEngine(FeaturesEngine):
         return sim.LearnedVerifier(self._on_cpu("pvm-big", model) if cpu else model,
                                    gate=(s.big_photo_min_ratio, s.big_photo_max_ratio), onto=main.threshold)
 
+    def by_copies(self, big_photo: bool) -> bool:
+        """With the big-photo PVM deciding (a small query on a big photo), a candidate it rejects
+        against the query may be accepted against a copy it accepted (settings.by_copies)."""
+        s = self.settings
+        return big_photo and s.big_photo_verifier and s.by_copies and self.big_model() is not None
+
     def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()
         return super().similar(entry, seed, progress, min_score)

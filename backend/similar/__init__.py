@@ -15,7 +15,7 @@ on a small grid plus one segmenter call per proposal.
 """
 from .encoding import cosine_map, encode, encode_raw, encode_side, match_feats, pool, pool_parts, small_on_big, to_grid
 from .grabcut import GRABCUT_ITERS, GRABCUT_SIDE, template_grabcut
-from .loop import find_similar
+from .loop import Anchors, Known, find_similar
 from .proposals import (ALIGN_SIDE, Proposer, align, cpn_heatmap, default_cpn, move_template, peak_kernel, peaks,
                         smooth_map)
 from .shape_repair import (HOLE_SHARE, PIECE_MIN, PIECES_MAX, SHORT, click_the_shape, complete_pieces, complete_shape,
@@ -27,7 +27,7 @@ from .verification import CosineVerifier, LearnedVerifier, colour_hist, describe
 
 __all__ = [
     "small_on_big", "cosine_map", "encode", "encode_raw", "encode_side", "match_feats", "pool", "pool_parts", "to_grid",
-    "GRABCUT_ITERS", "GRABCUT_SIDE", "template_grabcut", "find_similar",
+    "GRABCUT_ITERS", "GRABCUT_SIDE", "template_grabcut", "Anchors", "Known", "find_similar",
     "ALIGN_SIDE", "Proposer", "align", "cpn_heatmap", "default_cpn", "move_template", "peak_kernel", "peaks",
     "smooth_map", "HOLE_SHARE", "PIECE_MIN", "PIECES_MAX", "SHORT", "click_the_shape", "complete_pieces",
     "complete_shape", "holes_of", "interior_point", "keep_parts", "query_pieces",

@@ -19,7 +19,7 @@ from .verification import describe
 def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
                  settings: SimilarSettings, progress: Callable[[float, str], None] = lambda f, m: None,
                  clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto",
-                 align_clicks: bool = True) -> Result:
+                 align_clicks: bool = True, by_copies: bool = False) -> Result:
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
     disjoint from the seed and from each other.
 
@@ -33,7 +33,16 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     align_clicks: move each peak's click to where template matching puts the query (for the
     GrabCut fallback, which needs the query's shape in place); False = click at the peak, for a
     one-click model, which segments from any point on the object (alignment sent 27 of 432
-    validation copies' clicks off the object or onto a neighbour: docs/similar.md)."""
+    validation copies' clicks off the object or onto a neighbour: docs/similar.md).
+
+    by_copies: a candidate the verifier rejects against the query is also scored against each
+    *anchor* (an instance accepted against the query itself) and accepted when one of them accepts
+    it (settings.copies_min_score or more, and the verifier's threshold) and its area is within
+    the verifier's gate of the query's (Anchors; the copies of a small
+    query on a big photo are turned and re-lit, and a copy is often more like another copy than
+    like the query: docs/similar.md, fifteenth session). One hop only: an instance accepted so is
+    a query for the proposals but no anchor. A rejected candidate is scored again when a new
+    anchor comes."""
     if isinstance(cpn, str):
         cpn = default_cpn()
     start = clock()
@@ -41,6 +50,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     q = Query.of(rgb, seed, mm, pieces=not align_clicks)
     known = Known.of(seed, to_grid(q.patch, mm), q.descriptor)
     propose = Proposer(mm, cpn, settings, q.cells)
+    anchors = Anchors(verifier, q.descriptor, settings.max_overlap, settings.copies_min_score) if by_copies else None
     rounds_done = 0                              # queries the proposals have seen
     for rnd in range(settings.rounds):
         if rnd > 0 and clock() - start > settings.seconds:
@@ -71,9 +81,63 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
             if c.score >= verifier.threshold:
                 res.accepted.append(c)
                 known.add(got, g, cand)
+                if anchors is not None:
+                    anchors.add(cand, res, known)
+            elif anchors is not None and anchors.check(c, cand, g, res, known):
+                continue
             else:
                 res.rejected.append(c)
     return res
+
+
+class Anchors:
+    """find_similar's by_copies: the instances accepted against the query, and the candidates
+    rejected so far (kept to be scored against each new anchor)."""
+
+    def __init__(self, verifier: Verifier, query: Descriptor, max_overlap: float, min_score: float = 0.0):
+        self.verifier, self.query, self.max_overlap = verifier, query, max_overlap
+        self.bar = max(verifier.threshold, min_score)     # an anchor's score that accepts
+        self.anchors: list[Descriptor] = []
+        self.pending: list[tuple[Candidate, Descriptor, np.ndarray]] = []
+        self.gate = (getattr(verifier, "min_ratio", 0.0), getattr(verifier, "max_ratio", float("inf")))
+
+    def score(self, cand: Descriptor, anchors: list[Descriptor]) -> float:
+        """The best anchor's score of cand (0 outside the gate of the query's area, or no anchor)."""
+        ratio = cand.area / max(self.query.area, 1.0)
+        if not anchors or not self.gate[0] <= ratio <= self.gate[1]:
+            return 0.0
+        return max(self.verifier.score(a, cand) for a in anchors)
+
+    def check(self, c: Candidate, cand: Descriptor, grid: np.ndarray, res: Result, known: "Known") -> bool:
+        """A candidate the query rejected: accepted (True) when an anchor accepts it, else kept."""
+        s = self.score(cand, self.anchors)
+        if s >= self.bar:
+            res.accepted.append(c._replace(score=s))
+            known.add(c.patch, grid, cand)
+            return True
+        self.pending.append((c, cand, grid))
+        return False
+
+    def add(self, anchor: Descriptor, res: Result, known: "Known") -> None:
+        """A new anchor: the kept candidates it accepts are accepted, less the pixels of objects
+        found since (dropped when that is more than max_overlap of them, as new_part does)."""
+        self.anchors.append(anchor)
+        keep = []
+        for c, cand, grid in self.pending:
+            s = self.score(cand, [anchor])
+            if s < self.bar:
+                keep.append((c, cand, grid))
+                continue
+            p = c.patch
+            free = p.mask & ~p.region(known.taken)
+            n = np.count_nonzero(free)
+            if p.area - n > self.max_overlap * p.area or n < 4:
+                continue
+            got = MaskPatch(p.x, p.y, free)
+            res.rejected = [r for r in res.rejected if r is not c]
+            res.accepted.append(c._replace(patch=got, score=s))
+            known.add(got, grid, cand)
+        self.pending = keep
 
 
 @dataclass

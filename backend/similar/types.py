@@ -51,6 +51,12 @@ class SimilarSettings:
     big_photo_verifier: bool = True
     big_photo_min_ratio: float = 0.3
     big_photo_max_ratio: float = 2.0
+    # With the big-photo PVM deciding: a candidate it rejects against the query may be accepted
+    # against an instance it accepted against the query (find_similar's by_copies; issue 23,
+    # docs/similar.md, fifteenth session). Off: on the real-size bench it finds more copies but
+    # takes more look-alikes (other kinds 2.3 % -> 3.6 %, over issue 23's 3 %).
+    by_copies: bool = False
+    copies_min_score: float = 0.8   # ... scoring it at least this (shipped PVM's scale; chosen on validation seeds 5000-5079)
     max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
     complete_shape: bool = True   # click the placed query's missed part when a mask is small

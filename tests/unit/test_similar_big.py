@@ -12,6 +12,7 @@ import torch
 
 from backend import similar as sim
 from backend import weights
+from backend.engines.similar_features import FeaturesEngine
 from backend.engines.similar_pvm import PvmEngine
 from backend.models.pvm import N_SCALARS, PairVerifier
 from backend.training.ship_big_pvm import matching_threshold
@@ -129,3 +130,79 @@ def test_shipped_big_photo_verifier_checksum_strict_keys(tmp_path: Path):
     weights.write_sha256(bad)
     with pytest.raises(weights.WeightsError):
         weights.load("pvm-big", bad)
+
+
+class ByPlace:
+    """A verifier that accepts a candidate whose box lies within `reach` px (x) of the query's."""
+    threshold = 0.5
+    min_ratio, max_ratio = 0.3, 2.0
+
+    def __init__(self, reach: float = 150.0):
+        self.reach = reach
+        self.calls = 0
+
+    def score(self, q: sim.Descriptor, c: sim.Descriptor) -> float:
+        self.calls += 1
+        return 1.0 if abs(q.box[0] - c.box[0]) < self.reach else 0.0
+
+
+CHAIN = [(40, 60), (160, 70), (270, 60), (380, 70)]   # each 110-120 px from the one before
+
+
+def chain_result(by_copies: bool, min_score: float = 0.0) -> tuple[list[np.ndarray], list[sim.Candidate], ByPlace]:
+    img, reds, _ = disc_image(CHAIN, [], w=480)
+    mm = sim.encode(ColourBackbone(), img, 480)
+    settings, verifier = sim.SimilarSettings(copies_min_score=min_score), ByPlace()
+    res = sim.find_similar(img, reds[0], mm, lambda x, y, t: sim.template_grabcut(img, x, y, t),
+                           verifier, settings, cpn=None, by_copies=by_copies)
+    return reds, res.accepted, verifier
+
+
+def covered(reds: list[np.ndarray], accepted: list[sim.Candidate]) -> list[bool]:
+    h, w = reds[0].shape
+    union = np.zeros((h, w), bool)
+    for c in accepted:
+        union |= c.patch.full(h, w)
+    return [bool((union & m).sum() > 0.5 * m.sum()) for m in reds]
+
+
+def test_by_copies_accepts_what_an_accepted_copy_accepts_one_hop_only():
+    reds, plain, _ = chain_result(False)
+    assert covered(reds, plain)[1:] == [True, False, False]      # the query alone reaches the first copy
+    reds, chained, v = chain_result(True)
+    # the second copy is 230 px from the query but 110 from the first copy (an anchor); the third
+    # is 110 px from the second, which was accepted by a copy and is no anchor: one hop only
+    assert covered(reds, chained)[1:] == [True, True, False]
+    assert len(chained) == 2 and all(c.score >= v.threshold for c in chained)
+    h, w = reds[0].shape
+    a, b = (c.patch.full(h, w) for c in chained)
+    assert not (a & b).any() and not any((c.patch.full(h, w) & reds[0]).any() for c in chained)
+    reds, strict, _ = chain_result(True, min_score=1.01)          # a copy's score must reach copies_min_score too
+    assert covered(reds, strict)[1:] == [True, False, False]
+
+
+def test_anchors_gate_on_the_query_area_and_rescore_kept_candidates():
+    img, reds, _ = disc_image(CHAIN, [], w=480)
+    mm = sim.encode(ColourBackbone(), img, 480)
+    d = [sim.describe(mm, img, m) for m in reds]
+    anchors = sim.Anchors(ByPlace(), d[0], max_overlap=0.3)
+    res = sim.Result()
+    known = sim.Known.of(reds[0], sim.to_grid(reds[0], mm), d[0])
+    cand = sim.Candidate(sim.as_patch(reds[2]), 1.0, 0.0)
+    assert not anchors.check(cand, d[2], sim.to_grid(reds[2], mm), res, known)   # no anchor yet: kept
+    assert anchors.score(d[2]._replace(area=d[0].area * 3), [d[1]]) == 0.0        # outside the gate
+    anchors.add(d[1], res, known)                                                # the kept one is accepted now
+    assert len(res.accepted) == 1 and res.accepted[0].score == 1.0 and known.taken[reds[2]].all()
+    assert not anchors.pending and len(known.queries) == 2                        # and proposes in its turn
+
+
+def test_by_copies_only_with_the_big_photo_verifier_deciding():
+    never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
+    on = replace(sim.SimilarSettings(), by_copies=True)
+    eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always, settings=on)
+    assert eng.by_copies(True) and not eng.by_copies(False)           # a small query on a big photo only
+    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=None,
+                         settings=on).by_copies(True)
+    assert not sim.SimilarSettings().by_copies                          # off as shipped (docs/similar.md)
+    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always).by_copies(True)
+    assert not FeaturesEngine(backbone=ColourBackbone(), segmenter=None, settings=on).by_copies(True)
