@@ -48,6 +48,26 @@ def query_index(scene: Scene) -> int:
     return max(idx, key=lambda i: int(scene.masks[i].sum()))
 
 
+def scenes_in_time(gen, first: int, n: int, minutes: float | None):
+    """(seed, scene) for validation scenes first..first+n-1 that hold copies to find (group 0),
+    until `minutes` have passed (None: all)."""
+    start = time.time()
+    for s in range(first, first + n):
+        if minutes is not None and time.time() - start > minutes * 60:
+            return
+        scene = gen.scene(s)
+        if any(g == 0 for g in scene.groups):
+            yield s, scene
+
+
+def query_of(scene: Scene, s: int, split: str, seed_kind: str, select_engine: str | None) -> tuple[int, np.ndarray]:
+    """The queried copy and the query mask: the copy itself (seed_kind "gt") or what one click on
+    it selects ("click"; the copy itself when that selects nothing)."""
+    qi = realsize_query(scene, s) if split == "realsize" else query_index(scene)
+    seed = scene.masks[qi] if seed_kind == "gt" else click_seed(scene, qi, select_engine)
+    return qi, seed if seed.any() else scene.masks[qi]
+
+
 def click_seed(scene: Scene, qi: int, select_engine: str | None) -> np.ndarray:
     """The query as a user gets it: one click inside the copy, selected by the select engine
     (default: the daemon's default, the one-click model where its weights are present)."""
@@ -285,19 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     enc: dict[str, list] = {e: [] for e in engines}
     used = 0
     start = time.time()
-    for s in range(args.first, args.first + args.scenes):
-        if args.minutes is not None and time.time() - start > args.minutes * 60:
-            break
-        scene = gen.scene(s)
-        if not any(g == 0 for g in scene.groups):
-            continue
+    for s, scene in scenes_in_time(gen, args.first, args.scenes, args.minutes):
         used += 1
         if used % 10 == 0:
             print(f"{used} scenes, {time.time() - start:.0f} s", flush=True)
-        qi = realsize_query(scene, s) if args.split == "realsize" else query_index(scene)
-        seed = scene.masks[qi] if args.seed == "gt" else click_seed(scene, qi, args.select_engine)
-        if not seed.any():
-            seed = scene.masks[qi]
+        qi, seed = query_of(scene, s, args.split, args.seed, args.select_engine)
         entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)   # shared: encoded once
         for e in engines:
             eng = arms[e]

@@ -32,8 +32,7 @@ from backend.cache import ImageEntry  # noqa: E402
 from backend.engines.similar_pvm import PvmEngine  # noqa: E402
 from backend.similar import loop  # noqa: E402
 from backend.training.synth import RealSizeGenerator, SceneGenerator  # noqa: E402
-from bench.common import realsize_query  # noqa: E402
-from bench.similar import click_seed, query_index, rgba  # noqa: E402
+from bench.similar import query_of, rgba, scenes_in_time  # noqa: E402
 
 SIZES = (0, 80, 120, 200, 10 ** 9)     # copy long side bins, photo px
 KINDS = ("never proposed, under the bar", "never proposed, over the bar", "bad mask", "rejected", "other")
@@ -161,16 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     props: list[dict] = []
     start = time.time()
-    for s in range(args.first, args.first + args.scenes):
-        if args.minutes is not None and time.time() - start > args.minutes * 60:
-            break
-        scene = gen.scene(s)
-        if not any(g == 0 for g in scene.groups):
-            continue
-        qi = realsize_query(scene, s) if args.split == "realsize" else query_index(scene)
-        seed = scene.masks[qi] if args.seed == "gt" else click_seed(scene, qi, None)
-        if not seed.any():
-            seed = scene.masks[qi]
+    for s, scene in scenes_in_time(gen, args.first, args.scenes, args.minutes):
+        qi, seed = query_of(scene, s, args.split, args.seed, None)
         entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)
         mm = eng.match_map(entry, seed)
         verifier = eng.verifier(big_photo=sim.small_on_big(entry.height, entry.width, seed))
