@@ -88,17 +88,20 @@ class PvmEngine(FeaturesEngine):
         main = sim.LearnedVerifier(self._on_cpu("pvm", self._model) if cpu else self._model,  # type: ignore[arg-type]
                                    settings=self.settings)
         s = self.settings
-        model = self.big_model() if big_photo and s.big_photo_verifier else None
-        if model is None:
+        if not self._big_decides(big_photo):
             return main
+        model = self.big_model()
         return sim.LearnedVerifier(self._on_cpu("pvm-big", model) if cpu else model,
                                    gate=(s.big_photo_min_ratio, s.big_photo_max_ratio), onto=main.threshold)
 
     def by_copies(self, big_photo: bool) -> bool:
         """With the big-photo PVM deciding (a small query on a big photo), a candidate it rejects
         against the query may be accepted against a copy it accepted (settings.by_copies)."""
-        s = self.settings
-        return big_photo and s.big_photo_verifier and s.by_copies and self.big_model() is not None
+        return self.settings.by_copies and self._big_decides(big_photo)
+
+    def _big_decides(self, big_photo: bool) -> bool:
+        """Whether the big-photo PVM decides: a small query on a big photo, switched on, its file usable."""
+        return big_photo and self.settings.big_photo_verifier and self.big_model() is not None
 
     def similar(self, entry, seed: np.ndarray, progress, min_score=None):  # type: ignore[override]
         self._load()

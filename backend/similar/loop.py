@@ -120,7 +120,7 @@ class Anchors:
 
     def add(self, anchor: Descriptor, res: Result, known: "Known") -> None:
         """A new anchor: the kept candidates it accepts are accepted, less the pixels of objects
-        found since (dropped when that is more than max_overlap of them, as new_part does)."""
+        found since (less_known, as for every proposal)."""
         self.anchors.append(anchor)
         keep = []
         for c, cand, grid in self.pending:
@@ -128,12 +128,9 @@ class Anchors:
             if s < self.bar:
                 keep.append((c, cand, grid))
                 continue
-            p = c.patch
-            free = p.mask & ~p.region(known.taken)
-            n = np.count_nonzero(free)
-            if p.area - n > self.max_overlap * p.area or n < 4:
+            got = less_known(c.patch, known.taken, self.max_overlap)
+            if got is None:
                 continue
-            got = MaskPatch(p.x, p.y, free)
             res.rejected = [r for r in res.rejected if r is not c]
             res.accepted.append(c._replace(patch=got, score=s))
             known.add(got, grid, cand)
@@ -223,9 +220,15 @@ def new_part(got: MaskPatch, px: float, py: float, template: MaskPatch, taken: n
     it is empty or more than max_overlap of it is known already."""
     if got.area == 0:
         return None
-    got = keep_parts(got, px, py, template)
-    area = got.area
+    free = less_known(keep_parts(got, px, py, template), taken, max_overlap)
+    return None if free is None else keep_parts(free, px, py, template)
+
+
+def less_known(got: MaskPatch, taken: np.ndarray, max_overlap: float) -> Optional[MaskPatch]:
+    """The mask less the pixels of known objects; None when more than max_overlap of it is known
+    already or under 4 pixels are left."""
     mask = got.mask & ~got.region(taken)
-    if area - np.count_nonzero(mask) > max_overlap * area or np.count_nonzero(mask) < 4:
+    n = np.count_nonzero(mask)
+    if got.area - n > max_overlap * got.area or n < 4:
         return None
-    return keep_parts(MaskPatch(got.x, got.y, mask), px, py, template)
+    return MaskPatch(got.x, got.y, mask)
