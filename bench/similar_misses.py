@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from backend import similar as sim  # noqa: E402
 from backend.cache import ImageEntry  # noqa: E402
 from backend.engines.similar_pvm import PvmEngine  # noqa: E402
+from backend.masks import mask_box  # noqa: E402
 from backend.similar import loop  # noqa: E402
 from backend.training.synth import RealSizeGenerator, SceneGenerator  # noqa: E402
 from bench.similar import query_of, rgba, scenes_in_time  # noqa: E402
@@ -95,15 +96,10 @@ class ScoringVerifier:
         return s
 
 
-def copy_box(m: np.ndarray) -> tuple[int, int, int, int]:
-    ys, xs = np.nonzero(m)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
 def classify(m: np.ndarray, props: list[dict], best_map: float, bar: float) -> str:
     """The kind of a missed copy m (H×W bool), see the module docstring."""
     area = int(m.sum())
-    x0, y0, x1, y1 = copy_box(m)
+    x0, y0, x1, y1 = mask_box(m)  # type: ignore[misc]
     proposed, good = False, []
     for p in props:
         cx, cy = p["click"]
@@ -183,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (m, g) in enumerate(zip(scene.masks, scene.groups)):
             if g != 0 or i == qi or not m.any():
                 continue
-            x0, y0, x1, y1 = copy_box(m)
+            x0, y0, x1, y1 = mask_box(m)  # type: ignore[misc]
             found = (union & m).sum() >= 0.5 * m.sum()
             best, bar = map_value(rec.proposer, m, mm)
             kind = "found" if found else classify(m, rec.props, best, bar)
