@@ -209,6 +209,22 @@ def candidate_engine(path: Path, threshold: "float | None" = None, settings=None
     return eng
 
 
+def big_candidate_engine(path: Path, gate: "tuple[float, float] | None" = None, settings=None):
+    """The pvm engine with the big-photo verifier from another similar-big-lite0.pt (ship_big_pvm's file, at its
+    stored threshold), gated to `gate` (candidate / query area; default the settings' big_photo_min_ratio,
+    big_photo_max_ratio); the shipped PVM elsewhere, as the pvm engine."""
+    from dataclasses import replace
+    from backend import similar as sim
+    from backend import weights
+    from backend.engines.similar_pvm import PvmEngine
+    s = settings or sim.SimilarSettings()
+    if gate is not None:
+        s = replace(s, big_photo_min_ratio=gate[0], big_photo_max_ratio=gate[1])
+    eng = PvmEngine(settings=s, big_model=weights.build("pvm-big", weights.read(path)))
+    eng.name = "pvm-big-cand"
+    return eng
+
+
 def time_12mp(scene: Scene, qi: int, engine: str) -> dict[str, float]:
     rgb = cv2.resize(scene.image, (4000, 3000), interpolation=cv2.INTER_LINEAR)
     seed = cv2.resize(scene.masks[qi].astype(np.uint8), (4000, 3000), interpolation=cv2.INTER_NEAREST) > 0
@@ -255,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pvm", default=[], action="append", metavar="FILE[@THRESHOLD]",
                     help="also run 'pvm-cand[@THRESHOLD]': the pvm engine with the verifier in FILE "
                          "(similar-lite0.pt format), at its stored threshold or THRESHOLD; repeatable")
+    ap.add_argument("--big", default=[], action="append", metavar="FILE[@MIN,MAX]",
+                    help="also run 'pvm-big-cand[@MIN,MAX]': the pvm engine with the big-photo verifier in FILE "
+                         "(similar-big-lite0.pt format, its stored threshold), gated to MIN..MAX of the query's area "
+                         "(default SimilarSettings.big_photo_min_ratio, big_photo_max_ratio); repeatable")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this long (scenes done are reported)")
     ap.add_argument("--paired-with", default=None, metavar="JSON:ENGINE",
                     help="also compare every engine, scene by scene, with ENGINE's rows in an earlier --json "
@@ -290,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         file, _, thr = spec.partition("@")
         name = "pvm-cand" + (f"@{thr}" if thr else "") + ("" if len(args.pvm) == 1 else f"#{len(arms)}")
         arms[name] = candidate_engine(Path(file), float(thr) if thr else None, cand_settings)
+    for spec in args.big:
+        file, _, gate = spec.partition("@")
+        lo_hi = tuple(float(v) for v in gate.split(",")) if gate else None
+        name = "pvm-big-cand" + (f"@{gate}" if gate else "") + ("" if len(args.big) == 1 else f"#{len(arms)}")
+        arms[name] = big_candidate_engine(Path(file), lo_hi, settings)  # type: ignore[arg-type]
+        arms[name].name = name
     engines = list(arms)
     if args.pvm_threshold is not None and "pvm" in engines:
         arms["pvm"]._load()

@@ -23,6 +23,9 @@ PARTS = 9                                  # 3×3 part cells per object
 ROW = C8 + C16 + HIST + SHAPE + 1 + 4 + PARTS * (C8 + C16)     # descriptor_row length
 N_SCALARS = 13           # the first 10 are version 1's (the PVM shipped before issue 23 uses those only)
 N_SCALARS_V1 = 10
+N_SCALARS_V3 = 18        # + 5 that a turned, re-lit copy keeps (issue 23, sixteenth session; pair_scalars)
+RING = (0, 1, 2, 5, 8, 7, 6, 3)     # the 3×3 part cells around the centre (4), clockwise: one step ≈ 45°
+OWN = 24                            # side of a shape resampled in its own frame
 EMBED = 16
 MARGIN = 1.0
 
@@ -39,13 +42,14 @@ def split_row(rows: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
-def pair_scalars(q: dict[str, torch.Tensor], c: dict[str, torch.Tensor]) -> torch.Tensor:
-    """N×13: cosine s8, cosine s16, histogram intersection, log area ratio, |log aspect ratio
-    difference|, shape IoU, and per level the mean and the min of the part-by-part cosines
-    (3×3 cells of the box, cells empty in either object skipped); then (issue 23: copies turned
-    and lit differently) the hue×saturation histogram intersection (brightness left out) and per
-    level the mean over the query's parts of its best cosine to any of the candidate's parts (a
-    turned copy's parts lie in other cells)."""
+def pair_scalars(q: dict[str, torch.Tensor], c: dict[str, torch.Tensor], n: int = N_SCALARS) -> torch.Tensor:
+    """N×n, the first n of: cosine s8, cosine s16, histogram intersection, log area ratio, |log
+    aspect ratio difference|, shape IoU, and per level the mean and the min of the part-by-part
+    cosines (3×3 cells of the box, cells empty in either object skipped); then (issue 23: copies
+    turned and lit differently) the hue×saturation histogram intersection (brightness left out) and
+    per level the mean over the query's parts of its best cosine to any of the candidate's parts (a
+    turned copy's parts lie in other cells); then (N_SCALARS_V3, sixteenth session) what a turn
+    or a change of light leaves alone: own_frame_scalars."""
     cos8 = (q["s8"] * c["s8"]).sum(1)
     cos16 = (q["s16"] * c["s16"]).sum(1)
     inter = torch.minimum(q["hist"], c["hist"]).sum(1)
@@ -61,8 +65,8 @@ def pair_scalars(q: dict[str, torch.Tensor], c: dict[str, torch.Tensor]) -> torc
         pq, pc = q[lvl], c[lvl]
         valid = (pq.abs().sum(2) > 0) & (pc.abs().sum(2) > 0)
         cos = (pq * pc).sum(2)
-        n = valid.sum(1).clamp(min=1)
-        parts.append((cos * valid).sum(1) / n)
+        nv = valid.sum(1).clamp(min=1)
+        parts.append((cos * valid).sum(1) / nv)
         parts.append(torch.where(valid, cos, torch.ones_like(cos)).min(1).values)
     hs = lambda h: h.reshape(-1, HIST_BINS[0] * HIST_BINS[1], HIST_BINS[2]).sum(2)   # noqa: E731
     inter_hs = torch.minimum(hs(q["hist"]), hs(c["hist"])).sum(1)
@@ -73,7 +77,77 @@ def pair_scalars(q: dict[str, torch.Tensor], c: dict[str, torch.Tensor]) -> torc
         cross = torch.einsum("npc,nqc->npq", pq, pc).masked_fill(~vc[:, None, :], -1.0)
         top = cross.max(2).values
         best.append((top * vq).sum(1) / vq.sum(1).clamp(min=1))
-    return torch.stack([cos8, cos16, inter, ratio, asp, iou] + parts + [inter_hs] + best, 1)
+    out = torch.stack([cos8, cos16, inter, ratio, asp, iou] + parts + [inter_hs] + best, 1)
+    if n > N_SCALARS:
+        out = torch.cat([out, own_frame_scalars(q, c)], 1)
+    return out[:, :n]
+
+
+def own_frame_scalars(q: dict[str, torch.Tensor], c: dict[str, torch.Tensor]) -> torch.Tensor:
+    """N×5 pair features that do not change when a copy is turned or re-lit (issue 23: copies are
+    turned up to ±45° and lit ±25 %): the colour histogram intersection with the candidate's
+    brightness shifted by -1, 0 or +1 value bin (the best); |difference of log elongation| (the
+    principal axes' spread ratio, which a turn keeps where the box aspect changes); the soft IoU of
+    the two shapes each resampled in its own principal-axis frame (the better of 0° and 180°);
+    per level the mean part-by-part cosine with the ring of 8 outer cells turned by the best of
+    8 steps of ~45° (the centre cell as is)."""
+    h = HIST_BINS
+    hq, hc = q["hist"].reshape(-1, h[0] * h[1], h[2]), c["hist"].reshape(-1, h[0] * h[1], h[2])
+    shifted = [hc, torch.cat([hc[..., :1] + hc[..., 1:2], hc[..., 2:]], 2),               # one bin darker
+               torch.cat([hc[..., :-2], hc[..., -2:-1] + hc[..., -1:]], 2)]             # one bin brighter
+    shifted[1] = torch.cat([shifted[1], torch.zeros_like(hc[..., :1])], 2)
+    shifted[2] = torch.cat([torch.zeros_like(hc[..., :1]), shifted[2]], 2)
+    inter_v = torch.stack([torch.minimum(hq, x).sum((1, 2)) for x in shifted], 1).max(1).values
+    eq, sq = _own_frame(q["shape"], q["box"])
+    ec, sc = _own_frame(c["shape"], c["box"])
+    elong = (eq - ec).abs()
+    soft_iou = lambda a, b: torch.minimum(a, b).sum((1, 2)) / torch.maximum(a, b).sum((1, 2)).clamp(min=1e-6)  # noqa: E731
+    own_iou = torch.maximum(soft_iou(sq, sc), soft_iou(sq, sc.flip(1, 2)))
+    ring = []
+    idx = torch.tensor(RING)
+    for lvl in ("parts8", "parts16"):
+        pq, pc = q[lvl], c[lvl]
+        centre = (pq[:, 4] * pc[:, 4]).sum(1)
+        v_centre = ((pq[:, 4].abs().sum(1) > 0) & (pc[:, 4].abs().sum(1) > 0)).float()
+        rq, rc = pq[:, idx], pc[:, idx]
+        best = None
+        for k in range(len(RING)):
+            rk = rc.roll(k, 1)
+            valid = ((rq.abs().sum(2) > 0) & (rk.abs().sum(2) > 0)).float()
+            mean = ((rq * rk).sum(2) * valid).sum(1) + centre * v_centre
+            mean = mean / (valid.sum(1) + v_centre).clamp(min=1)
+            best = mean if best is None else torch.maximum(best, mean)
+        ring.append(best)
+    return torch.stack([inter_v, elong, own_iou] + ring, 1)
+
+
+def _own_frame(shape: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """shape: N×SHAPE (the mask box resized to 16×16), box: N×4 (x, y, w, h) -> (log elongation N,
+    N×OWN×OWN the shape resampled in its principal-axis frame at its box's true aspect: the major
+    axis along x, both axes scaled by 2.5 major-axis standard deviations)."""
+    n, side = shape.shape[0], int(round(SHAPE ** 0.5))
+    m = shape.reshape(n, side, side).clamp(min=0)
+    w, h = box[:, 2].clamp(min=1), box[:, 3].clamp(min=1)
+    t = (torch.arange(side, dtype=shape.dtype) + 0.5) / side              # cell centres, 0..1 of the box
+    xs, ys = t[None, None, :] * w[:, None, None], t[None, :, None] * h[:, None, None]
+    mass = m.sum((1, 2)).clamp(min=1e-6)
+    mx, my = (m * xs).sum((1, 2)) / mass, (m * ys).sum((1, 2)) / mass
+    dx, dy = xs - mx[:, None, None], ys - my[:, None, None]
+    cxx = (m * dx * dx).sum((1, 2)) / mass + (w / side) ** 2 / 12          # + a cell's own spread
+    cyy = (m * dy * dy).sum((1, 2)) / mass + (h / side) ** 2 / 12
+    cxy = (m * dx * dy).sum((1, 2)) / mass
+    half, diff = (cxx + cyy) / 2, torch.sqrt(((cxx - cyy) / 2) ** 2 + cxy ** 2)
+    l1, l2 = half + diff, (half - diff).clamp(min=1e-6)
+    theta = 0.5 * torch.atan2(2 * cxy, cxx - cyy)
+    r = 2.5 * l1.sqrt()
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    # own frame (u, v) in [-1, 1]² -> box pixels mu + R(theta) (u r, v r) -> grid_sample's [-1, 1] of the box
+    aff = torch.zeros(n, 2, 3, dtype=shape.dtype)
+    aff[:, 0, 0], aff[:, 0, 1], aff[:, 0, 2] = 2 * r * cos / w, -2 * r * sin / w, 2 * mx / w - 1
+    aff[:, 1, 0], aff[:, 1, 1], aff[:, 1, 2] = 2 * r * sin / h, 2 * r * cos / h, 2 * my / h - 1
+    grid = F.affine_grid(aff, [n, 1, OWN, OWN], align_corners=False)
+    own = F.grid_sample(m[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+    return 0.5 * torch.log(l1 / l2), own
 
 
 class PairVerifier(nn.Module):
@@ -105,7 +179,7 @@ class PairVerifier(nn.Module):
     def forward(self, query_rows: torch.Tensor, cand_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """rows: N×ROW descriptor rows -> (logits N, embedding distances N; zeros without embedding)."""
         q, c = split_row(query_rows), split_row(cand_rows)
-        x = (pair_scalars(q, c)[:, :self.n_scalars] - self.scalar_mean) / self.scalar_std
+        x = (pair_scalars(q, c, self.n_scalars) - self.scalar_mean) / self.scalar_std
         if self.embed is None:
             return self.head(x)[:, 0], torch.zeros(x.shape[0], device=x.device)
         dist = (self.z(q) - self.z(c)).norm(dim=1)

@@ -3,10 +3,10 @@ threshold chosen on the real-size validation pairs, written for the "pvm" engine
 query on a photo over 1024 px (similar.small_on_big, SimilarSettings.big_photo_verifier; docs/similar.md).
 
     python -m backend.training.ship_big_pvm --verifier DIR/pvm.pt --val val_rs.npz \\
-        [--out backend/weights/similar-big-lite0.pt]
+        [--out backend/weights/similar-big-lite0.pt] [--gate MIN,MAX]
 
 Threshold: the lowest (0.001 steps) at which the verifier, gated as the engine runs it (candidate /
-query area within SimilarSettings.big_photo_min_ratio..big_photo_max_ratio), accepts no more of the
+query area within SimilarSettings.big_photo_min_ratio..big_photo_max_ratio, or --gate), accepts no more of the
 validation negatives than the shipped verifier (weights "pvm", as it runs: ungated, its own
 threshold): as many wrong candidates as before, and whatever copies it keeps beyond the shipped
 one's are the gain. The file holds "pvm.*" only (the backbone is the shipped similar-lite0.pt's),
@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verifier", type=Path, required=True, help="train_pvm's DIR/pvm.pt")
     ap.add_argument("--val", type=Path, required=True, help="real-size validation pairs (similar_data)")
     ap.add_argument("--out", type=Path, default=weights.path("pvm-big"))
+    ap.add_argument("--gate", default=None, metavar="MIN,MAX",
+                    help="the area gate the engine will run it behind (default SimilarSettings.big_photo_min_ratio, "
+                         "big_photo_max_ratio)")
     args = ap.parse_args(argv)
     s = SimilarSettings()
+    lo, hi = (float(v) for v in args.gate.split(",")) if args.gate else (s.big_photo_min_ratio, s.big_photo_max_ratio)
     val = load_pairs(args.val)
     lab, src = val["label"].numpy(), val["source"].numpy()
     neg, pos_prop = lab == 0, (lab == 1) & (src == 0)
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     sd = torch.load(args.verifier, map_location="cpu", weights_only=True)
     model = PairVerifier(scalars=int(sd["scalar_mean"].numel()))
     model.load_state_dict(sd, strict=True)
-    prob = gated(predict(model, val), val, s.big_photo_min_ratio, s.big_photo_max_ratio)
+    prob = gated(predict(model, val), val, lo, hi)
     t = matching_threshold(prob, neg, int(ref[neg].sum()))
     acc = prob >= t
     print(f"{args.val}: {len(np.unique(val['scene'].numpy()))} scenes, {len(lab)} pairs")

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-from ..models.pvm import N_SCALARS, N_SCALARS_V1, PairVerifier, loss_fn
+from ..models.pvm import N_SCALARS, N_SCALARS_V1, N_SCALARS_V3, PairVerifier, loss_fn
 
 SEED = 20260511
 RECALL_TARGET = 0.96
@@ -70,12 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embed", type=int, default=0, help="object embedding size (0 = pair scalars only)")
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--scalars", type=int, default=N_SCALARS,
-                    help=f"pair features the head reads ({N_SCALARS_V1}: the version shipped before issue 23)")
+                    help=f"pair features the head reads ({N_SCALARS_V1}: the version shipped before issue 23; "
+                         f"{N_SCALARS_V3}: with the own-frame features, models.pvm.own_frame_scalars)")
+    ap.add_argument("--seed", type=int, default=SEED, help="initialisation and batch order")
     ap.add_argument("--recall-target", type=float, default=RECALL_TARGET,
                     help="share of the positive validation proposals the threshold keeps")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     parts = [load_pairs(p) for p in args.train]
     train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     val = load_pairs(args.val)
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     model = PairVerifier(embed=args.embed, scalars=args.scalars)
     from ..models.pvm import pair_scalars, split_row
     with torch.no_grad():   # input normalisation, fixed from the training set
-        sc = pair_scalars(split_row(train["query"].float()), split_row(train["cand"].float()))[:, :args.scalars]
+        sc = pair_scalars(split_row(train["query"].float()), split_row(train["cand"].float()), args.scalars)
         model.scalar_mean.copy_(sc.mean(0))
         model.scalar_std.copy_(sc.std(0).clamp(min=1e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-3)
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.out / "train.log", "a")
     start = time.time()
     best, best_state = -1.0, None
-    g = torch.Generator().manual_seed(SEED)
+    g = torch.Generator().manual_seed(args.seed)
     step = 0
     for epoch in range(args.epochs):
         model.train()
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             if step < steps - 1:
                 sched.step()
             step += 1
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         prob = predict(model, val)
         thr = choose_threshold(prob[vprop], vlab[vprop], args.recall_target)
         r = report(prob[vprop], vlab[vprop], thr)
