@@ -9,7 +9,10 @@ Threshold: the lowest (0.001 steps) at which the verifier, gated as the engine r
 query area within SimilarSettings.big_photo_min_ratio..big_photo_max_ratio, or --gate), accepts no more of the
 validation negatives than the shipped verifier (weights "pvm", as it runs: ungated, its own
 threshold): as many wrong candidates as before, and whatever copies it keeps beyond the shipped
-one's are the gain. The file holds "pvm.*" only (the backbone is the shipped similar-lite0.pt's),
+one's are the gain. --reference pvm-big: the reference is the big-photo verifier shipped now
+(weights "pvm-big", behind the settings' gate, its own threshold), for pairs of the engine's own
+candidates on small queries on big photos (backend/training/engine_pairs.py), which it decides.
+The file holds "pvm.*" only (the backbone is the shipped similar-lite0.pt's),
 plus its .sha256.
 """
 from __future__ import annotations
@@ -53,14 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gate", default=None, metavar="MIN,MAX",
                     help="the area gate the engine will run it behind (default SimilarSettings.big_photo_min_ratio, "
                          "big_photo_max_ratio)")
+    ap.add_argument("--reference", choices=("pvm", "pvm-big"), default="pvm",
+                    help="whose accepted negatives the threshold matches: the shipped PVM (ungated) or the shipped "
+                         "big-photo verifier (behind the settings' gate)")
     args = ap.parse_args(argv)
     s = SimilarSettings()
     lo, hi = (float(v) for v in args.gate.split(",")) if args.gate else (s.big_photo_min_ratio, s.big_photo_max_ratio)
     val = load_pairs(args.val)
     lab, src = val["label"].numpy(), val["source"].numpy()
     neg, pos_prop = lab == 0, (lab == 1) & (src == 0)
-    shipped = weights.load("pvm")
-    ref = predict(shipped, val) >= float(shipped.threshold)
+    shipped = weights.load(args.reference)
+    ref = predict(shipped, val)
+    if args.reference == "pvm-big":
+        ref = gated(ref, val, s.big_photo_min_ratio, s.big_photo_max_ratio)
+    ref = ref >= float(shipped.threshold)
     sd = torch.load(args.verifier, map_location="cpu", weights_only=True)
     model = PairVerifier(scalars=int(sd["scalar_mean"].numel()))
     model.load_state_dict(sd, strict=True)
