@@ -14,7 +14,7 @@ from backend import similar as sim
 from backend import weights
 from backend.engines.similar_features import FeaturesEngine
 from backend.engines.similar_pvm import PvmEngine
-from backend.models.pvm import N_SCALARS, PairVerifier
+from backend.models.pvm import N_SCALARS_V3, PairVerifier
 from backend.training.ship_big_pvm import matching_threshold
 from tests.unit.test_similar import ColourBackbone, disc_image, entry_of
 
@@ -122,7 +122,7 @@ BIG_FILE = Path(__file__).resolve().parents[2] / "backend" / "weights" / "simila
 def test_shipped_big_photo_verifier_checksum_strict_keys(tmp_path: Path):
     assert weights.usable(BIG_FILE) and BIG_FILE.stat().st_size <= 30 * 2 ** 20
     model = weights.load("pvm-big", BIG_FILE)
-    assert model.n_scalars == N_SCALARS and 0.0 < float(model.threshold) < 1.0
+    assert model.n_scalars == N_SCALARS_V3 and 0.0 < float(model.threshold) < 1.0   # sixteenth session: 18 features
     sd = torch.load(BIG_FILE, map_location="cpu", weights_only=True)
     assert all(k.startswith("pvm.") for k in sd)
     bad = tmp_path / "similar-big-lite0.pt"
