@@ -73,13 +73,3 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     if d.size == 0:
         return float("nan"), float("nan")
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
-
-
-def realsize_query(scene, seed: int) -> int:
-    """The copy a user clicks in a real-size scene (issue 23): a random copy among those at least
-    60 % of the largest copy's area (a sliver cut by the frame is not what one clicks first)."""
-    import numpy as np
-    copies = [i for i, g in enumerate(scene.groups) if g == 0]
-    big = max(int(scene.masks[i].sum()) for i in copies)
-    ok = [i for i in copies if scene.masks[i].sum() >= 0.6 * big]
-    return ok[int(np.random.default_rng([seed, 23]).integers(len(ok)))]

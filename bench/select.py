@@ -199,10 +199,10 @@ def summary(ious: list, bfs: list, noc85: list, noc90: list, t_first: list, t_ne
 
 def realsize_scenes(n: int, seed: int):
     """Issue 23's real-size split (12-MP photos, held-out backgrounds and objects): the clicked
-    object is a copy of the repeated small object (bench.common.realsize_query), the one
+    object is a copy of the repeated small object (backend.training.queries.realsize_query), the one
     bench/similar.py --split realsize queries. A generator, scenes are ~36 MB each."""
     from backend.training.synth import RealSizeGenerator
-    from bench.common import realsize_query
+    from backend.training.queries import realsize_query
     gen = RealSizeGenerator("val")
     for i in range(n):
         sc = gen.scene(seed + i)

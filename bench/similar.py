@@ -31,21 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backend.cache import ImageEntry  # noqa: E402
-from backend.engines import choose, get  # noqa: E402
+from backend.engines import get  # noqa: E402
 from backend.training.synth import RealSizeGenerator, Scene, SceneGenerator  # noqa: E402
-from bench.common import paired, realsize_query  # noqa: E402
+from backend.training.queries import query_index, query_of, rgba  # noqa: E402
+from bench.common import paired  # noqa: E402
 
 COVER = 0.5
-
-
-def rgba(rgb: np.ndarray) -> np.ndarray:
-    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-
-
-def query_index(scene: Scene) -> int:
-    """The largest copy of group 0 (stable choice)."""
-    idx = [i for i, g in enumerate(scene.groups) if g == 0]
-    return max(idx, key=lambda i: int(scene.masks[i].sum()))
 
 
 def scenes_in_time(gen, first: int, n: int, minutes: float | None):
@@ -58,24 +49,6 @@ def scenes_in_time(gen, first: int, n: int, minutes: float | None):
         scene = gen.scene(s)
         if any(g == 0 for g in scene.groups):
             yield s, scene
-
-
-def query_of(scene: Scene, s: int, split: str, seed_kind: str, select_engine: str | None) -> tuple[int, np.ndarray]:
-    """The queried copy and the query mask: the copy itself (seed_kind "gt") or what one click on
-    it selects ("click"; the copy itself when that selects nothing)."""
-    qi = realsize_query(scene, s) if split == "realsize" else query_index(scene)
-    seed = scene.masks[qi] if seed_kind == "gt" else click_seed(scene, qi, select_engine)
-    return qi, seed if seed.any() else scene.masks[qi]
-
-
-def click_seed(scene: Scene, qi: int, select_engine: str | None) -> np.ndarray:
-    """The query as a user gets it: one click inside the copy, selected by the select engine
-    (default: the daemon's default, the one-click model where its weights are present)."""
-    from backend.training.samples import click_inside
-    rng = np.random.default_rng(qi)
-    x, y = click_inside(scene.masks[qi], rng, central=True)
-    entry = ImageEntry("q", rgba(scene.image), scene.image)
-    return choose("select", select_engine).select(entry, [(x, y, True)], None, lambda f, m: None)
 
 
 def dsn_segmenter(path: Path | None, first: Path | None = None):
@@ -257,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--split", choices=("standard", "realsize"), default="standard",
                     help="realsize: issue 23's 12-MP scenes (3-15 varied copies, 2-4 look-alikes of the "
-                         "object's family, objects in pieces); the query is a random copy (bench.common.realsize_query)")
+                         "object's family, objects in pieces); the query is a random copy (backend.training.queries.realsize_query)")
     ap.add_argument("--before", action="store_true",
                     help="also run 'pvm-before': the pvm engine as shipped before issue 23 (encoding capped at "
                          "1024 px, shipped verifier), on the same scenes")

@@ -33,7 +33,8 @@ from backend.engines.similar_pvm import PvmEngine  # noqa: E402
 from backend.masks import mask_box  # noqa: E402
 from backend.similar import loop  # noqa: E402
 from backend.training.synth import RealSizeGenerator, SceneGenerator  # noqa: E402
-from bench.similar import query_of, rgba, scenes_in_time  # noqa: E402
+from backend.training.queries import query_of, rgba  # noqa: E402
+from bench.similar import scenes_in_time  # noqa: E402
 
 SIZES = (0, 80, 120, 200, 10 ** 9)     # copy long side bins, photo px
 KINDS = ("never proposed, under the bar", "never proposed, over the bar", "bad mask", "rejected", "other")

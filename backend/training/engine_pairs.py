@@ -4,7 +4,7 @@
         [--minutes 30] [--seconds 60] [--accept oracle|engine] [--save-every 10] [--resume]
 
 Each scene runs as `python -m bench.similar --split realsize --seed click` runs the shipped "pvm"
-engine: the query is what one click on a copy (bench.common.realsize_query) selects, the engine
+engine: the query is what one click on a copy (queries.realsize_query) selects, the engine
 proposes, segments and scores its own candidates (every round, the one-click model, settings with
 --seconds). Every (query descriptor, candidate descriptor) pair the verifier is asked to score is
 captured in similar_data's format (query, cand, label, source 0, peak 0, scene), plus `shipped`
@@ -119,7 +119,7 @@ def scene_rows(eng: Any, scene: Any, s: int) -> tuple[list, bool]:
     """(captured rows, whether the big-photo verifier decided) for scene seed s, as the real-size
     click bench queries it."""
     from ..cache import ImageEntry
-    from bench.similar import query_of, rgba
+    from .queries import query_of, rgba
     qi, seed = query_of(scene, s, "realsize", "click", None)
     h, w = scene.image.shape[:2]
     if not sim.small_on_big(h, w, seed):

@@ -45,6 +45,7 @@ from ..cache import ImageEntry
 from ..similar.loop import Query, new_part, segment_proposal
 from ..masks import mask_box
 from ..engines.similar_features import FeaturesEngine
+from .queries import rgba
 from .synth import RealSizeGenerator, Scene, SceneGenerator
 
 SOURCES = {"proposal": 0, "instance": 1, "perturbed": 2, "background": 3}
@@ -158,8 +159,7 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
     if not proposals and background <= 0:
         return out
     engine = engine or FeaturesEngine(backbone=backbone, segmenter=None)
-    rgba = np.dstack([scene.image, np.full((h, w), 255, np.uint8)])
-    segment = engine.segment_fn(ImageEntry("scene", rgba, scene.image))
+    segment = engine.segment_fn(ImageEntry("scene", rgba(scene.image), scene.image))
     if background > 0:
         for c, lab, v in background_pairs(scene.image, seed, mm, targets | others | seed, targets, others, segment,
                                           settings, engine.segmenter() is None, background):

@@ -69,7 +69,7 @@ def test_select_similar_matches_the_cpu(dsn_pair):
     from backend.cache import ImageEntry
     from backend.engines.similar_pvm import PvmEngine
     from backend.training.synth import SceneGenerator
-    from bench.similar import query_index
+    from backend.training.queries import query_index
     cpu_dsn, gpu_dsn = dsn_pair
     weights.forget_shared()        # the CPN is loaded again, on the GPU
     try:
