@@ -38,7 +38,7 @@ import torch
 
 from .. import similar as sim
 from ..similar import loop
-from .similar_data import SOURCES, label
+from .similar_data import SOURCES, label, write_pairs
 
 
 def label_patch(patch: sim.MaskPatch, targets: np.ndarray, others: np.ndarray) -> int:
@@ -163,14 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resuming after scene {first - 1}: {len(cols['label'])} pairs", flush=True)
 
     def save(last: int) -> None:
-        tmp = args.out.with_name(args.out.stem + ".tmp.npz")
         n = len(cols["label"])
-        np.savez_compressed(tmp, query=np.array(cols["query"], np.float32).reshape(n, -1),
-                            cand=np.array(cols["cand"], np.float32).reshape(n, -1),
-                            label=np.array(cols["label"], np.int8), source=np.full(n, SOURCES["proposal"], np.int8),
-                            peak=np.zeros(n, np.float32), scene=np.array(cols["scene"], np.int32),
-                            shipped=np.array(cols["shipped"], bool), last=np.array(last))
-        tmp.replace(args.out)
+        write_pairs(args.out, cols["query"], cols["cand"], cols["label"], [SOURCES["proposal"]] * n, [0.0] * n,
+                    cols["scene"], last, shipped=np.array(cols["shipped"], bool))
 
     start, done, skipped, amb = time.time(), 0, 0, 0
     s = first - 1

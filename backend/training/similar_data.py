@@ -176,6 +176,18 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
     return out
 
 
+def write_pairs(path: Path, query: list, cand: list, label: list, source: list, peak: list, scene: list,
+                last: int, **extra: np.ndarray) -> None:
+    """The pairs file train_pvm reads (load_pairs): descriptor rows, label, source, peak, scene, the
+    last scene done (for --resume) and any `extra` arrays; written to a temporary file, then moved."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, query=np.array(query, np.float32), cand=np.array(cand, np.float32),
+                        label=np.array(label, np.int8),
+                        source=np.array(source, np.int8), peak=np.array(peak, np.float32),
+                        scene=np.array(scene, np.int32), last=np.array(last), **extra)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=("train", "val"), default="train")
@@ -217,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     done = 0
 
     def save(last: int) -> None:
-        tmp = args.out.with_name(args.out.stem + ".tmp.npz")
-        np.savez_compressed(tmp, query=np.array(rows_q), cand=np.array(rows_c), label=np.array(labels, np.int8),
-                            source=np.array(sources, np.int8), peak=np.array(peaks_, np.float32),
-                            scene=np.array(scene_ids, np.int32), last=np.array(last))
-        tmp.replace(args.out)
+        write_pairs(args.out, rows_q, rows_c, labels, sources, peaks_, scene_ids, last)
 
     s = first - 1
     for s in range(first, args.first + args.scenes):
