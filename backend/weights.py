@@ -58,8 +58,8 @@ def _lite0(sd: dict[str, Any]) -> Any:
 
 
 def _pvm(sd: dict[str, Any]) -> Any:
-    from .models.pvm import PairVerifier  # noqa: PLC0415
-    return PairVerifier(**({"scalars": int(sd["scalar_mean"].numel())} if "scalar_mean" in sd else {}))
+    from .models.pvm import verifier_for  # noqa: PLC0415
+    return verifier_for(sd)
 
 
 def _cpn(sd: dict[str, Any]) -> Any:

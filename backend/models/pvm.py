@@ -186,6 +186,19 @@ class PairVerifier(nn.Module):
         return self.head(torch.cat([dist[:, None], x], 1))[:, 0], dist
 
 
+def verifier_for(sd: dict[str, torch.Tensor]) -> PairVerifier:
+    """A PairVerifier shaped as a weights file's state dict says: how many pair features its head
+    reads (the class's default without a scalar_mean), the head's width, the embedding's sizes if any."""
+    kw: dict[str, int] = {}
+    if "scalar_mean" in sd:
+        kw["scalars"] = int(sd["scalar_mean"].numel())
+    if "head.0.weight" in sd:
+        kw["head"] = int(sd["head.0.weight"].shape[0])
+    if "embed.3.weight" in sd:
+        kw["embed"], kw["hidden"] = int(sd["embed.3.weight"].shape[0]), int(sd["embed.0.weight"].shape[0])
+    return PairVerifier(**kw)
+
+
 def loss_fn(logits: torch.Tensor, dist: torch.Tensor, labels: torch.Tensor,
             pos_weight: float = 1.0, contrastive: float = 0.5) -> torch.Tensor:
     """BCE on the score + max-margin contrastive loss on the embedding distance."""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import weights
-from ..models.pvm import PairVerifier, split_row
+from ..models.pvm import split_row, verifier_for
 from ..similar.types import SimilarSettings
 from .train_pvm import load_pairs, predict
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ref = gated(ref, val, s.big_photo_min_ratio, s.big_photo_max_ratio)
     ref = ref >= float(shipped.threshold)
     sd = torch.load(args.verifier, map_location="cpu", weights_only=True)
-    model = PairVerifier(scalars=int(sd["scalar_mean"].numel()))
+    model = verifier_for(sd)
     model.load_state_dict(sd, strict=True)
     prob = gated(predict(model, val), val, lo, hi)
     t = matching_threshold(prob, neg, int(ref[neg].sum()))

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ship", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--embed", type=int, default=0, help="object embedding size (0 = pair scalars only)")
+    ap.add_argument("--head", type=int, default=16, help="the head's hidden width (16: every verifier shipped so far)")
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--scalars", type=int, default=N_SCALARS,
                     help=f"pair features the head reads ({N_SCALARS_V1}: the version shipped before issue 23; "
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(train["label"])
     pos = float(train["label"].float().mean())
     print(f"train pairs {n} ({pos:.2f} positive), val pairs {len(vlab)} ({int(vprop.sum())} proposals)", flush=True)
-    model = PairVerifier(embed=args.embed, scalars=args.scalars)
+    model = PairVerifier(embed=args.embed, head=args.head, scalars=args.scalars)
     from ..models.pvm import pair_scalars, split_row
     with torch.no_grad():   # input normalisation, fixed from the training set
         sc = pair_scalars(split_row(train["query"].float()), split_row(train["cand"].float()), args.scalars)

@@ -72,6 +72,23 @@ def test_a_file_with_the_own_frame_features_builds_their_model(tmp_path: Path):
     assert model.n_scalars == N_SCALARS_V3 and model(q, c)[0].shape == (6,)
 
 
+def test_a_file_with_a_wider_head_or_an_embedding_builds_its_model(tmp_path: Path):
+    """weights and ship_big_pvm build the verifier a file describes (models.pvm.verifier_for): a
+    wider head (train_pvm --head) and an object embedding (--embed) load strictly and score as saved."""
+    q, c = golden_rows()
+    for i, kw in enumerate(({"head": 32}, {"head": 16, "embed": 16})):
+        torch.manual_seed(i)
+        saved = PairVerifier(scalars=N_SCALARS_V3, **kw).eval()
+        path = tmp_path / f"v{i}" / "similar-big-lite0.pt"
+        path.parent.mkdir()
+        torch.save({f"pvm.{k}": v for k, v in saved.state_dict().items()}, path)
+        weights.write_sha256(path)
+        model = weights.load("pvm-big", path)
+        assert model.head[0].out_features == kw["head"] and (model.embed is not None) == ("embed" in kw)
+        with torch.no_grad():
+            assert torch.equal(model(q, c)[0], saved(q, c)[0])
+
+
 def object_mask(angle: float, bump: bool = True) -> np.ndarray:
     """An elongated bar with a round bump on one end, turned by `angle` degrees."""
     m = np.zeros((400, 400), np.uint8)
