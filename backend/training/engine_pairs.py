@@ -38,7 +38,7 @@ import torch
 
 from .. import similar as sim
 from ..similar import loop
-from .similar_data import SOURCES, label, write_pairs
+from .similar_data import SOURCES, label, truth, write_pairs
 
 
 def label_patch(patch: sim.MaskPatch, targets: np.ndarray, others: np.ndarray) -> int:
@@ -124,11 +124,7 @@ def scene_rows(eng: Any, scene: Any, s: int) -> tuple[list, bool]:
     h, w = scene.image.shape[:2]
     if not sim.small_on_big(h, w, seed):
         return [], False
-    targets, others = np.zeros((h, w), bool), np.zeros((h, w), bool)
-    for i, (m, g) in enumerate(zip(scene.masks, scene.groups)):
-        if i != qi:
-            (targets if g == 0 else others)[:] |= m
-    eng.truth = (targets, others)
+    eng.truth = truth(scene, qi)
     entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)
     eng.patches, eng.last = {}, None
     with capturing(eng.patches):

@@ -53,6 +53,17 @@ BACKGROUND_MARGIN = 0.05     # a grid cell with more than this share of any obje
                              # background click
 
 
+def truth(scene: Scene, qi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, others): H×W unions of the copies other than the queried one (qi) and of the
+    objects of other kinds, what `label` judges a candidate's pixels against."""
+    h, w = scene.image.shape[:2]
+    targets, others = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for i, (m, g) in enumerate(zip(scene.masks, scene.groups)):
+        if i != qi:
+            (targets if g == 0 else others)[:] |= m
+    return targets, others
+
+
 def label(mask: np.ndarray, targets: np.ndarray, others: np.ndarray) -> int:
     """1 positive, 0 negative, -1 ambiguous."""
     a = max(int(mask.sum()), 1)
@@ -139,10 +150,7 @@ def scene_pairs(scene: Scene, rng: np.random.Generator, backbone: torch.nn.Modul
     qi = copies[int(rng.integers(len(copies)))]
     h, w = scene.image.shape[:2]
     seed = scene.masks[qi]
-    targets, others = np.zeros((h, w), bool), np.zeros((h, w), bool)
-    for i, (m, g) in enumerate(zip(scene.masks, scene.groups)):
-        if i != qi:
-            (targets if g == 0 else others)[:] |= m
+    targets, others = truth(scene, qi)
     mm = sim.encode(backbone, scene.image, sim.encode_side(h, w, seed))
     q = sim.describe(mm, scene.image, seed)
     out = []
