@@ -27,6 +27,7 @@ N_SCALARS_V3 = 18        # + 5 that a turned, re-lit copy keeps (issue 23, sixte
 RING = (0, 1, 2, 5, 8, 7, 6, 3)     # the 3×3 part cells around the centre (4), clockwise: one step ≈ 45°
 OWN = 24                            # side of a shape resampled in its own frame
 EMBED = 16
+HEAD = 16                # the head's hidden width of every verifier shipped before the seventeenth session
 MARGIN = 1.0
 
 
@@ -156,7 +157,7 @@ class PairVerifier(nn.Module):
     contrastive term); embed = 0 (the shipped model) uses the pair scalars only: on ~350 training
     scenes (a few hundred distinct objects) the embedding memorised objects and validated worse."""
 
-    def __init__(self, embed: int = 0, hidden: int = 64, head: int = 16, scalars: int = N_SCALARS):
+    def __init__(self, embed: int = 0, hidden: int = 64, head: int = HEAD, scalars: int = N_SCALARS):
         """scalars: how many of pair_scalars' columns the head reads (N_SCALARS_V1 for the
         verifier shipped before issue 23; a weights file says which by its scalar_mean)."""
         super().__init__()

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-from ..models.pvm import N_SCALARS, N_SCALARS_V1, N_SCALARS_V3, PairVerifier, loss_fn
+from ..models.pvm import HEAD, N_SCALARS, N_SCALARS_V1, N_SCALARS_V3, PairVerifier, loss_fn
 
 SEED = 20260511
 RECALL_TARGET = 0.96
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ship", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--embed", type=int, default=0, help="object embedding size (0 = pair scalars only)")
-    ap.add_argument("--head", type=int, default=16, help="the head's hidden width (16: every verifier shipped so far)")
+    ap.add_argument("--head", type=int, default=HEAD,
+                    help=f"the head's hidden width ({HEAD}: the verifiers shipped before the seventeenth session)")
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--scalars", type=int, default=N_SCALARS,
                     help=f"pair features the head reads ({N_SCALARS_V1}: the version shipped before issue 23; "
