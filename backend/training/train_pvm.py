@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     parts = [load_pairs(p) for p in args.train]
-    train = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    common = [k for k in parts[0] if all(k in p for p in parts)]   # a file's extras (engine_pairs' "shipped") may be missing in another's
+    train = {k: torch.cat([p[k] for p in parts]) for k in common}
     val = load_pairs(args.val)
     vprop = val["source"].numpy() == 0
     vlab = val["label"].numpy()

@@ -180,3 +180,20 @@ def test_train_pvm_reads_the_own_frame_features(tmp_path: Path):
                            "--seed", "3"]) == 0
     sd = torch.load(tmp_path / "out" / "pvm.pt", weights_only=True)
     assert sd["scalar_mean"].shape == (N_SCALARS_V3,) and 0.0 < float(sd["threshold"]) < 1.0
+
+
+def test_train_pvm_mixes_pairs_files_with_different_extras(tmp_path: Path):
+    """Training files written by different tools (engine_pairs adds "shipped", similar_data does not)
+    train together on the columns they share, in either order."""
+    q, c = golden_rows()
+    q, c = q.repeat(50, 1), c.repeat(50, 1)
+    lab = (torch.arange(300) % 6 >= 3).to(torch.int8).numpy()
+    data = {"query": q.numpy(), "cand": c.numpy(), "label": lab, "source": np.zeros(300, np.int8),
+            "scene": np.arange(300, dtype=np.int32)}
+    np.savez(tmp_path / "plain.npz", **data)
+    np.savez(tmp_path / "engine.npz", shipped=np.zeros(300, bool), **data)
+    for order in (("engine", "plain"), ("plain", "engine")):
+        out = tmp_path / ("out_" + order[0])
+        assert train_pvm.main(["--train", *(str(tmp_path / f"{n}.npz") for n in order), "--val",
+                               str(tmp_path / "plain.npz"), "--out", str(out), "--epochs", "1", "--seed", "3"]) == 0
+        assert (out / "pvm.pt").is_file()
