@@ -223,7 +223,10 @@ def build(name: str, sd: dict[str, Any]) -> Any:
         raise ValueError(f"{name} is not built from a state dict")
     if not own:
         raise WeightsError(f"{spec.what}: no {spec.prefix}* keys in the file")
-    model = spec.build(own)
+    try:
+        model = spec.build(own)
+    except (KeyError, ValueError, IndexError) as e:    # keys that describe no model (a shape read from a missing key)
+        raise WeightsError(f"{spec.what} do not describe a model: missing or malformed key {e}") from e
     try:
         model.load_state_dict(own, strict=True)
     except RuntimeError as e:

@@ -180,16 +180,50 @@ class PairVerifier(nn.Module):
     def forward(self, query_rows: torch.Tensor, cand_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """rows: N×ROW descriptor rows -> (logits N, embedding distances N; zeros without embedding)."""
         q, c = split_row(query_rows), split_row(cand_rows)
-        x = (pair_scalars(q, c, self.n_scalars) - self.scalar_mean) / self.scalar_std
+        return self.decide(q, c, pair_scalars(q, c, self.n_scalars))
+
+    def decide(self, q: dict[str, torch.Tensor], c: dict[str, torch.Tensor],
+               scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward on split rows and their pair_scalars (at least n_scalars columns: an ensemble
+        computes them once for all its members)."""
+        x = (scalars[:, :self.n_scalars] - self.scalar_mean) / self.scalar_std
         if self.embed is None:
             return self.head(x)[:, 0], torch.zeros(x.shape[0], device=x.device)
         dist = (self.z(q) - self.z(c)).norm(dim=1)
         return self.head(torch.cat([dist[:, None], x], 1))[:, 0], dist
 
 
-def verifier_for(sd: dict[str, torch.Tensor]) -> PairVerifier:
+class VerifierEnsemble(nn.Module):
+    """Several PairVerifiers trained on the same pairs (other seeds, with and without the object
+    embedding) scoring as one: the mean of their logits (and of their embedding distances). Its
+    threshold is its own, chosen on validation as a single verifier's is (ship_big_pvm). Issue 23,
+    eighteenth session: single verifiers of one recipe differ by ±30 validation copies from seed to
+    seed; their mean keeps more copies at the same accepted negatives than any of them."""
+
+    def __init__(self, members: list[PairVerifier]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.register_buffer("threshold", torch.tensor(0.5))
+
+    @property
+    def n_scalars(self) -> int:
+        return max(m.n_scalars for m in self.members)
+
+    def forward(self, query_rows: torch.Tensor, cand_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q, c = split_row(query_rows), split_row(cand_rows)
+        scalars = pair_scalars(q, c, self.n_scalars)
+        outs = [m.decide(q, c, scalars) for m in self.members]
+        return torch.stack([o[0] for o in outs]).mean(0), torch.stack([o[1] for o in outs]).mean(0)
+
+
+def verifier_for(sd: dict[str, torch.Tensor]) -> "PairVerifier | VerifierEnsemble":
     """A PairVerifier shaped as a weights file's state dict says: how many pair features its head
-    reads (the class's default without a scalar_mean), the head's width, the embedding's sizes if any."""
+    reads (the class's default without a scalar_mean), the head's width, the embedding's sizes if any;
+    a VerifierEnsemble of such verifiers when the keys are its members' ("members.<i>.…")."""
+    if any(k.startswith("members.") for k in sd):
+        n = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("members."))
+        return VerifierEnsemble([verifier_for({k.split(".", 2)[2]: v for k, v in sd.items()
+                                               if k.startswith(f"members.{i}.")}) for i in range(n)])
     kw: dict[str, int] = {}
     if "scalar_mean" in sd:
         kw["scalars"] = int(sd["scalar_mean"].numel())

@@ -2,7 +2,7 @@
 threshold chosen on the real-size validation pairs, written for the "pvm" engine to use for a small
 query on a photo over 1024 px (similar.small_on_big, SimilarSettings.big_photo_verifier; docs/similar.md).
 
-    python -m backend.training.ship_big_pvm --verifier DIR/pvm.pt --val val_rs.npz \\
+    python -m backend.training.ship_big_pvm --verifier DIR/pvm.pt [DIR2/pvm.pt ...] --val val_rs.npz \\
         [--out backend/weights/similar-big-lite0.pt] [--gate MIN,MAX]
 
 Threshold: the lowest (0.001 steps) at which the verifier, gated as the engine runs it (candidate /
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import weights
-from ..models.pvm import split_row, verifier_for
+from ..models.pvm import PairVerifier, VerifierEnsemble, split_row, verifier_for
 from ..similar.types import SimilarSettings
 from .train_pvm import load_pairs, predict
 
@@ -48,9 +48,22 @@ def matching_threshold(prob: np.ndarray, negatives: np.ndarray, allowed: int) ->
     return t + 1 / STEP if t <= neg[allowed] else t
 
 
+def ensemble_of(files: list[Path]) -> "PairVerifier | VerifierEnsemble":
+    """The verifier in one train_pvm file, or the ensemble of those in several, loaded strictly."""
+    members = []
+    for f in files:
+        sd = torch.load(f, map_location="cpu", weights_only=True)
+        m = verifier_for(sd)
+        m.load_state_dict(sd, strict=True)
+        members.append(m)
+    return members[0] if len(members) == 1 else VerifierEnsemble(members)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--verifier", type=Path, required=True, help="train_pvm's DIR/pvm.pt")
+    ap.add_argument("--verifier", type=Path, nargs="+", required=True,
+                    help="train_pvm's DIR/pvm.pt; several: their ensemble (models.pvm.VerifierEnsemble, the mean "
+                         "of their logits) with one threshold")
     ap.add_argument("--val", type=Path, required=True, help="real-size validation pairs (similar_data)")
     ap.add_argument("--out", type=Path, default=weights.path("pvm-big"))
     ap.add_argument("--gate", default=None, metavar="MIN,MAX",
@@ -70,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference == "pvm-big":
         ref = gated(ref, val, s.big_photo_min_ratio, s.big_photo_max_ratio)
     ref = ref >= float(shipped.threshold)
-    sd = torch.load(args.verifier, map_location="cpu", weights_only=True)
-    model = verifier_for(sd)
-    model.load_state_dict(sd, strict=True)
+    model = ensemble_of(args.verifier)
+    sd = model.state_dict()
     prob = gated(predict(model, val), val, lo, hi)
     t = matching_threshold(prob, neg, int(ref[neg].sum()))
     acc = prob >= t

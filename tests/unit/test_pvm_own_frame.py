@@ -89,6 +89,45 @@ def test_a_file_with_a_wider_head_or_an_embedding_builds_its_model(tmp_path: Pat
             assert torch.equal(model(q, c)[0], saved(q, c)[0])
 
 
+def test_an_ensemble_file_scores_the_mean_of_its_members_logits(tmp_path: Path):
+    """ship_big_pvm --verifier A B C writes their VerifierEnsemble (members of different shapes: an
+    embedding, a wider head) with one threshold chosen on validation pairs; weights builds it back
+    strictly (a missing member's key is refused) and it scores the mean of its members' logits."""
+    from backend.models.pvm import VerifierEnsemble
+    from backend.training import ship_big_pvm
+    q, c = golden_rows()
+    members, files = [], []
+    for i, kw in enumerate(({"head": 64}, {"head": 64, "embed": 16}, {"head": 16})):
+        torch.manual_seed(10 + i)
+        m = PairVerifier(scalars=N_SCALARS_V3, **kw).eval()
+        members.append(m)
+        files.append(tmp_path / f"m{i}.pt")
+        torch.save(m.state_dict(), files[-1])
+    lab = (torch.arange(6) >= 3).to(torch.int8).numpy()
+    np.savez(tmp_path / "val.npz", query=q.repeat(20, 1).numpy(), cand=c.repeat(20, 1).numpy(),
+             label=np.tile(lab, 20), source=np.zeros(120, np.int8), scene=np.arange(120, dtype=np.int32))
+    out = tmp_path / "similar-big-lite0.pt"
+    assert ship_big_pvm.main(["--verifier", *map(str, files), "--val", str(tmp_path / "val.npz"),
+                              "--gate", "0,100", "--out", str(out)]) == 0
+    model = weights.load("pvm-big", out)
+    assert isinstance(model, VerifierEnsemble) and len(model.members) == 3 and model.n_scalars == N_SCALARS_V3
+    assert 0.0 <= float(model.threshold) <= 1.0
+    with torch.no_grad():
+        mean = torch.stack([m(q, c)[0] for m in members]).mean(0)
+        assert torch.allclose(model(q, c)[0], mean, atol=1e-6)
+    sd = torch.load(out, weights_only=True)
+    bad = tmp_path / "bad" / "similar-big-lite0.pt"
+    bad.parent.mkdir()
+    torch.save({k: v for k, v in sd.items() if k != "pvm.members.1.embed.0.weight"}, bad)
+    weights.write_sha256(bad)
+    try:
+        weights.load("pvm-big", bad)
+    except weights.WeightsError:
+        pass
+    else:
+        raise AssertionError("a member's missing key was not refused")
+
+
 def object_mask(angle: float, bump: bool = True) -> np.ndarray:
     """An elongated bar with a round bump on one end, turned by `angle` degrees."""
     m = np.zeros((400, 400), np.uint8)
