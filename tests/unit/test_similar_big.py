@@ -123,7 +123,8 @@ def test_shipped_big_photo_verifier_checksum_strict_keys(tmp_path: Path):
     assert weights.usable(BIG_FILE) and BIG_FILE.stat().st_size <= 30 * 2 ** 20
     model = weights.load("pvm-big", BIG_FILE)
     assert model.n_scalars == N_SCALARS_V3 and 0.0 < float(model.threshold) < 1.0   # since the sixteenth session: 18 features
-    assert model.head[0].out_features == 64                     # versions 3 and 4 (seventeenth session): train_pvm --head 64
+    members = getattr(model, "members", [model])                # version 5 (eighteenth session): an ensemble of five
+    assert all(m.head[0].out_features == 64 for m in members)   # versions 3-5: train_pvm --head 64
     sd = torch.load(BIG_FILE, map_location="cpu", weights_only=True)
     assert all(k.startswith("pvm.") for k in sd)
     bad = tmp_path / "similar-big-lite0.pt"
