@@ -103,9 +103,7 @@ def test_an_ensemble_file_scores_the_mean_of_its_members_logits(tmp_path: Path):
         members.append(m)
         files.append(tmp_path / f"m{i}.pt")
         torch.save(m.state_dict(), files[-1])
-    lab = (torch.arange(6) >= 3).to(torch.int8).numpy()
-    np.savez(tmp_path / "val.npz", query=q.repeat(20, 1).numpy(), cand=c.repeat(20, 1).numpy(),
-             label=np.tile(lab, 20), source=np.zeros(120, np.int8), scene=np.arange(120, dtype=np.int32))
+    np.savez(tmp_path / "val.npz", **golden_pairs(20))
     out = tmp_path / "similar-big-lite0.pt"
     assert ship_big_pvm.main(["--verifier", *map(str, files), "--val", str(tmp_path / "val.npz"),
                               "--gate", "0,100", "--out", str(out)]) == 0
@@ -205,14 +203,19 @@ def test_parts_turned_by_a_ring_step_match_in_the_ring():
     assert s[P8MEAN] < 0.3 and abs(float(s[OWN["ring8"]]) - 1.0) < 1e-5
 
 
+def golden_pairs(times: int) -> dict[str, np.ndarray]:
+    """The golden rows repeated `times` times as a pairs file's arrays (half positive)."""
+    q, c = golden_rows()
+    n = 6 * times
+    return {"query": q.repeat(times, 1).numpy(), "cand": c.repeat(times, 1).numpy(),
+            "label": np.tile((torch.arange(6) >= 3).to(torch.int8).numpy(), times),
+            "source": np.zeros(n, np.int8), "scene": np.arange(n, dtype=np.int32)}
+
+
 def test_train_pvm_reads_the_own_frame_features(tmp_path: Path):
     """--scalars 18 trains a model on all 18 pair features (normalised from the training pairs), with
     --seed, and writes its weights and threshold."""
-    q, c = golden_rows()
-    q, c = q.repeat(50, 1), c.repeat(50, 1)
-    lab = (torch.arange(300) % 6 >= 3).to(torch.int8).numpy()
-    data = {"query": q.numpy(), "cand": c.numpy(), "label": lab, "source": np.zeros(300, np.int8),
-            "scene": np.arange(300, dtype=np.int32)}
+    data = golden_pairs(50)
     np.savez(tmp_path / "pairs.npz", **data)
     assert train_pvm.main(["--train", str(tmp_path / "pairs.npz"), "--val", str(tmp_path / "pairs.npz"),
                            "--out", str(tmp_path / "out"), "--epochs", "2", "--scalars", str(N_SCALARS_V3),
@@ -224,11 +227,7 @@ def test_train_pvm_reads_the_own_frame_features(tmp_path: Path):
 def test_train_pvm_mixes_pairs_files_with_different_extras(tmp_path: Path):
     """Training files written by different tools (engine_pairs adds "shipped", similar_data does not)
     train together on the columns they share, in either order."""
-    q, c = golden_rows()
-    q, c = q.repeat(50, 1), c.repeat(50, 1)
-    lab = (torch.arange(300) % 6 >= 3).to(torch.int8).numpy()
-    data = {"query": q.numpy(), "cand": c.numpy(), "label": lab, "source": np.zeros(300, np.int8),
-            "scene": np.arange(300, dtype=np.int32)}
+    data = golden_pairs(50)
     np.savez(tmp_path / "plain.npz", **data)
     np.savez(tmp_path / "engine.npz", shipped=np.zeros(300, bool), **data)
     for order in (("engine", "plain"), ("plain", "engine")):
