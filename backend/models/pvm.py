@@ -197,7 +197,7 @@ class VerifierEnsemble(nn.Module):
     """Several PairVerifiers trained on the same pairs (other seeds, with and without the object
     embedding) scoring as one: the mean of their logits (and of their embedding distances). Its
     threshold is its own, chosen on validation as a single verifier's is (ship_big_pvm). Issue 23,
-    eighteenth session: single verifiers of one recipe differ by ±30 validation copies from seed to
+    eighteenth session: single verifiers of one recipe differ by ±25 validation copies from seed to
     seed; their mean keeps more copies at the same accepted negatives than any of them."""
 
     def __init__(self, members: list[PairVerifier]):
