@@ -3,7 +3,7 @@ threshold chosen on the real-size validation pairs, written for the "pvm" engine
 query on a photo over 1024 px (similar.small_on_big, SimilarSettings.big_photo_verifier; docs/similar.md).
 
     python -m backend.training.ship_big_pvm --verifier DIR/pvm.pt [DIR2/pvm.pt ...] --val val_rs.npz \\
-        [--out backend/weights/similar-big-lite0.pt] [--gate MIN,MAX]
+        [--out backend/weights/similar-big-lite0.pt] [--gate MIN,MAX] [--reference pvm|pvm-big] [--negatives N]
 
 Threshold: the lowest (0.001 steps) at which the verifier, gated as the engine runs it (candidate /
 query area within SimilarSettings.big_photo_min_ratio..big_photo_max_ratio, or --gate), accepts no more of the
