@@ -81,11 +81,16 @@ class Pipeline:
             raise ProtocolError("bad_request", "The seed selection is empty: click on an object first.")
         chosen = engines.choose("similar", engine)
         progress(0.2, "Looking for similar objects")
-        found = chosen.similar(entry, seed_bool, progress, min_score)[:protocol.MAX_INSTANCES - 1]
-        x0, y0, x1, y1 = mask_box(seed_bool)   # type: ignore[misc] - not empty
+        found = chosen.similar(entry, seed_bool, progress, min_score)
+        whole = seed_bool.copy()                  # the clicked object, with parts its seed left out
+        for f in (f for f in found if f.of_seed):
+            x, y, w, h = f.box
+            whole[y:y + h, x:x + w] |= f.mask
+        found = [f for f in found if not f.of_seed][:protocol.MAX_INSTANCES - 1]
+        x0, y0, x1, y1 = mask_box(whole)   # type: ignore[misc] - not empty
         box = (x0, y0, x1 - x0, y1 - y0)
-        first = Found(box, seed_bool[y0:y0 + box[3], x0:x0 + box[2]], 1.0)
-        union = seed_bool.copy()
+        first = Found(box, whole[y0:y0 + box[3], x0:x0 + box[2]], 1.0)
+        union = whole.copy()
         for f in found:
             x, y, w, h = f.box
             union[y:y + h, x:x + w] |= f.mask

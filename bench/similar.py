@@ -8,7 +8,8 @@ the same object recoloured, or another object tinted to the same colour). The qu
 (its true mask with --seed gt; the select engine's mask from a click inside it with --seed click).
 Metrics, micro-averaged over scenes, the query copy itself excluded everywhere:
   instance recall     copies covered >= 50 % by the returned union / copies
-  instance precision  returned instances with >= 50 % of their pixels on copies / returned
+  instance precision  returned instances with >= 50 % of their pixels on copies / returned (an
+                      instance lying on the query's copy only is not counted: the query excluded)
   other hits          objects of other kinds covered >= 50 % / objects of other kinds
   pixel P / R         union of returned masks against the union of the copies
 All engines run on the same scenes in the same run, on one shared image entry: the matching
@@ -80,18 +81,21 @@ def score_scene(scene: Scene, qi: int, found: list) -> dict[str, float]:
     for m in targets:
         tgt |= m
     union = np.zeros((h, w), bool)
-    good = 0
+    good = returned = 0
     for f in found:
         x, y, bw, bh = f.box
         full = np.zeros((h, w), bool)
         full[y:y + bh, x:x + bw] = f.mask
         full &= ~scene.masks[qi]
+        if not full.any():
+            continue                    # on the query's copy only (its parts the click left out)
+        returned += 1
         union |= full
-        if full.sum() and (full & tgt).sum() >= COVER * full.sum():
+        if (full & tgt).sum() >= COVER * full.sum():
             good += 1
     return {
         "targets": len(targets), "found": int(sum((union & m).sum() >= COVER * m.sum() for m in targets)),
-        "returned": len(found), "correct": good,
+        "returned": returned, "correct": good,
         "others": len(others), "other_hits": int(sum((union & m).sum() >= COVER * m.sum() for m in others)),
         "lookalikes": len(looks), "lookalike_hits": int(sum((union & m).sum() >= COVER * m.sum() for m in looks)),
         "pix_tp": float((union & tgt).sum()), "pix_ret": float(union.sum()), "pix_tgt": float(tgt.sum()),
@@ -151,6 +155,17 @@ def one_verifier_engine(settings):
     from backend.engines.similar_pvm import PvmEngine
     eng = PvmEngine(settings=settings, big_model=None)
     eng.name = "pvm-one"
+    return eng
+
+
+def parts_engine(settings):
+    """The pvm engine with repeated parts (SimilarSettings.repeated_parts: the parts beside every copy
+    that the query's mask left out, backend/similar/repeated_parts.py; off by default)."""
+    from dataclasses import replace
+    from backend import similar as sim
+    from backend.engines.similar_pvm import PvmEngine
+    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), repeated_parts=True))
+    eng.name = "pvm-parts"
     return eng
 
 
@@ -237,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--one-verifier", action="store_true",
                     help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
                          "decides for small queries on photos over 1024 px too), on the same scenes")
+    ap.add_argument("--parts", action="store_true",
+                    help="also run 'pvm-parts': the pvm engine with repeated parts (the parts beside every copy that "
+                         "the query's mask left out: backend/similar/repeated_parts.py), on the same scenes")
     ap.add_argument("--copies", default=[], action="append", metavar="MIN_SCORE", type=float,
                     help="also run 'pvm-copies@MIN_SCORE': the pvm engine with SimilarSettings.by_copies (a candidate the "
                          "big-photo verifier rejects against the query, accepted when a copy it accepted scores it "
@@ -263,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     torch.set_num_threads(args.threads)
     gen = RealSizeGenerator("val") if args.split == "realsize" else SceneGenerator("val")
+    if gen.procedural:
+        print("bench.similar: the validation sources are missing (synth.SOURCE_ROOT: the Debian packages in "
+              "docs/models.md, or SIMPSON_SOURCE_ROOT), so the scenes would be procedural and not the bench's; "
+              "install them first.", file=sys.stderr)
+        return 2
     engines = [e for e in args.engines.split(",") if e]
     from backend import similar as sim
     settings = None if args.seconds is None else sim.SimilarSettings(seconds=args.seconds)
@@ -271,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-before"] = before_engine(settings)
     if args.one_verifier:
         arms["pvm-one"] = one_verifier_engine(settings)
+    if args.parts:
+        arms["pvm-parts"] = parts_engine(settings)
     for min_score in args.copies:
         eng = copies_engine(settings, min_score)
         arms[eng.name] = eng

@@ -17,11 +17,14 @@ Progress = Callable[[float, str], None]   # raises simpson_client.Cancelled when
 
 
 class Found(NamedTuple):
-    """One instance found by `similar`: box (x, y, w, h), mask: h×w bool inside the box, score 0..1."""
+    """One instance found by `similar`: box (x, y, w, h), mask: h×w bool inside the box, score 0..1.
+    of_seed: not another object but parts of the clicked one that the seed left out (select
+    similar found them beside every copy: backend/similar/repeated_parts.py); they join the seed."""
 
     box: tuple[int, int, int, int]
     mask: np.ndarray
     score: float
+    of_seed: bool = False
 
 
 class EngineUnavailable(Exception):

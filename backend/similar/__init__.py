@@ -8,6 +8,8 @@
                    its mask repaired with the query's shape            shape_repair.py, grabcut.py
                ──► a verifier scores (query, candidate)                            verification.py
                ──► accepted candidates become new queries (IDS)                           loop.py
+               ──► parts of the object that the query's mask left out, found because they
+                   lie beside every copy, join the copies and the query          repeated_parts.py
 
 Settings, data types and constants: types.py. The image is encoded once per scale (cached in the
 ImageEntry by the engine, backend/engines/similar_features.py); everything after that is matching

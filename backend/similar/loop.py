@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .encoding import to_grid
+from .repeated_parts import complete_copies
 from .proposals import Proposer, align, default_cpn, move_template
 from .shape_repair import click_the_shape, complete_pieces, complete_shape, interior_point, keep_parts, query_pieces
 from .types import (STRIDE, Candidate, Descriptor, MatchMap, MaskPatch, Result, Segment, SimilarSettings, Verifier,
@@ -87,7 +88,22 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 continue
             else:
                 res.rejected.append(c)
+    if settings.repeated_parts:
+        add_repeated_parts(rgb, q.patch, res, known.taken, segment)
     return res
+
+
+def add_repeated_parts(rgb: np.ndarray, query: MaskPatch, res: Result, taken: np.ndarray, segment: Segment) -> None:
+    """The parts of the object that the query's mask left out and that lie beside every copy
+    (repeated_parts): added to the copies whose neighbourhood agrees, and beside the query as
+    res.seed_parts (the user's selection grows by them)."""
+    order = sorted(range(len(res.accepted)), key=lambda i: -res.accepted[i].score)
+    own, grown = complete_copies(rgb, query, [res.accepted[i].patch for i in order], taken, segment)
+    if own is None:
+        return
+    for i, patch in zip(order, grown):
+        res.accepted[i] = res.accepted[i]._replace(patch=patch)
+    res.seed_parts = own
 
 
 class Anchors:
