@@ -43,13 +43,12 @@ CHANCE_TURNS = (90, 180, 270)   # the wrong turns (degrees)
 GAP = 2               # agreeing pixels this close (working px) belong to one part
 PART_MIN = 0.05       # a part is at least this share of the query's area
 EDGE = 12.0           # an edge pixel: grey levels per working pixel
-EVIDENCE = 1.5        # a part holds at least this × √(query area) agreeing edge pixels ...
-EVIDENCE_SHARE = 0.0  # ... and at least this share of its pixels
+EVIDENCE = 1.5        # a part holds at least this × √(query area) agreeing edge pixels
 SUPPORT = 0.36        # votes over chance, averaged over a part's pixels and the gaps between them
 GROW_MAX = 6.0        # all parts together at most this × the query's area (else: not an object)
 COPY_AGREE = 0.5      # a copy gets the parts where it agrees on at least this share of them
-SEGMENT_AGREE = 0.5   # ... and used when it overlaps the placed part this much (IoU), else the placed part
-MARGIN = 0.08         # the one-click mask of a part is kept within the placed part grown by this × the long side
+SEGMENT_AGREE = 0.5   # the one-click mask of a part is used when it overlaps the placed part this much (IoU) ...
+MARGIN = 0.08         # ... within the placed part grown by this × the long side; else the placed part
 
 
 class Pose(NamedTuple):
@@ -129,7 +128,7 @@ class Frame(NamedTuple):
     h: int
 
     @classmethod
-    def around(cls, query: MaskPatch, height: int, width: int) -> "Frame":
+    def around(cls, query: MaskPatch) -> "Frame":
         long_side = max(query.mask.shape)
         x0, y0 = query.x - REACH * long_side, query.y - REACH * long_side
         x1, y1 = query.x + query.mask.shape[1] + REACH * long_side, query.y + query.mask.shape[0] + REACH * long_side
@@ -151,13 +150,10 @@ class Frame(NamedTuple):
         w, h = max(1, round(W * self.f)), max(1, round(H * self.f))
         return Photo(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA), w / W)
 
-    def view(self, photo: "Photo", pose: Optional[Pose], shift: tuple[float, float] = (0, 0)
-             ) -> tuple[np.ndarray, np.ndarray]:
+    def view(self, photo: "Photo", pose: Optional[Pose]) -> tuple[np.ndarray, np.ndarray]:
         """(the photo seen in working pixels from beside the query, or beside the copy at `pose`,
-        moved by `shift` image px, as float32; where that lies on the photo)."""
-        m = self.to_image(pose)
-        m[:, 2] += shift
-        m *= photo.k
+        as float32; where that lies on the photo)."""
+        m = self.to_image(pose) * photo.k
         h, w = photo.pixels.shape[:2]
         out = cv2.warpAffine(photo.pixels, m.astype(np.float32), (self.w, self.h),
                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
@@ -165,9 +161,9 @@ class Frame(NamedTuple):
         px, py = m[0, 0] * xx + m[0, 1] * yy + m[0, 2], m[1, 0] * xx + m[1, 1] * yy + m[1, 2]
         return out.astype(np.float32), (px >= 0) & (py >= 0) & (px < w) & (py < h)
 
-    def mask_view(self, mask: MaskPatch, pose: Optional[Pose] = None) -> np.ndarray:
-        """A patch seen in working pixels."""
-        m = self.to_image(pose)
+    def mask_view(self, mask: MaskPatch) -> np.ndarray:
+        """A patch beside the query seen in working pixels."""
+        m = self.to_image(None)
         m[:, 2] -= (mask.x, mask.y)
         return cv2.warpAffine(mask.mask.astype(np.float32), m.astype(np.float32), (self.w, self.h),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) > 0.5
@@ -234,8 +230,7 @@ def edge_strength(rgb: np.ndarray) -> np.ndarray:
 def find_parts(rgb: np.ndarray, query: MaskPatch, copies: list[MaskPatch], taken: np.ndarray
                ) -> tuple[Optional[np.ndarray], Frame, list[Pose]]:
     """(the parts beside the query in working pixels, or None; the frame; each copy's pose)."""
-    H, W = rgb.shape[:2]
-    fr = Frame.around(query, H, W)
+    fr = Frame.around(query)
     if len(copies) < MIN_COPIES:
         return None, fr, []
     photo = fr.photo(rgb)
@@ -274,7 +269,7 @@ def find_parts(rgb: np.ndarray, query: MaskPatch, copies: list[MaskPatch], taken
         x, y, w, h, _ = stats[i]
         inner = x > 0 and y > 0 and x + w < fr.w and y + h < fr.h    # an object ends inside the frame
         keep[i] = (inner and area[i] >= PART_MIN * qarea and evidence[i] >= EVIDENCE * np.sqrt(qarea)
-                   and evidence[i] >= EVIDENCE_SHARE * area[i] and support[i] >= SUPPORT)
+                   and support[i] >= SUPPORT)
     out = keep[labels] & parts
     if not out.any() or np.count_nonzero(out) > GROW_MAX * qarea:
         return None, fr, poses
