@@ -61,8 +61,9 @@ class SimilarSettings:
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)
     complete_shape: bool = True   # click the placed query's missed part when a mask is small
     # Add the parts of the object that the query's mask left out, found because they lie beside every copy
-    # (repeated_parts.py). Off: on the real-size bench +10 copies (s.e. 10), on the standard split pixel
-    # precision -0.02 (parts taken from the background); docs/similar.md, nineteenth session.
+    # (repeated_parts.py). Off: on the real-size bench +20 copies (s.e. 12) for pixel precision -0.0024
+    # (s.e. 0.0013), on the standard split no copy and pixel precision -0.0066 (s.e. 0.0032): parts taken
+    # from the background beside copies; docs/similar.md, nineteenth session.
     repeated_parts: bool = False
     size_hint: bool = True        # the one-click model zooms in for an object of the query's size
     shape_click: bool = True      # a peak in a hole of the placed query: click the query's shape too

@@ -148,3 +148,23 @@ def test_parts_of_the_seed_join_the_first_instance_through_the_pipeline():
     seed = sim.MaskPatch(inst[0].box[0], inst[0].box[1], inst[0].mask).full(H, W)
     assert (seed == (pieces[0] | rest[0])).all()            # the seed with its left-out part
     assert ((union > 127) == (pieces[0] | rest[0] | pieces[1] | rest[1])).all()
+
+
+def test_only_parts_the_one_click_model_takes_for_objects_are_kept():
+    img, pieces, rest, _ = scene(True, "texture")
+    query = sim.as_patch(pieces[0])
+    copies = [sim.as_patch(m) for m in pieces[1:]]
+    taken = np.logical_or.reduce(pieces)
+    parts, fr, _ = rp.find_parts(img, query, copies, taken)
+    assert parts is not None
+
+    def square(x, y, template, more=()):
+        return sim.as_patch(rest[0])                         # the click beside the query takes the square
+
+    def wall(x, y, template, more=()):
+        return sim.MaskPatch(0, 0, np.ones((H, W), bool))   # it takes the background
+    kept = rp.objects_only(parts, fr, taken, square)
+    assert kept is not None and iou(rp.place(kept, fr, None, H, W).full(H, W), rest[0]) > 0.6
+    assert rp.objects_only(parts, fr, taken, wall) is None
+    own, grown = run(img, pieces, wall)
+    assert own is None and all(g.area == c.area for g, c in zip(grown, copies))
