@@ -171,6 +171,21 @@ class Frame(NamedTuple):
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) > 0.5
 
 
+class Neighbourhood(NamedTuple):
+    """The query's neighbourhood as every step compares it: its frame, the photo at the working
+    scale, the query's view and its mask there."""
+    frame: Frame
+    photo: Photo
+    q: np.ndarray
+    qm: np.ndarray
+
+    @classmethod
+    def of(cls, rgb: np.ndarray, query: MaskPatch) -> "Neighbourhood":
+        fr = Frame.around(query)
+        photo = fr.photo(rgb)
+        return cls(fr, photo, fr.view(photo, None)[0], fr.mask_view(query))
+
+
 def relight(q: np.ndarray, view: tuple[np.ndarray, np.ndarray], inside: np.ndarray) -> Optional[np.ndarray]:
     """The per-channel gain that re-lights the copy's view to the query on the query's own
     pixels (inside; None when the view hardly covers them)."""
@@ -222,15 +237,20 @@ def refine(pose: Pose, fr: "Frame", photo: "Photo", q: np.ndarray, qm: np.ndarra
     return pose
 
 
+def grouped(parts: np.ndarray) -> np.ndarray:
+    """The parts grown by GAP working pixels (uint8): agreeing pixels this close belong to one
+    part (a line drawing's strokes)."""
+    return cv2.dilate(parts.astype(np.uint8), np.ones((2 * GAP + 1,) * 2, np.uint8))
+
+
 def find_parts(rgb: np.ndarray, query: MaskPatch, copies: list[MaskPatch], taken: np.ndarray
-               ) -> tuple[Optional[np.ndarray], Frame, list[Pose]]:
-    """(the parts beside the query in working pixels, or None; the frame; each copy's pose)."""
-    fr = Frame.around(query)
+               ) -> tuple[Optional[np.ndarray], Optional[Neighbourhood], list[Pose]]:
+    """(the parts beside the query in working pixels, or None; the neighbourhood, None with too
+    few copies; each copy's pose)."""
     if len(copies) < MIN_COPIES:
-        return None, fr, []
-    photo = fr.photo(rgb)
-    q = fr.view(photo, None)[0]
-    qm = fr.mask_view(query)
+        return None, None, []
+    nb = Neighbourhood.of(rgb, query)
+    fr, photo, q, qm = nb
     poses = [fit_pose(rgb, query, c) for c in copies]
     poses[:VOTERS] = [refine(p, fr, photo, q, qm) for p in poses[:VOTERS]]
     votes = np.zeros((fr.h, fr.w), np.float32)
@@ -246,9 +266,7 @@ def find_parts(rgb: np.ndarray, query: MaskPatch, copies: list[MaskPatch], taken
     known = fr.view(Photo(taken.view(np.uint8), 1.0), None)[0] > 0.5
     near = cv2.dilate(qm.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     parts = (votes >= VOTE) & (votes - chance >= OVER_CHANCE) & ~near & ~known
-    # a part: agreeing pixels within GAP working pixels of each other (a line drawing's strokes)
-    grouped = cv2.dilate(parts.astype(np.uint8), np.ones((2 * GAP + 1,) * 2, np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grouped(parts), connectivity=8)
     area = np.bincount(labels[parts], minlength=count)
     qarea = max(np.count_nonzero(qm), 1)
     keep = np.zeros(count, bool)
@@ -258,9 +276,9 @@ def find_parts(rgb: np.ndarray, query: MaskPatch, copies: list[MaskPatch], taken
         keep[i] = inner and area[i] >= PART_MIN * qarea
     out = keep[labels] & parts
     if not out.any() or np.count_nonzero(out) > GROW_MAX * qarea:
-        return None, fr, poses
+        return None, nb, poses
     poses[VOTERS:] = [refine(p, fr, photo, q, qm) for p in poses[VOTERS:]]
-    return out, fr, poses
+    return out, nb, poses
 
 
 def place(parts: np.ndarray, fr: Frame, pose: Optional[Pose], height: int, width: int) -> MaskPatch:
@@ -317,8 +335,7 @@ def objects_only(parts: np.ndarray, fr: Frame, taken: np.ndarray, segment: Segme
     background or a texture that agreed by chance selects something else."""
     H, W = taken.shape
     known = fr.view(Photo(taken.view(np.uint8), 1.0), None)[0] > 0.5
-    count, labels = cv2.connectedComponents(
-        cv2.dilate(parts.astype(np.uint8), np.ones((2 * GAP + 1,) * 2, np.uint8)), connectivity=8)
+    count, labels = cv2.connectedComponents(grouped(parts), connectivity=8)
     keep = np.zeros(parts.shape, bool)
     for i in range(1, count):
         part = parts & (labels == i)
@@ -340,14 +357,12 @@ def complete_copies(rgb: np.ndarray, query: MaskPatch, copies: list[MaskPatch], 
     """(the parts the query's mask left out, or None; every copy with its parts added where its
     own neighbourhood agrees). copies: best first; taken: the query's and the copies' pixels."""
     H, W = taken.shape
-    parts, fr, poses = find_parts(rgb, query, copies, taken)
+    parts, nb, poses = find_parts(rgb, query, copies, taken)
     if parts is not None and segment is not None:
-        parts = objects_only(parts, fr, taken, segment)
+        parts = objects_only(parts, nb.frame, taken, segment)
     if parts is None:
         return None, copies
-    photo = fr.photo(rgb)
-    q = fr.view(photo, None)[0]
-    qm = fr.mask_view(query)
+    fr, photo, q, qm = nb
     known = taken.copy()
     long_side = max(query.mask.shape)
     grown = []

@@ -155,7 +155,8 @@ def test_only_parts_the_one_click_model_takes_for_objects_are_kept():
     query = sim.as_patch(pieces[0])
     copies = [sim.as_patch(m) for m in pieces[1:]]
     taken = np.logical_or.reduce(pieces)
-    parts, fr, _ = rp.find_parts(img, query, copies, taken)
+    parts, nb, _ = rp.find_parts(img, query, copies, taken)
+    fr = nb.frame
     assert parts is not None
 
     def square(x, y, template, more=()):
