@@ -169,6 +169,17 @@ def parts_engine(settings):
     return eng
 
 
+def no_pixel_engine(settings):
+    """The pvm engine without pixel match (SimilarSettings.pixel_match: a rejected candidate whose pixels are
+    the query's in another pose is accepted, backend/similar/pixel_match.py): as shipped before it."""
+    from dataclasses import replace
+    from backend import similar as sim
+    from backend.engines.similar_pvm import PvmEngine
+    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), pixel_match=False))
+    eng.name = "pvm-no-pixel"
+    return eng
+
+
 def copies_engine(settings, min_score: "float | None" = None):
     """The pvm engine with find_similar's by_copies (SimilarSettings.by_copies: where the big-photo
     verifier decides, a candidate it rejects against the query may be accepted by a copy it accepted,
@@ -255,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", action="store_true",
                     help="also run 'pvm-parts': the pvm engine with repeated parts (the parts beside every copy that "
                          "the query's mask left out: backend/similar/repeated_parts.py), on the same scenes")
+    ap.add_argument("--no-pixel-match", action="store_true",
+                    help="also run 'pvm-no-pixel': the pvm engine without pixel match (a rejected candidate whose "
+                         "pixels are the query's turned and scaled: backend/similar/pixel_match.py), on the same scenes")
     ap.add_argument("--copies", default=[], action="append", metavar="MIN_SCORE", type=float,
                     help="also run 'pvm-copies@MIN_SCORE': the pvm engine with SimilarSettings.by_copies (a candidate the "
                          "big-photo verifier rejects against the query, accepted when a copy it accepted scores it "
@@ -296,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-one"] = one_verifier_engine(settings)
     if args.parts:
         arms["pvm-parts"] = parts_engine(settings)
+    if args.no_pixel_match:
+        arms["pvm-no-pixel"] = no_pixel_engine(settings)
     for min_score in args.copies:
         eng = copies_engine(settings, min_score)
         arms[eng.name] = eng

@@ -164,11 +164,12 @@ class FeaturesEngine(Engine):
         mm = self.match_map(entry, seed, cpu)
         big = sim.small_on_big(entry.height, entry.width, seed)
         verifier = self.verifier(cpu, big_photo=big)
+        own = verifier.threshold                  # a pixel match counts as this likely (pixel_score)
         if min_score is not None:
             verifier.threshold = float(min_score)
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,
                                self.settings, progress, cpn=self.cpn(cpu), align_clicks=self.segmenter() is None,
-                               by_copies=self.by_copies(big))
+                               by_copies=self.by_copies(big), pixel_score=own)
         found = to_found(res.accepted)
         if res.seed_parts is not None:
             found.append(Found(res.seed_parts.box, res.seed_parts.mask.copy(), 1.0, of_seed=True))

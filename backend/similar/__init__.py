@@ -7,6 +7,8 @@
                ──► each peak becomes a click for the one-click segmenter (DSN, or GrabCut fallback),
                    its mask repaired with the query's shape            shape_repair.py, grabcut.py
                ──► a verifier scores (query, candidate)                            verification.py
+               ──► a rejected candidate that is the query's own pixels turned, scaled and re-lit
+                   is accepted all the same                                    pixel_match.py
                ──► accepted candidates become new queries (IDS)                           loop.py
                ──► parts of the object that the query's mask left out, found because they
                    lie beside every copy, join the copies and the query          repeated_parts.py

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .encoding import to_grid
+from .pixel_match import rescues
 from .repeated_parts import complete_copies
 from .proposals import Proposer, align, default_cpn, move_template
 from .shape_repair import click_the_shape, complete_pieces, complete_shape, interior_point, keep_parts, query_pieces
@@ -20,7 +21,7 @@ from .verification import describe
 def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
                  settings: SimilarSettings, progress: Callable[[float, str], None] = lambda f, m: None,
                  clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto",
-                 align_clicks: bool = True, by_copies: bool = False) -> Result:
+                 align_clicks: bool = True, by_copies: bool = False, pixel_score: Optional[float] = None) -> Result:
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
     disjoint from the seed and from each other.
 
@@ -43,7 +44,13 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     query on a big photo are turned and re-lit, and a copy is often more like another copy than
     like the query: docs/similar.md, fifteenth session). One hop only: an instance accepted so is
     a query for the proposals but no anchor. A rejected candidate is scored again when a new
-    anchor comes."""
+    anchor comes.
+
+    pixel_score: the score a candidate gets when the verifier rejected it and pixel match
+    (settings.pixel_match, pixel_match.rescues) finds it to be the query's own pixels in another
+    pose: the engine's own threshold, so a likeness the user asks for above it (min_score, which
+    replaced the verifier's threshold) leaves such candidates out and one at or below it keeps them.
+    None: the verifier's threshold as given."""
     if isinstance(cpn, str):
         cpn = default_cpn()
     start = clock()
@@ -52,6 +59,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     known = Known.of(seed, to_grid(q.patch, mm), q.descriptor)
     propose = Proposer(mm, cpn, settings, q.cells)
     anchors = Anchors(verifier, q.descriptor, settings.max_overlap, settings.copies_min_score) if by_copies else None
+    rescued_at = verifier.threshold if pixel_score is None else pixel_score
     rounds_done = 0                              # queries the proposals have seen
     for rnd in range(settings.rounds):
         if rnd > 0 and clock() - start > settings.seconds:
@@ -84,6 +92,9 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 known.add(got, g, cand)
                 if anchors is not None:
                     anchors.add(cand, res, known)
+            elif rescued_at >= verifier.threshold and rescues(rgb, q.patch, got, c.score, settings):
+                res.accepted.append(c._replace(score=rescued_at))   # the query's own pixels in another pose
+                known.add(got, g, cand)
             elif anchors is not None and anchors.check(c, cand, g, res, known):
                 continue
             else:

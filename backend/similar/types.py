@@ -65,6 +65,16 @@ class SimilarSettings:
     # (s.e. 0.0013), on the standard split no copy and pixel precision -0.0066 (s.e. 0.0032): parts taken
     # from the background beside copies; docs/similar.md, nineteenth session.
     repeated_parts: bool = False
+    # A candidate the verifier rejects is a copy all the same when the query's own pixels, turned and scaled onto
+    # it, match it (pixel_match.py): gray likeness, one light (per-channel gains within pixel_max_spread), the
+    # query's shape at that pose covering its mask; only in the copies' area gate (big_photo_min_ratio..max_ratio)
+    # and when the verifier scored it at least pixel_min_score (its own scale). Chosen on real-size validation
+    # scenes 5000-5159 (docs/similar.md, twentieth session).
+    pixel_match: bool = True
+    pixel_min_score: float = 0.05
+    pixel_min_likeness: float = 0.75
+    pixel_max_spread: float = 1.2
+    pixel_min_shape: float = 0.6
     size_hint: bool = True        # the one-click model zooms in for an object of the query's size
     shape_click: bool = True      # a peak in a hole of the placed query: click the query's shape too
     large_side: int = LARGE_SIDE  # the finest encoding of a big photo (MAX_SIDE: as before issue 23)

@@ -380,7 +380,8 @@ def test_pvm_shapes_loss_and_threshold_gate():
     always = PvmEngine(backbone=ColourBackbone(), model=model, segmenter=None)
     always._model.threshold.fill_(0.0)
     assert len(always.similar(entry_of(img), reds[0], lambda f, m: None)) >= 3
-    never = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None)
+    never = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None,
+                      settings=sim.SimilarSettings(pixel_match=False))   # pixel match: below
     never._model.threshold.fill_(1.01)
     assert never.similar(entry_of(img), reds[0], lambda f, m: None) == []
 
@@ -460,7 +461,8 @@ def test_shipped_weights_checksum_size_and_discs():
 def test_min_score_replaces_the_engines_threshold():
     img, reds, _ = disc_image(RED, BLUE)
     torch.manual_seed(0)
-    strict = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None)
+    strict = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None,
+                       settings=sim.SimilarSettings(pixel_match=False))
     strict._model.threshold.fill_(1.01)                  # accepts nothing by itself
     assert strict.similar(entry_of(img), reds[0], lambda f, m: None) == []
     assert len(strict.similar(entry_of(img), reds[0], lambda f, m: None, min_score=0.0)) >= 3
@@ -469,6 +471,13 @@ def test_min_score_replaces_the_engines_threshold():
     loose._model.threshold.fill_(0.0)
     assert len(loose.similar(entry_of(img), reds[0], lambda f, m: None)) >= 3
     assert loose.similar(entry_of(img), reds[0], lambda f, m: None, min_score=1.0) == []
+    # pixel match: identical discs the verifier rejects count as just likely enough (the engine's own threshold)
+    unsure = PvmEngine(backbone=ColourBackbone(), model=PairVerifier(), segmenter=None)
+    unsure._model.threshold.fill_(0.999)
+    found = unsure.similar(entry_of(img), reds[0], lambda f, m: None)
+    assert len(found) >= 3 and all(f.score == pytest.approx(0.999) for f in found)
+    assert unsure.similar(entry_of(img), reds[0], lambda f, m: None, min_score=1.0) == []
+    assert len(unsure.similar(entry_of(img), reds[0], lambda f, m: None, min_score=0.5)) >= 3
 
 
 def test_min_score_through_the_pipeline_and_its_bounds():

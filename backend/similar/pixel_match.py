@@ -1,0 +1,127 @@
+"""Pixel match: a candidate the verifier rejected is a copy when the query's own pixels, turned
+and scaled onto it, match it.
+
+The verifier compares pooled features, colour histograms and shapes; a copy that is turned 40°,
+70 % of the query's size and re-lit often scores under its threshold (on the real-size split a
+third of the missed copies are proposed, segmented whole and rejected: docs/similar.md, twentieth
+session). Such a copy is the query's own pixels in another pose, which a look-alike is not:
+
+- the query's gray image, inside its mask, is turned (every ANGLE_STEP degrees) and scaled
+  (SCALES about the square root of the area ratio) and matched against the candidate's
+  neighbourhood (masked normalised cross-correlation, cv2.matchTemplate: blind to a gain and an
+  offset of the light), its centre within REACH of the candidate's;
+- at the best pose, the colour must be the query's under one light (the per-channel gains of the
+  candidate over the query agree: a look-alike recoloured from the same drawing has the same gray
+  structure but not the same gains);
+- and the query's mask at that pose must cover the candidate's mask (a shape test: another object
+  of the same colour that matched in part does not).
+
+The thresholds that decide live in SimilarSettings (pixel_*), chosen on real-size validation scenes.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import cv2
+import numpy as np
+
+from .repeated_parts import centroid
+from .types import MaskPatch, SimilarSettings
+
+SIDE = 48                                  # the query's long side in working pixels
+SCALES = (0.8, 0.9, 1.0, 1.1, 1.25)        # × the square root of the candidate's area over the query's
+ANGLE_STEP = 6                             # degrees between the turns tried
+REACH = 0.3                                # the match's centre within this × SIDE × scale of the candidate's
+ROOM = 0.75                                # the query's crop: this × its long side on each side of its centre
+
+
+class Match(NamedTuple):
+    """The query at its best pose on a candidate."""
+    likeness: float       # masked normalised cross-correlation of the gray images (-1..1)
+    colour_spread: float  # largest over smallest per-channel gain, candidate over query (1: one light)
+    shape_iou: float      # IoU of the query's mask at that pose and the candidate's
+
+
+def _crop(rgb: np.ndarray, c: tuple[float, float], r: float, f: float) -> np.ndarray:
+    """The square of half-side r image pixels about c, f working pixels per image pixel (area-
+    resampled first when shrinking, so every image pixel counts), float32."""
+    n = max(3, int(round(2 * r * f)))
+    H, W = rgb.shape[:2]
+    x0, y0 = int(max(0, np.floor(c[0] - r - 2))), int(max(0, np.floor(c[1] - r - 2)))
+    x1, y1 = int(min(W, np.ceil(c[0] + r + 2))), int(min(H, np.ceil(c[1] + r + 2)))
+    src = rgb[y0:y1, x0:x1]
+    kx = ky = 1.0
+    if f < 0.5 and x1 - x0 > 1 and y1 - y0 > 1:
+        w, h = max(1, round((x1 - x0) * f)), max(1, round((y1 - y0) * f))
+        src = cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)
+        kx, ky = w / (x1 - x0), h / (y1 - y0)
+    m = np.array([[kx / f, 0, (c[0] - r - x0) * kx], [0, ky / f, (c[1] - r - y0) * ky]], np.float32)
+    return cv2.warpAffine(np.ascontiguousarray(src), m, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+
+def _mask_crop(p: MaskPatch, c: tuple[float, float], r: float, f: float) -> np.ndarray:
+    n = max(3, int(round(2 * r * f)))
+    m = np.array([[1 / f, 0, c[0] - r - p.x], [0, 1 / f, c[1] - r - p.y]], np.float32)
+    return cv2.warpAffine(p.mask.astype(np.float32), m, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) > 0.5
+
+
+def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[Match]:
+    """The query's best pose on the candidate (None when either mask is empty)."""
+    if query.area == 0 or cand.area == 0:
+        return None
+    long_side = max(query.mask.shape)
+    f = SIDE / long_side
+    qc, cc = centroid(query), centroid(cand)
+    r = ROOM * long_side
+    q_rgb = _crop(rgb, qc, r, f)
+    q_mask = _mask_crop(query, qc, r, f).astype(np.uint8)
+    s0 = float(np.clip(np.sqrt(cand.area / query.area), 0.5, 2.0))
+    rc = 2 * r * s0
+    c_rgb = _crop(rgb, cc, rc, f)
+    c_mask = _mask_crop(cand, cc, rc, f)
+    q_gray, c_gray = cv2.cvtColor(q_rgb, cv2.COLOR_RGB2GRAY), cv2.cvtColor(c_rgb, cv2.COLOR_RGB2GRAY)
+    n, N = q_gray.shape[0], c_gray.shape[0]
+    best: tuple[float, tuple[int, int], np.ndarray, int] = (-2.0, (0, 0), np.eye(2, 3), 0)
+    for sc in SCALES:
+        s = s0 * sc
+        side = max(3, int(round(n * s)))
+        if side >= N:
+            continue
+        yy, xx = np.mgrid[:N - side + 1, :N - side + 1]
+        far = (xx - (N - side) / 2) ** 2 + (yy - (N - side) / 2) ** 2 > (REACH * SIDE * s) ** 2
+        for angle in range(0, 360, ANGLE_STEP):
+            m = cv2.getRotationMatrix2D((n / 2, n / 2), angle, s)
+            m[:, 2] += (side - n) / 2
+            t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST)
+            if np.count_nonzero(t_mask) < 9:
+                continue
+            t = cv2.warpAffine(q_gray, m, (side, side), flags=cv2.INTER_LINEAR)
+            res = cv2.matchTemplate(c_gray, t, cv2.TM_CCOEFF_NORMED, mask=t_mask.astype(np.float32))
+            res[~np.isfinite(res) | far] = -2.0
+            _, v, _, loc = cv2.minMaxLoc(res)
+            if v > best[0]:
+                best = (float(v), loc, m, side)
+    v, (x, y), m, side = best
+    if v <= -2.0:
+        return None
+    t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST) > 0
+    t_rgb = cv2.warpAffine(q_rgb, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
+    seen = c_rgb[y:y + side, x:x + side][t_mask]
+    gains = np.maximum(seen.mean(0), 1.0) / np.maximum(t_rgb.mean(0), 1.0)
+    window = c_mask[y:y + side, x:x + side]
+    iou = np.count_nonzero(t_mask & window) / max(np.count_nonzero(t_mask | window), 1)
+    return Match(v, float(gains.max() / gains.min()), float(iou))
+
+
+def rescues(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch, score: float, settings: SimilarSettings) -> bool:
+    """Whether a candidate the verifier rejected (its score) is a copy all the same: within the
+    copies' area gate, not dismissed by the verifier outright, and its pixels the query's
+    (settings.pixel_*)."""
+    s = settings
+    ratio = cand.area / max(query.area, 1)
+    if not (s.pixel_match and score >= s.pixel_min_score and s.big_photo_min_ratio <= ratio <= s.big_photo_max_ratio):
+        return False
+    m = pixel_match(rgb, query, cand)
+    return (m is not None and m.likeness >= s.pixel_min_likeness and m.colour_spread <= s.pixel_max_spread
+            and m.shape_iou >= s.pixel_min_shape)
