@@ -10,9 +10,10 @@ session). Such a copy is the query's own pixels in another pose, which a look-al
   (SCALES about the square root of the area ratio) and matched against the candidate's
   neighbourhood (masked normalised cross-correlation, cv2.matchTemplate: blind to a gain and an
   offset of the light), its centre within REACH of the candidate's;
-- at the best pose, the colour must be the query's under one light (the per-channel gains of the
-  candidate over the query agree: a look-alike recoloured from the same drawing has the same gray
-  structure but not the same gains);
+- at the best pose, the candidate's colour pixels must be the query's under one light: most of
+  them within AGREE of the query's pixel times one gain (a look-alike recoloured from the same
+  drawing has the same gray structure but not the same colours; a copy in another pose or light
+  agrees pixel by pixel);
 - and the query's mask at that pose must cover the candidate's mask (a shape test: another object
   of the same colour that matched in part does not).
 
@@ -25,7 +26,7 @@ from typing import NamedTuple, Optional
 import cv2
 import numpy as np
 
-from .repeated_parts import centroid
+from .repeated_parts import AGREE, centroid
 from .types import MaskPatch, SimilarSettings
 
 SIDE = 48                                  # the query's long side in working pixels
@@ -38,7 +39,7 @@ ROOM = 0.75                                # the query's crop: this × its long 
 class Match(NamedTuple):
     """The query at its best pose on a candidate."""
     likeness: float       # masked normalised cross-correlation of the gray images (-1..1)
-    colour_spread: float  # largest over smallest per-channel gain, candidate over query (1: one light)
+    agreement: float      # share of the query's pixels the candidate's agree with under one gain (AGREE)
     shape_iou: float      # IoU of the query's mask at that pose and the candidate's
 
 
@@ -108,10 +109,11 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
     t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST) > 0
     t_rgb = cv2.warpAffine(q_rgb, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
     seen = c_rgb[y:y + side, x:x + side][t_mask]
-    gains = np.maximum(seen.mean(0), 1.0) / np.maximum(t_rgb.mean(0), 1.0)
+    gain = float((t_rgb * seen).sum() / max(float((t_rgb * t_rgb).sum()), 1.0))     # one light
+    agree = float(np.mean(np.sum((seen - gain * t_rgb) ** 2, axis=1) < AGREE ** 2))
     window = c_mask[y:y + side, x:x + side]
     iou = np.count_nonzero(t_mask & window) / max(np.count_nonzero(t_mask | window), 1)
-    return Match(v, float(gains.max() / gains.min()), float(iou))
+    return Match(v, agree, float(iou))
 
 
 def rescues(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch, score: float, settings: SimilarSettings) -> bool:
@@ -123,5 +125,5 @@ def rescues(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch, score: float, se
     if not (s.pixel_match and score >= s.pixel_min_score and s.big_photo_min_ratio <= ratio <= s.big_photo_max_ratio):
         return False
     m = pixel_match(rgb, query, cand)
-    return (m is not None and m.likeness >= s.pixel_min_likeness and m.colour_spread <= s.pixel_max_spread
+    return (m is not None and m.likeness >= s.pixel_min_likeness and m.agreement >= s.pixel_min_agreement
             and m.shape_iou >= s.pixel_min_shape)

@@ -54,7 +54,7 @@ def test_a_turned_scaled_relit_copy_matches_the_query():
     canvas, query, copy, _, _ = scene()
     m = pixel_match(canvas, query, copy)
     assert m is not None
-    assert m.likeness > 0.85 and m.colour_spread < 1.1 and m.shape_iou > 0.7
+    assert m.likeness > 0.85 and m.agreement > sim.SimilarSettings().pixel_min_agreement and m.shape_iou > 0.7
     assert rescues(canvas, query, copy, 0.2, sim.SimilarSettings())
 
 
@@ -62,7 +62,7 @@ def test_the_drawing_recoloured_and_another_object_in_its_colour_are_not_copies(
     canvas, query, _, recoloured, disc = scene()
     s = sim.SimilarSettings()
     m = pixel_match(canvas, query, recoloured)
-    assert m is not None and m.colour_spread > s.pixel_max_spread      # same gray structure, other colours
+    assert m is not None and m.shape_iou > 0.9 and m.agreement < s.pixel_min_agreement / 4   # its shape, other colours
     assert not rescues(canvas, query, recoloured, 0.2, s)
     assert not rescues(canvas, query, disc, 0.2, s)
 
