@@ -140,59 +140,35 @@ def own_engine(name: str, settings):
     return type(eng)(settings=settings)
 
 
-def before_engine(settings):
-    """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px, one verifier."""
+def pvm_variant(name: str, settings, big_model="auto", **changes):
+    """The pvm engine named `name` with `settings` (None: the defaults) changed by `changes`
+    (SimilarSettings fields); big_model as PvmEngine takes it (None: no big-photo verifier)."""
     from dataclasses import replace
     from backend import similar as sim
     from backend.engines.similar_pvm import PvmEngine
-    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), large_side=sim.MAX_SIDE), big_model=None)
-    eng.name = "pvm-before"
+    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), **changes), big_model=big_model)
+    eng.name = name
     return eng
+
+
+def before_engine(settings):
+    """The pvm engine as shipped before issue 23: the matching encoding capped at 1024 px, one verifier."""
+    from backend import similar as sim
+    return pvm_variant("pvm-before", settings, big_model=None, large_side=sim.MAX_SIDE)
 
 
 def one_verifier_engine(settings):
     """The pvm engine without the big-photo verifier: the shipped PVM decides everywhere."""
-    from backend.engines.similar_pvm import PvmEngine
-    eng = PvmEngine(settings=settings, big_model=None)
-    eng.name = "pvm-one"
-    return eng
-
-
-def parts_engine(settings):
-    """The pvm engine with repeated parts (SimilarSettings.repeated_parts: the parts beside every copy
-    that the query's mask left out, backend/similar/repeated_parts.py; off by default)."""
-    from dataclasses import replace
-    from backend import similar as sim
-    from backend.engines.similar_pvm import PvmEngine
-    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), repeated_parts=True))
-    eng.name = "pvm-parts"
-    return eng
-
-
-def no_pixel_engine(settings):
-    """The pvm engine without pixel match (SimilarSettings.pixel_match: a rejected candidate whose pixels are
-    the query's in another pose is accepted, backend/similar/pixel_match.py): as shipped before it."""
-    from dataclasses import replace
-    from backend import similar as sim
-    from backend.engines.similar_pvm import PvmEngine
-    eng = PvmEngine(settings=replace(settings or sim.SimilarSettings(), pixel_match=False))
-    eng.name = "pvm-no-pixel"
-    return eng
+    return pvm_variant("pvm-one", settings, big_model=None)
 
 
 def copies_engine(settings, min_score: "float | None" = None):
     """The pvm engine with find_similar's by_copies (SimilarSettings.by_copies: where the big-photo
     verifier decides, a candidate it rejects against the query may be accepted by a copy it accepted,
     scoring it >= min_score, default SimilarSettings.copies_min_score)."""
-    from dataclasses import replace
-    from backend import similar as sim
-    from backend.engines.similar_pvm import PvmEngine
-    s = replace(settings or sim.SimilarSettings(), by_copies=True)
-    if min_score is not None:
-        s = replace(s, copies_min_score=min_score)
-    eng = PvmEngine(settings=s)
-    eng.name = "pvm-copies" + ("" if min_score is None else f"@{min_score:g}")
-    return eng
+    more = {} if min_score is None else {"copies_min_score": min_score}
+    return pvm_variant("pvm-copies" + ("" if min_score is None else f"@{min_score:g}"), settings,
+                       by_copies=True, **more)
 
 
 def candidate_engine(path: Path, threshold: "float | None" = None, settings=None):
@@ -308,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-before"] = before_engine(settings)
     if args.one_verifier:
         arms["pvm-one"] = one_verifier_engine(settings)
-    if args.parts:
-        arms["pvm-parts"] = parts_engine(settings)
-    if args.no_pixel_match:
-        arms["pvm-no-pixel"] = no_pixel_engine(settings)
+    if args.parts:          # repeated parts on (backend/similar/repeated_parts.py; off by default)
+        arms["pvm-parts"] = pvm_variant("pvm-parts", settings, repeated_parts=True)
+    if args.no_pixel_match:  # pixel match off (backend/similar/pixel_match.py): as shipped before it
+        arms["pvm-no-pixel"] = pvm_variant("pvm-no-pixel", settings, pixel_match=False)
     for min_score in args.copies:
         eng = copies_engine(settings, min_score)
         arms[eng.name] = eng
