@@ -10,10 +10,12 @@ session). Such a copy is the query's own pixels in another pose, which a look-al
   (SCALES about the square root of the area ratio) and matched against the candidate's
   neighbourhood (masked normalised cross-correlation, cv2.matchTemplate: blind to a gain and an
   offset of the light), its centre within REACH of the candidate's;
-- at the best pose, the candidate's colour pixels must be the query's under one light: most of
-  them within AGREE of the query's pixel times one gain (a look-alike recoloured from the same
-  drawing has the same gray structure but not the same colours; a copy in another pose or light
-  agrees pixel by pixel);
+- at the best pose, where the query's mask and the candidate's overlap (a copy partly hidden by
+  clutter is compared on what shows), the gray pixels must correlate (likeness) and the colour
+  pixels must be the query's under one light: most of them within AGREE of the query's pixel times
+  one gain, the same on the three channels and varying linearly across the object (shading),
+  fitted robustly (a look-alike recoloured from the same drawing has the same gray structure but
+  needs a gain per channel; a copy in another pose or light agrees pixel by pixel);
 - and the query's mask at that pose must cover the candidate's mask (a shape test: another object
   of the same colour that matched in part does not).
 
@@ -34,12 +36,15 @@ SCALES = (0.8, 0.9, 1.0, 1.1, 1.25)        # × the square root of the candidate
 ANGLE_STEP = 6                             # degrees between the turns tried
 REACH = 0.3                                # the match's centre within this × SIDE × scale of the candidate's
 ROOM = 0.75                                # the query's crop: this × its long side on each side of its centre
+FIT = 0.6                                  # the light is fitted again on this share of the pixels that fit best
 
 
 class Match(NamedTuple):
-    """The query at its best pose on a candidate."""
-    likeness: float       # masked normalised cross-correlation of the gray images (-1..1)
-    agreement: float      # share of the query's pixels the candidate's agree with under one gain (AGREE)
+    """The query at its best pose on a candidate (the pose: the best masked normalised cross-correlation
+    of the gray images); likeness and agreement are measured where the query's mask at that pose and the
+    candidate's overlap (a copy partly hidden by clutter is compared on what shows)."""
+    likeness: float       # normalised cross-correlation of the gray pixels there (-1..1)
+    agreement: float      # share of those pixels whose colours are the query's under one light (AGREE)
     shape_iou: float      # IoU of the query's mask at that pose and the candidate's
 
 
@@ -107,13 +112,42 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
     if v <= -2.0:
         return None
     t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST) > 0
-    t_rgb = cv2.warpAffine(q_rgb, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
-    seen = c_rgb[y:y + side, x:x + side][t_mask]
-    gain = float((t_rgb * seen).sum() / max(float((t_rgb * t_rgb).sum()), 1.0))     # one light
-    agree = float(np.mean(np.sum((seen - gain * t_rgb) ** 2, axis=1) < AGREE ** 2))
     window = c_mask[y:y + side, x:x + side]
     iou = np.count_nonzero(t_mask & window) / max(np.count_nonzero(t_mask | window), 1)
-    return Match(v, agree, float(iou))
+    on = (t_mask & window)[t_mask]               # the query's pixels at that pose that lie on the candidate
+    if np.count_nonzero(on) < 9:
+        return Match(-1.0, 0.0, float(iou))
+    t_gray = cv2.warpAffine(q_gray, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
+    likeness = _correlation(t_gray[on], c_gray[y:y + side, x:x + side][t_mask][on])
+    yy, xx = np.nonzero(t_mask)
+    t_rgb = cv2.warpAffine(q_rgb, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
+    seen = c_rgb[y:y + side, x:x + side][t_mask]
+    off = _off_one_light(t_rgb, seen, (xx - side / 2) / side, (yy - side / 2) / side)
+    return Match(likeness, float(np.mean(off[on] < AGREE ** 2)), float(iou))
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two pixel vectors (blind to a gain and an offset)."""
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / max(float(np.sqrt((a * a).sum() * (b * b).sum())), 1e-6))
+
+
+def _off_one_light(query: np.ndarray, seen: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Squared RGB distance of each seen pixel (n×3) from the query's (n×3) under one light: a gain the
+    same on the three channels that may vary linearly across the object (g = a + b·u + c·v, u and v its
+    pixels' positions over its size: shading), fitted by least squares and again on the FIT share of
+    pixels that fit best (an occluder, a shadow or a highlight does not pull it). A recoloured drawing
+    needs a different gain per channel and stays far."""
+    def fit(sel: np.ndarray) -> np.ndarray:
+        q = query[sel]
+        design = np.stack([q, u[sel, None] * q, v[sel, None] * q], -1).reshape(-1, 3)
+        k = np.linalg.lstsq(design, seen[sel].reshape(-1), rcond=None)[0]
+        gain = k[0] + k[1] * u + k[2] * v
+        return np.sum((seen - gain[:, None] * query) ** 2, axis=1)
+
+    off = fit(np.ones(len(query), bool))
+    best = off < np.percentile(off, 100 * FIT)
+    return fit(best) if np.count_nonzero(best) >= 10 else off
 
 
 def rescues(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch, score: float, settings: SimilarSettings) -> bool:

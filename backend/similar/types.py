@@ -66,14 +66,16 @@ class SimilarSettings:
     # from the background beside copies; docs/similar.md, nineteenth session.
     repeated_parts: bool = False
     # A candidate the verifier rejects is a copy all the same when the query's own pixels, turned and scaled onto
-    # it, match it (pixel_match.py): gray likeness, one light (at least pixel_min_agreement of the query's pixels
-    # agree with the candidate's under one gain), the query's shape at that pose covering its mask; only in the
-    # copies' area gate (big_photo_min_ratio..max_ratio) and when the verifier scored it at least pixel_min_score
-    # (its own scale). Chosen on real-size validation scenes 5000-5159 (docs/similar.md, twentieth session).
+    # it, match it (pixel_match.py): gray likeness and one light (at least pixel_min_agreement of the pixels where
+    # the query at that pose and the candidate overlap agree under one gain, the same on every channel, that may
+    # vary across the object), the query's shape at that pose covering its mask; only in the copies' area gate
+    # (big_photo_min_ratio..max_ratio) and when the verifier scored it at least pixel_min_score (its own scale).
+    # Chosen on real-size validation scenes 5000-5159, checked on 5160-5399 (docs/similar.md, twentieth and
+    # twenty-first sessions).
     pixel_match: bool = True
     pixel_min_score: float = 0.05
-    pixel_min_likeness: float = 0.75
-    pixel_min_agreement: float = 0.4
+    pixel_min_likeness: float = 0.7
+    pixel_min_agreement: float = 0.5
     pixel_min_shape: float = 0.6
     size_hint: bool = True        # the one-click model zooms in for an object of the query's size
     shape_click: bool = True      # a peak in a hole of the placed query: click the query's shape too

@@ -104,3 +104,23 @@ def test_find_similar_accepts_the_copy_the_verifier_rejected_and_not_the_recolou
         for g, w in zip(got, want):
             assert (g & w.full(H, W)).sum() > 0.9 * w.area
     assert any(recoloured.full(H, W)[int(y), int(x)] or disc.full(H, W)[int(y), int(x)] for x, y in clicked)
+
+
+
+def test_a_copy_lit_brighter_on_one_side_agrees_under_one_light_and_the_recoloured_drawing_does_not():
+    """Shading across the object (40 % brighter on one side than the other) is one light: a gain the
+    same on the three channels that varies across the object; it costs the copy no agreement."""
+    canvas, query, copy, recoloured, _ = scene()
+    s = sim.SimilarSettings()
+    flat = pixel_match(canvas, query, copy)
+    H, W = canvas.shape[:2]
+    xx = np.mgrid[:H, :W][1].astype(np.float32)
+    for p in (copy, recoloured):
+        box = p.full(H, W)
+        ramp = 0.8 + 0.4 * (xx - p.x) / max(p.mask.shape[1], 1)
+        canvas[box] = (canvas[box] * ramp[box][:, None]).clip(0, 255).astype(np.uint8)
+    m = pixel_match(canvas, query, copy)
+    assert flat is not None and m is not None and m.likeness > s.pixel_min_likeness
+    assert m.agreement >= flat.agreement - 0.02 and m.agreement > s.pixel_min_agreement
+    assert rescues(canvas, query, copy, 0.2, s)
+    assert not rescues(canvas, query, recoloured, 0.2, s)
