@@ -161,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         qi, seed = query_of(scene, s, args.split, args.seed, None)
         entry = ImageEntry(f"scene{s}", rgba(scene.image), scene.image)
         mm = eng.match_map(entry, seed)
-        verifier = eng.verifier(big_photo=sim.small_on_big(entry.height, entry.width, seed))
+        big = sim.small_on_big(entry.height, entry.width, seed)
+        verifier = eng.verifier(big_photo=big)
         with Recorder() as rec:
             res = sim.find_similar(entry.rgb, seed, mm, eng.segment_fn(entry), ScoringVerifier(verifier, rec),
                                    eng.settings, cpn=eng.cpn(), align_clicks=eng.segmenter() is None,
-                                   by_copies=eng.by_copies(sim.small_on_big(entry.height, entry.width, seed)))
+                                   by_copies=eng.by_copies(big),
+                                   hidden_copies=sim.big_photo(entry.height, entry.width))
         for p in rec.props:        # accepted: against the query, or by a copy (find_similar's by_copies)
             hits = [c for c in res.accepted if p["mask"] is not None and (c.patch.x, c.patch.y) == (p["mask"].x, p["mask"].y)]
             p["accepted"] = bool(hits)

@@ -169,7 +169,8 @@ class FeaturesEngine(Engine):
             verifier.threshold = float(min_score)
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,
                                self.settings, progress, cpn=self.cpn(cpu), align_clicks=self.segmenter() is None,
-                               by_copies=self.by_copies(big), pixel_score=own)
+                               by_copies=self.by_copies(big), pixel_score=own,
+                               hidden_copies=sim.big_photo(entry.height, entry.width))
         found = to_found(res.accepted)
         if res.seed_parts is not None:
             found.append(Found(res.seed_parts.box, res.seed_parts.mask.copy(), 1.0, of_seed=True))

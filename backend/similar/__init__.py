@@ -17,7 +17,8 @@ Settings, data types and constants: types.py. The image is encoded once per scal
 ImageEntry by the engine, backend/engines/similar_features.py); everything after that is matching
 on a small grid plus one segmenter call per proposal.
 """
-from .encoding import cosine_map, encode, encode_raw, encode_side, match_feats, pool, pool_parts, small_on_big, to_grid
+from .encoding import (big_photo, cosine_map, encode, encode_raw, encode_side, match_feats, pool, pool_parts, small_on_big,
+                       to_grid)
 from .grabcut import GRABCUT_ITERS, GRABCUT_SIDE, template_grabcut
 from .loop import Anchors, Known, find_similar
 from .proposals import (ALIGN_SIDE, Proposer, align, cpn_heatmap, default_cpn, move_template, peak_kernel, peaks,
@@ -30,7 +31,7 @@ from .types import (HIST_BINS, LARGE_SIDE, LEVELS, MAX_SIDE, MIN_SIDE, PARTS, SH
 from .verification import CosineVerifier, LearnedVerifier, colour_hist, describe, descriptor_row, onto_scale
 
 __all__ = [
-    "small_on_big", "cosine_map", "encode", "encode_raw", "encode_side", "match_feats", "pool", "pool_parts", "to_grid",
+    "big_photo", "small_on_big", "cosine_map", "encode", "encode_raw", "encode_side", "match_feats", "pool", "pool_parts", "to_grid",
     "GRABCUT_ITERS", "GRABCUT_SIDE", "template_grabcut", "Anchors", "Known", "find_similar",
     "ALIGN_SIDE", "Proposer", "align", "cpn_heatmap", "default_cpn", "move_template", "peak_kernel", "peaks",
     "smooth_map", "HOLE_SHARE", "PIECE_MIN", "PIECES_MAX", "SHORT", "click_the_shape", "complete_pieces",

@@ -21,7 +21,8 @@ from .verification import describe
 def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segment, verifier: Verifier,
                  settings: SimilarSettings, progress: Callable[[float, str], None] = lambda f, m: None,
                  clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto",
-                 align_clicks: bool = True, by_copies: bool = False, pixel_score: Optional[float] = None) -> Result:
+                 align_clicks: bool = True, by_copies: bool = False, pixel_score: Optional[float] = None,
+                 hidden_copies: bool = False) -> Result:
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
     disjoint from the seed and from each other.
 
@@ -50,7 +51,11 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     (settings.pixel_match, pixel_match.rescues) finds it to be the query's own pixels in another
     pose: the engine's own threshold, so a likeness the user asks for above it (min_score, which
     replaced the verifier's threshold) leaves such candidates out and one at or below it keeps them.
-    None: the verifier's threshold as given."""
+    None: the verifier's threshold as given.
+
+    hidden_copies: pixel match also takes a candidate that lies inside the query's placed shape but
+    covers only part of it (a copy partly hidden; pixel_match.rescues' `hidden`): on a photo larger
+    than MAX_SIDE (encoding.big_photo), where that test was chosen."""
     if isinstance(cpn, str):
         cpn = default_cpn()
     start = clock()
@@ -92,7 +97,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 known.add(got, g, cand)
                 if anchors is not None:
                     anchors.add(cand, res, known)
-            elif rescued_at >= verifier.threshold and rescues(rgb, q.patch, got, c.score, settings):
+            elif rescued_at >= verifier.threshold and rescues(rgb, q.patch, got, c.score, settings, hidden_copies):
                 res.accepted.append(c._replace(score=rescued_at))   # the query's own pixels in another pose
                 known.add(got, g, cand)
             elif anchors is not None and anchors.check(c, cand, g, res, known):

@@ -16,8 +16,9 @@ session). Such a copy is the query's own pixels in another pose, which a look-al
   one gain, the same on the three channels and varying linearly across the object (shading),
   fitted robustly (a look-alike recoloured from the same drawing has the same gray structure but
   needs a gain per channel; a copy in another pose or light agrees pixel by pixel);
-- and the query's mask at that pose must cover the candidate's mask (a shape test: another object
-  of the same colour that matched in part does not).
+- and the query's mask at that pose must hold most of the candidate's mask and overlap it (a shape
+  test: another object of the same colour that matched in part does not; a copy partly hidden is
+  inside the query's shape though it covers only part of it).
 
 The thresholds that decide live in SimilarSettings (pixel_*), chosen on real-size validation scenes.
 """
@@ -46,6 +47,7 @@ class Match(NamedTuple):
     likeness: float       # normalised cross-correlation of the gray pixels there (-1..1)
     agreement: float      # share of those pixels whose colours are the query's under one light (AGREE)
     shape_iou: float      # IoU of the query's mask at that pose and the candidate's
+    inside: float         # share of the candidate's mask inside the query's mask at that pose
 
 
 def _crop(rgb: np.ndarray, c: tuple[float, float], r: float, f: float) -> np.ndarray:
@@ -113,17 +115,19 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
         return None
     t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST) > 0
     window = c_mask[y:y + side, x:x + side]
-    iou = np.count_nonzero(t_mask & window) / max(np.count_nonzero(t_mask | window), 1)
+    both = np.count_nonzero(t_mask & window)
+    iou = both / max(np.count_nonzero(t_mask | window), 1)
+    inside = both / max(np.count_nonzero(window), 1)
     on = (t_mask & window)[t_mask]               # the query's pixels at that pose that lie on the candidate
     if np.count_nonzero(on) < 9:
-        return Match(-1.0, 0.0, float(iou))
+        return Match(-1.0, 0.0, float(iou), float(inside))
     t_gray = cv2.warpAffine(q_gray, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
     likeness = _correlation(t_gray[on], c_gray[y:y + side, x:x + side][t_mask][on])
     yy, xx = np.nonzero(t_mask)
     t_rgb = cv2.warpAffine(q_rgb, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
     seen = c_rgb[y:y + side, x:x + side][t_mask]
     off = _off_one_light(t_rgb, seen, (xx - side / 2) / side, (yy - side / 2) / side)
-    return Match(likeness, float(np.mean(off[on] < AGREE ** 2)), float(iou))
+    return Match(likeness, float(np.mean(off[on] < AGREE ** 2)), float(iou), float(inside))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -150,14 +154,20 @@ def _off_one_light(query: np.ndarray, seen: np.ndarray, u: np.ndarray, v: np.nda
     return fit(best) if np.count_nonzero(best) >= 10 else off
 
 
-def rescues(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch, score: float, settings: SimilarSettings) -> bool:
+def rescues(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch, score: float, settings: SimilarSettings,
+            hidden: bool = False) -> bool:
     """Whether a candidate the verifier rejected (its score) is a copy all the same: within the
     copies' area gate, not dismissed by the verifier outright, and its pixels the query's
-    (settings.pixel_*)."""
+    (settings.pixel_*). The query's mask at the match's pose overlaps the candidate's by
+    pixel_min_shape (IoU); with `hidden` (a photo larger than MAX_SIDE, where it was chosen) by
+    pixel_hidden_min_shape when at least pixel_min_inside of the candidate lies inside it (a copy
+    partly hidden by clutter, its mask what shows)."""
     s = settings
     ratio = cand.area / max(query.area, 1)
     if not (s.pixel_match and score >= s.pixel_min_score and s.big_photo_min_ratio <= ratio <= s.big_photo_max_ratio):
         return False
     m = pixel_match(rgb, query, cand)
-    return (m is not None and m.likeness >= s.pixel_min_likeness and m.agreement >= s.pixel_min_agreement
-            and m.shape_iou >= s.pixel_min_shape)
+    if m is None or m.likeness < s.pixel_min_likeness or m.agreement < s.pixel_min_agreement:
+        return False
+    return m.shape_iou >= s.pixel_min_shape or (
+        hidden and m.shape_iou >= s.pixel_hidden_min_shape and m.inside >= s.pixel_min_inside)

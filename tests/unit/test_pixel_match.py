@@ -124,3 +124,47 @@ def test_a_copy_lit_brighter_on_one_side_agrees_under_one_light_and_the_recolour
     assert m.agreement >= flat.agreement - 0.02 and m.agreement > s.pixel_min_agreement
     assert rescues(canvas, query, copy, 0.2, s)
     assert not rescues(canvas, query, recoloured, 0.2, s)
+
+
+def test_a_copy_whose_mask_is_the_part_that_shows_is_rescued_by_lying_inside_the_querys_shape():
+    """A copy partly hidden (its mask the right 62 % that shows) overlaps the query's placed mask by little, but
+    lies inside it: on a big photo (hidden=True) the shape test takes that (pixel_hidden_min_shape with
+    pixel_min_inside); elsewhere it asks the whole overlap (pixel_min_shape)."""
+    canvas, query, copy, _, disc = scene()
+    H, W = canvas.shape[:2]
+    full = copy.full(H, W)
+    ys, xs = np.nonzero(full)
+    shows = full & (np.arange(W)[None, :] > np.percentile(xs, 38))
+    part = sim.as_patch(shows)
+    s = sim.SimilarSettings()
+    m = pixel_match(canvas, query, part)
+    assert m is not None and s.pixel_hidden_min_shape < m.shape_iou < s.pixel_min_shape and m.inside > 0.9
+    assert rescues(canvas, query, part, 0.2, s, hidden=True)
+    assert not rescues(canvas, query, part, 0.2, s)
+    assert not rescues(canvas, query, part, 0.2, replace(s, pixel_min_inside=1.01), hidden=True)
+    assert not rescues(canvas, query, disc, 0.2, s, hidden=True)
+
+
+def test_find_similar_takes_the_hidden_copy_only_where_asked():
+    """find_similar(..., hidden_copies=True) (the engine: a photo larger than MAX_SIDE) takes a copy whose
+    segmented mask is the part that shows; without it (a small photo) the whole overlap is asked."""
+    from tests.unit.test_similar import ColourBackbone
+    canvas, query, copy, _, _ = scene()
+    H, W = canvas.shape[:2]
+    full = copy.full(H, W)
+    shows = full & (np.arange(W)[None, :] > np.percentile(np.nonzero(full)[1], 38))
+
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
+        if full[int(y), int(x)]:
+            return sim.as_patch(shows)               # a click on the copy selects what shows of it
+        q = query.full(H, W)
+        return sim.as_patch(q if q[int(y), int(x)] else np.zeros((H, W), bool))
+
+    mm = sim.encode(ColourBackbone(), canvas, 800)
+    got = {}
+    for hidden in (True, False):
+        res = sim.find_similar(canvas, query.full(H, W), mm, segment, Unsure(), sim.SimilarSettings(), cpn=None,
+                               align_clicks=False, hidden_copies=hidden)
+        got[hidden] = [c.patch.full(H, W) for c in res.accepted]
+    assert len(got[True]) == 1 and (got[True][0] & shows).sum() > 0.9 * shows.sum()
+    assert got[False] == []
