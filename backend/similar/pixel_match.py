@@ -90,7 +90,7 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
     c_mask = _mask_crop(cand, cc, rc, f)
     q_gray, c_gray = cv2.cvtColor(q_rgb, cv2.COLOR_RGB2GRAY), cv2.cvtColor(c_rgb, cv2.COLOR_RGB2GRAY)
     n, N = q_gray.shape[0], c_gray.shape[0]
-    best: tuple[float, tuple[int, int], np.ndarray, int] = (-2.0, (0, 0), np.eye(2, 3), 0)
+    best: tuple = (-2.0, (0, 0), np.eye(2, 3), 0, None, None)   # correlation, place, turn, side, turned mask, gray
     for sc in SCALES:
         s = s0 * sc
         side = max(3, int(round(n * s)))
@@ -109,11 +109,10 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
             res[~np.isfinite(res) | far] = -2.0
             _, v, _, loc = cv2.minMaxLoc(res)
             if v > best[0]:
-                best = (float(v), loc, m, side)
-    v, (x, y), m, side = best
+                best = (float(v), loc, m, side, t_mask > 0, t)
+    v, (x, y), m, side, t_mask, t_gray = best
     if v <= -2.0:
         return None
-    t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST) > 0
     window = c_mask[y:y + side, x:x + side]
     both = np.count_nonzero(t_mask & window)
     iou = both / max(np.count_nonzero(t_mask | window), 1)
@@ -121,8 +120,7 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
     on = (t_mask & window)[t_mask]               # the query's pixels at that pose that lie on the candidate
     if np.count_nonzero(on) < 9:
         return Match(-1.0, 0.0, float(iou), float(inside))
-    t_gray = cv2.warpAffine(q_gray, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
-    likeness = _correlation(t_gray[on], c_gray[y:y + side, x:x + side][t_mask][on])
+    likeness = _correlation(t_gray[t_mask][on], c_gray[y:y + side, x:x + side][t_mask][on])
     yy, xx = np.nonzero(t_mask)
     t_rgb = cv2.warpAffine(q_rgb, m, (side, side), flags=cv2.INTER_LINEAR)[t_mask]
     seen = c_rgb[y:y + side, x:x + side][t_mask]
