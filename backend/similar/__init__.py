@@ -23,8 +23,8 @@ from .grabcut import GRABCUT_ITERS, GRABCUT_SIDE, template_grabcut
 from .loop import Anchors, Known, find_similar
 from .proposals import (ALIGN_SIDE, Proposer, align, cpn_heatmap, default_cpn, move_template, peak_kernel, peaks,
                         smooth_map)
-from .shape_repair import (HOLE_SHARE, PIECE_MIN, PIECES_MAX, SHORT, click_the_shape, complete_pieces, complete_shape,
-                           holes_of, interior_point, keep_parts, query_pieces)
+from .shape_repair import (HOLE_SHARE, PIECE_MIN, PIECES_MAX, SHORT, SHORT_BIG, click_the_shape, complete_pieces,
+                           complete_shape, holes_of, interior_point, keep_parts, query_pieces)
 from .types import (HIST_BINS, LARGE_SIDE, LEVELS, MAX_SIDE, MIN_SIDE, PARTS, SHAPE, SIDE_STEP, SMALL_SEED, STRIDE,
                     TARGET_SEED, Candidate, Descriptor, MaskPatch, MatchMap, Result, Segment, SimilarSettings, Verifier,
                     as_patch)
@@ -34,7 +34,7 @@ __all__ = [
     "big_photo", "small_on_big", "cosine_map", "encode", "encode_raw", "encode_side", "match_feats", "pool", "pool_parts", "to_grid",
     "GRABCUT_ITERS", "GRABCUT_SIDE", "template_grabcut", "Anchors", "Known", "find_similar",
     "ALIGN_SIDE", "Proposer", "align", "cpn_heatmap", "default_cpn", "move_template", "peak_kernel", "peaks",
-    "smooth_map", "HOLE_SHARE", "PIECE_MIN", "PIECES_MAX", "SHORT", "click_the_shape", "complete_pieces",
+    "smooth_map", "HOLE_SHARE", "PIECE_MIN", "PIECES_MAX", "SHORT", "SHORT_BIG", "click_the_shape", "complete_pieces",
     "complete_shape", "holes_of", "interior_point", "keep_parts", "query_pieces",
     "HIST_BINS", "LARGE_SIDE", "LEVELS", "MAX_SIDE", "MIN_SIDE", "PARTS", "SHAPE", "SIDE_STEP", "SMALL_SEED",
     "STRIDE", "TARGET_SEED", "Candidate", "Descriptor", "MaskPatch", "MatchMap", "Result", "Segment",

@@ -12,7 +12,8 @@ from .encoding import to_grid
 from .pixel_match import rescues
 from .repeated_parts import complete_copies
 from .proposals import Proposer, align, default_cpn, move_template
-from .shape_repair import click_the_shape, complete_pieces, complete_shape, interior_point, keep_parts, query_pieces
+from .shape_repair import (SHORT, SHORT_BIG, click_the_shape, complete_pieces, complete_shape, interior_point,
+                           keep_parts, query_pieces)
 from .types import (STRIDE, Candidate, Descriptor, MatchMap, MaskPatch, Result, Segment, SimilarSettings, Verifier,
                     as_patch)
 from .verification import describe
@@ -53,9 +54,11 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     replaced the verifier's threshold) leaves such candidates out and one at or below it keeps them.
     None: the verifier's threshold as given.
 
-    hidden_copies: pixel match also takes a candidate that lies inside the query's placed shape but
-    covers only part of it (a copy partly hidden; pixel_match.rescues' `hidden`): on a photo larger
-    than MAX_SIDE (encoding.big_photo), where that test was chosen."""
+    hidden_copies: on a photo larger than MAX_SIDE (encoding.big_photo), where these were chosen,
+    pixel match also takes a candidate that lies inside the query's placed shape but covers only
+    part of it (a copy partly hidden; pixel_match.rescues' `hidden`), and a proposal's mask has its
+    missed part clicked only under SHORT_BIG of the query's area (complete_shape: a smaller or
+    partly hidden copy is not completed with the background or the clutter on it)."""
     if isinstance(cpn, str):
         cpn = default_cpn()
     start = clock()
@@ -84,7 +87,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
             if known.taken[int(py), int(px)]:
                 continue
             res.proposals += 1
-            got, px, py, template = segment_proposal(rgb, q, px, py, known.taken, segment, settings, align_clicks)
+            got, px, py, template = segment_proposal(rgb, q, px, py, known.taken, segment, settings, align_clicks,
+                                                     SHORT_BIG if hidden_copies else SHORT)
             got = new_part(got, px, py, template, known.taken, settings.max_overlap)
             if got is None:
                 continue                         # empty, or mostly a known object again
@@ -224,9 +228,11 @@ class Known:
 
 
 def segment_proposal(rgb: np.ndarray, q: Query, px: float, py: float, taken: np.ndarray, segment: Segment,
-                     settings: SimilarSettings, align_clicks: bool) -> tuple[MaskPatch, float, float, MaskPatch]:
+                     settings: SimilarSettings, align_clicks: bool,
+                     short: float = SHORT) -> tuple[MaskPatch, float, float, MaskPatch]:
     """(mask, click x, click y, the query's shape placed there) for a click at (px, py). With a
-    one-click model (not align_clicks) the mask is repaired with the placed shape (shape_repair)."""
+    one-click model (not align_clicks) the mask is repaired with the placed shape (shape_repair;
+    short: complete_shape's share of the query's area)."""
     H, W = rgb.shape[:2]
     sp = q.patch
     if align_clicks:
@@ -242,7 +248,7 @@ def segment_proposal(rgb: np.ndarray, q: Query, px: float, py: float, taken: np.
         got = complete_pieces(q.pieces, (cx - q.centre[0], cy - q.centre[1]), got, px, py,
                               template, taken, segment, sp.area)
     if settings.complete_shape:
-        got = complete_shape(got, px, py, template, taken, segment, sp.area)
+        got = complete_shape(got, px, py, template, taken, segment, sp.area, short)
     return got, px, py, template
 
 

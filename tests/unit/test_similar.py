@@ -267,6 +267,42 @@ def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
     assert whole == {False: 0, True: 3}
 
 
+def test_a_smaller_copy_on_a_big_photo_is_not_completed_with_the_background():
+    """On a photo over MAX_SIDE (hidden_copies) copies vary ±30 % in size: a copy 65 % of the query's
+    width is under half its area, and clicking the placed query's missed part (the background around
+    the copy) would take background with it. There the missed part is clicked only under SHORT_BIG
+    of the query's area, so each copy comes out exactly; on a smaller photo it is clicked as before."""
+    img, reds, _ = disc_image([(60, 60)], [], r=20)
+    copies = []
+    for cx, cy in [(200, 70), (120, 170), (250, 180)]:
+        cv2.circle(img, (cx, cy), 13, (230, 30, 30), -1)
+        m = np.zeros(img.shape[:2], np.uint8)
+        cv2.circle(m, (cx, cy), 13, 1, -1)
+        copies.append(m > 0)
+    discs = reds + copies
+    assert sim.SHORT_BIG * reds[0].sum() <= copies[0].sum() < sim.SHORT * reds[0].sum()
+    mm = sim.encode(ColourBackbone(), img, 320)
+
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
+        out = np.zeros(img.shape[:2], bool)
+        for cx, cy in [(x, y), *more]:
+            hit = [d for d in discs if d[int(cy), int(cx)]]
+            if hit:
+                out |= hit[0]
+            else:                                   # a click on the background takes a square of it
+                out[max(int(cy) - 6, 0):int(cy) + 6, max(int(cx) - 6, 0):int(cx) + 6] = True
+        return sim.as_patch(out)
+
+    settings = sim.SimilarSettings()
+    exact = {}
+    for big in (False, True):
+        res = sim.find_similar(img, reds[0], mm, segment, sim.CosineVerifier(settings), settings,
+                               cpn=None, align_clicks=False, hidden_copies=big)
+        masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+        exact[big] = sum(any((m == c).all() for m in masks) for c in copies)
+    assert exact == {False: 0, True: 3}
+
+
 def test_a_peak_in_the_hole_of_an_outline_gets_the_outline_clicked():
     """Outline objects (a ring): a click in the hole makes a one-click model rightly select the
     background inside. The placed query's shape is clicked instead, and the mask closer to the
