@@ -59,8 +59,8 @@ class Recorder:
         self._saved = loop.segment_proposal, loop.new_part, loop.Proposer
         seg0, new0, prop0 = self._saved
 
-        def segment_proposal(rgb, q, px, py, taken, segment, settings, align_clicks):
-            out = seg0(rgb, q, px, py, taken, segment, settings, align_clicks)
+        def segment_proposal(*args, **kwargs):
+            out = seg0(*args, **kwargs)
             rec.props.append({"click": (float(out[1]), float(out[2])), "mask": None, "score": None})
             return out
 

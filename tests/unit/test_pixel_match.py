@@ -106,7 +106,6 @@ def test_find_similar_accepts_the_copy_the_verifier_rejected_and_not_the_recolou
     assert any(recoloured.full(H, W)[int(y), int(x)] or disc.full(H, W)[int(y), int(x)] for x, y in clicked)
 
 
-
 def test_a_copy_lit_brighter_on_one_side_agrees_under_one_light_and_the_recoloured_drawing_does_not():
     """Shading across the object (40 % brighter on one side than the other) is one light: a gain the
     same on the three channels that varies across the object; it costs the copy no agreement."""
