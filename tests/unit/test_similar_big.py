@@ -66,6 +66,18 @@ def test_learned_verifier_gate_and_scale():
     assert plain.threshold == pytest.approx(0.6) and plain.score(q, c._replace(area=q.area * 0.25)) == pytest.approx(0.5)
 
 
+def test_the_big_photo_gate_scores_a_smaller_partly_hidden_copy():
+    # a copy 70 % of the length of a query 130 % of it, a quarter hidden: 0.22 of the query's area
+    img, reds, _ = disc_image([(40, 40), (160, 50)], [])
+    mm = sim.encode(ColourBackbone(), img, 320)
+    q, c = sim.describe(mm, img, reds[0]), sim.describe(mm, img, reds[1])
+    eng = PvmEngine(backbone=ColourBackbone(), model=fixed(0.0, 0.5), segmenter=None, big_model=fixed(30.0, 0.7))
+    v = eng.verifier(big_photo=True)
+    small = (0.7 / 1.3) ** 2 * 0.75
+    assert v.score(q, c._replace(area=q.area * small)) >= v.threshold
+    assert v.score(q, c._replace(area=q.area * 0.1)) == 0.0 and v.score(q, c._replace(area=q.area * 2.5)) == 0.0
+
+
 def test_the_big_photo_verifier_decides_only_for_a_small_query_on_a_big_photo():
     never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
     big, reds, _ = disc_image(BIG_RED, BIG_BLUE, h=800, w=1200, r=14)
@@ -97,7 +109,8 @@ def test_a_missing_or_damaged_big_photo_verifier_leaves_the_shipped_one(tmp_path
     assert big is not None and big is eng.big_model()             # loaded once
     v = eng.verifier(big_photo=True)
     assert v.model is big and v.own == pytest.approx(0.7) and v.threshold == pytest.approx(0.5)
-    assert (v.min_ratio, v.max_ratio) == (0.3, 2.0)
+    s = sim.SimilarSettings()
+    assert (v.min_ratio, v.max_ratio) == (s.big_photo_min_ratio, s.big_photo_max_ratio)
     assert eng.verifier().model is main
     data = bytearray(file.read_bytes())
     data[len(data) // 2] ^= 0xFF                                     # fails its checksum
