@@ -199,13 +199,15 @@ def test_objects_in_pieces_get_every_piece_clicked():
 
 
 def whole_copies(img: np.ndarray, objects: list[np.ndarray], mm, segment, settings: sim.SimilarSettings,
-                 cpn=None, avoid: np.ndarray | None = None) -> int:
+                 cpn=None, avoid: np.ndarray | None = None, hidden_copies: bool = False, exact: bool = False) -> int:
     """find_similar from objects[0] (one-click clicks on the peaks, cosine verifier): how many of
-    the other objects an accepted instance covers whole; no instance may touch `avoid`."""
+    the other objects an accepted instance covers whole (exact: is exactly); no instance may touch `avoid`."""
     res = sim.find_similar(img, objects[0], mm, segment, sim.CosineVerifier(settings), settings,
-                           cpn=cpn, align_clicks=False)
+                           cpn=cpn, align_clicks=False, hidden_copies=hidden_copies)
     masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
     assert avoid is None or not any((m & avoid).any() for m in masks)
+    if exact:
+        return sum(any((m == o).all() for m in masks) for o in objects[1:])
     return sum(any((m & o).sum() == o.sum() for m in masks) for o in objects[1:])
 
 
@@ -293,13 +295,8 @@ def test_a_smaller_copy_on_a_big_photo_is_not_completed_with_the_background():
                 out[max(int(cy) - 6, 0):int(cy) + 6, max(int(cx) - 6, 0):int(cx) + 6] = True
         return sim.as_patch(out)
 
-    settings = sim.SimilarSettings()
-    exact = {}
-    for big in (False, True):
-        res = sim.find_similar(img, reds[0], mm, segment, sim.CosineVerifier(settings), settings,
-                               cpn=None, align_clicks=False, hidden_copies=big)
-        masks = [c.patch.full(*img.shape[:2]) for c in res.accepted]
-        exact[big] = sum(any((m == c).all() for m in masks) for c in copies)
+    exact = {big: whole_copies(img, discs, mm, segment, sim.SimilarSettings(), hidden_copies=big, exact=True)
+             for big in (False, True)}
     assert exact == {False: 0, True: 3}
 
 
