@@ -223,7 +223,7 @@ def make_sample(scene: Scene, index: int, rng: np.random.Generator, size: int = 
 
 
 def pick_instance(scene: Scene, rng: np.random.Generator, min_area: int = 64) -> int:
-    ok = [i for i, m in enumerate(scene.masks) if m.sum() >= min_area]
+    ok = [i for i, m in enumerate(scene.masks) if np.count_nonzero(m) >= min_area]
     if not ok:
         ok = list(range(len(scene.masks)))
     return int(ok[rng.integers(len(ok))])
@@ -240,7 +240,7 @@ def realsize_sample(scene: Scene, rng: np.random.Generator, size: int = 320, min
     by fill as make_sample chooses it (refinement crops included). These two first views are
     first-click crops (no previous mask). The object: one of the repeated copies 3 times in 4
     (what a user clicks), else any instance."""
-    copies = [i for i, r in enumerate(scene.roles) if r == "copy" and scene.masks[i].sum() >= 64]
+    copies = [i for i, r in enumerate(scene.roles) if r == "copy" and np.count_nonzero(scene.masks[i]) >= 64]
     index = int(copies[rng.integers(len(copies))]) if copies and rng.random() < 0.75 else pick_instance(scene, rng)
     h, w = scene.masks[index].shape
     long_side = max(h, w)

@@ -402,7 +402,7 @@ class SceneGenerator:
         img += rng.normal(0, rng.uniform(0, 6), img.shape).astype(np.float32)
         image = img.clip(0, 255).astype(np.uint8)
 
-        keep = [i for i, m in enumerate(full_masks) if m.sum() >= 30]
+        keep = [i for i, m in enumerate(full_masks) if np.count_nonzero(m) >= 30]
         # report instances in a stable order: group 0 first
         keep.sort(key=lambda i: (groups[i], i))
         return Scene(image, [full_masks[i] for i in keep], [groups[i] for i in keep])
@@ -665,7 +665,7 @@ class RealSizeGenerator(SceneGenerator):
         if noise > 0.5:
             img += rng.standard_normal(img.shape, dtype=np.float32) * noise
         image = img.clip(0, 255).astype(np.uint8)
-        keep = [i for i, m in enumerate(masks) if m.sum() >= 30]
+        keep = [i for i, m in enumerate(masks) if np.count_nonzero(m) >= 30]
         keep.sort(key=lambda i: (groups[i], i))
         return Scene(image, [masks[i] for i in keep], [groups[i] for i in keep], [roles[i] for i in keep])
 
@@ -720,7 +720,7 @@ class RealSizeGenerator(SceneGenerator):
             ty, tx = cy - oh // 2, cx - ow // 2
             yy0, xx0, yy1, xx1 = max(ty, 0), max(tx, 0), min(ty + oh, H), min(tx + ow, W)
             out[yy0:yy1, xx0:xx1] = blob[yy0 - ty:yy1 - ty, xx0 - tx:xx1 - tx] > 0.5
-            share = (out & m).sum() / m.sum()
+            share = np.count_nonzero(out & m) / max(np.count_nonzero(m), 1)
             if 0.15 <= share <= 0.45:
                 _blend(img, tex, cv2.GaussianBlur(blob, (0, 0), 1.0), tx, ty)
                 return out

@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     model = build_dsn_lite0(pretrained_backbone=args.init is None).to(device)
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
+    # NHWC layout: the same maths, 1.4x the steps a minute on this machine's CPU (twenty-fifth session)
+    model = model.to(memory_format=torch.channels_last)
     for name, p in model.backbone.named_parameters():
         p.requires_grad_(not name.startswith(FROZEN))
     opt = torch.optim.AdamW([
@@ -378,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         b = Sample(*(torch.cat(t) for t in zip(*parts))) if len(parts) > 1 else parts[0]
         t_data += time.monotonic() - t0
         b = Sample(*(t.to(device, non_blocking=True) for t in b))
+        b = b._replace(image=b.image.contiguous(memory_format=torch.channels_last))
         if args.model_clicks > 0:
             iters = [int(click_rng.integers(1, 3)) if click_rng.random() < args.model_clicks else 0
                      for _ in range(len(b.image))]
