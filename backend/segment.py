@@ -73,7 +73,7 @@ class ClickSegmenter:
         there, False = `weights` for every click, or a file; None (default): True with the
         shipped `weights`, False with a file of them (the model asked for, for every click).
 
-        Two models because they win in different places (docs/models.md, versions 7 to 9): the one
+        Two models because they win in different places (docs/models.md, versions 7 to 10): the one
         trained with real-size crops finds small objects in big photos after one click, the
         other corrects a selection better from its previous mask."""
         where = None if device is None else torch.device(device)
