@@ -236,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", action="store_true",
                     help="also run 'pvm-before': the pvm engine as shipped before issue 23 (encoding capped at "
                          "1024 px, shipped verifier), on the same scenes")
+    ap.add_argument("--group", action="store_true",
+                    help="also run 'pvm-group': the pvm engine where candidates the big-photo verifier rejects "
+                         "against the query but that accept one another both ways in a group are accepted "
+                         "(SimilarSettings.by_group)")
     ap.add_argument("--one-verifier", action="store_true",
                     help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
                          "decides for small queries on photos over 1024 px too), on the same scenes")
@@ -286,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-one"] = one_verifier_engine(settings)
     if args.parts:          # repeated parts on (backend/similar/repeated_parts.py; off by default)
         arms["pvm-parts"] = pvm_variant("pvm-parts", settings, repeated_parts=True)
+    if args.group:          # rejected candidates that accept one another as a group (SimilarSettings.by_group)
+        arms["pvm-group"] = pvm_variant("pvm-group", settings, by_group=True)
     if args.no_pixel_match:  # pixel match off (backend/similar/pixel_match.py): as shipped before it
         arms["pvm-no-pixel"] = pvm_variant("pvm-no-pixel", settings, pixel_match=False)
     for min_score in args.copies:

@@ -131,6 +131,11 @@ class FeaturesEngine(Engine):
         not with the cosine rule."""
         return False
 
+    def by_group(self, big_photo: bool) -> bool:
+        """Whether rejected candidates that accept one another may be accepted as a group (find_similar's
+        by_group): not with the cosine rule."""
+        return False
+
     # -- the op
     def match_map(self, entry: ImageEntry, seed: np.ndarray, cpu: bool = False) -> sim.MatchMap:
         """The image's matching features (on the CPU, whichever device encoded them)."""
@@ -170,7 +175,7 @@ class FeaturesEngine(Engine):
         res = sim.find_similar(entry.rgb, seed, mm, self.segment_fn(entry, cpu), verifier,
                                self.settings, progress, cpn=self.cpn(cpu), align_clicks=self.segmenter() is None,
                                by_copies=self.by_copies(big), pixel_score=own,
-                               hidden_copies=sim.big_photo(entry.height, entry.width))
+                               hidden_copies=sim.big_photo(entry.height, entry.width), by_group=self.by_group(big))
         found = to_found(res.accepted)
         if res.seed_parts is not None:
             found.append(Found(res.seed_parts.box, res.seed_parts.mask.copy(), 1.0, of_seed=True))

@@ -99,6 +99,11 @@ class PvmEngine(FeaturesEngine):
         against the query may be accepted against a copy it accepted (settings.by_copies)."""
         return self.settings.by_copies and self._big_decides(big_photo)
 
+    def by_group(self, big_photo: bool) -> bool:
+        """With the big-photo PVM deciding, rejected candidates that accept one another in a group may be
+        accepted (settings.by_group)."""
+        return self.settings.by_group and self._big_decides(big_photo)
+
     def _big_decides(self, big_photo: bool) -> bool:
         """Whether the big-photo PVM decides: a small query on a big photo, switched on, its file usable."""
         return big_photo and self.settings.big_photo_verifier and self.big_model() is not None

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .encoding import to_grid
+from .groups import Groups
 from .pixel_match import rescues
 from .repeated_parts import complete_copies
 from .proposals import Proposer, align, default_cpn, move_template
@@ -23,7 +24,7 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                  settings: SimilarSettings, progress: Callable[[float, str], None] = lambda f, m: None,
                  clock: Callable[[], float] = time.perf_counter, cpn: Any = "auto",
                  align_clicks: bool = True, by_copies: bool = False, pixel_score: Optional[float] = None,
-                 hidden_copies: bool = False) -> Result:
+                 hidden_copies: bool = False, by_group: bool = False) -> Result:
     """The whole loop on an encoded image. seed: H×W bool (the query). Accepted candidates are
     disjoint from the seed and from each other.
 
@@ -48,6 +49,12 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     a query for the proposals but no anchor. A rejected candidate is scored again when a new
     anchor comes.
 
+    by_group: at the end of each round, candidates the verifier rejected against the query but
+    scored at least settings.group_band of its threshold are accepted when they form a group of
+    settings.group_size or more that accept one another both ways, the instances already
+    accepted counting as members (groups.Groups: a partly hidden or oddly lit query whose copies
+    are alike); they get pixel_score, as a pixel match does.
+
     pixel_score: the score a candidate gets when the verifier rejected it and pixel match
     (settings.pixel_match, pixel_match.rescues) finds it to be the query's own pixels in another
     pose: the engine's own threshold, so a likeness the user asks for above it (min_score, which
@@ -68,6 +75,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     propose = Proposer(mm, cpn, settings, q.cells)
     anchors = Anchors(verifier, q.descriptor, settings.max_overlap, settings.copies_min_score) if by_copies else None
     rescued_at = verifier.threshold if pixel_score is None else pixel_score
+    groups = Groups(verifier, settings.group_band, settings.group_size) \
+        if by_group and rescued_at >= verifier.threshold else None
     rounds_done = 0                              # queries the proposals have seen
     for rnd in range(settings.rounds):
         if rnd > 0 and clock() - start > settings.seconds:
@@ -101,16 +110,37 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 known.add(got, g, cand)
                 if anchors is not None:
                     anchors.add(cand, res, known)
+                if groups is not None:
+                    groups.accepted(cand)
             elif rescued_at >= verifier.threshold and rescues(rgb, q.patch, got, c.score, settings, hidden_copies):
                 res.accepted.append(c._replace(score=rescued_at))   # the query's own pixels in another pose
                 known.add(got, g, cand)
+                if groups is not None:
+                    groups.accepted(cand)
             elif anchors is not None and anchors.check(c, cand, g, res, known):
                 continue
             else:
                 res.rejected.append(c)
+                if groups is not None:
+                    groups.keep(c, cand, g)
+        if groups is not None:
+            groups.take(lambda c, cand, g: accept_in_group(c, cand, g, rescued_at, res, known, settings.max_overlap))
     if settings.repeated_parts:
         add_repeated_parts(rgb, q.patch, res, known.taken, segment)
     return res
+
+
+def accept_in_group(c: Candidate, cand: Descriptor, grid: np.ndarray, score: float, res: Result, known: "Known",
+                    max_overlap: float) -> bool:
+    """A rejected candidate a group accepts (by_group): less the pixels found since; False when
+    that leaves too little of it."""
+    got = less_known(c.patch, known.taken, max_overlap)
+    if got is None:
+        return False
+    res.rejected = [r for r in res.rejected if r is not c]
+    res.accepted.append(c._replace(patch=got, score=score))
+    known.add(got, grid, cand)
+    return True
 
 
 def add_repeated_parts(rgb: np.ndarray, query: MaskPatch, res: Result, taken: np.ndarray, segment: Segment) -> None:

@@ -59,6 +59,14 @@ class SimilarSettings:
     # docs/similar.md, fifteenth session). Off: on the real-size bench it finds more copies but
     # takes more look-alikes (other kinds 2.3 % -> 3.6 %, over issue 23's 3 %).
     by_copies: bool = False
+    # With the big-photo PVM deciding: candidates it rejects against the query but scores at least group_band
+    # of its threshold, that accept one another both ways in a group of group_size or more holding an instance
+    # already accepted, are copies (find_similar's by_group, groups.py). Off: on the real-size bench +42 copies
+    # (s.e. 11.2) but other kinds 2.9 -> 3.7 % (over issue 23's 3 %), pixel precision -0.0055 (s.e. 0.0023):
+    # same-family look-alikes join the copies' groups (docs/similar.md, twenty-sixth session).
+    by_group: bool = False
+    group_band: float = 0.5
+    group_size: int = 3
     copies_min_score: float = 0.8   # ... scoring it at least this (shipped PVM's scale; chosen on validation seeds 5000-5079)
     max_overlap: float = 0.3      # of a candidate's area already covered by the query or accepted ones
     cosine_too: bool = True       # with a CPN, also propose the cosine map's peaks (docs/similar.md)

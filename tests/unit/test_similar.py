@@ -57,6 +57,7 @@ def disc_image(centres_red: list[tuple[int, int]], centres_blue: list[tuple[int,
 
 RED = [(40, 40), (160, 50), (270, 60), (80, 180)]
 BLUE = [(220, 180)]
+LOOKALIKES = [(220, 180), (280, 200), (170, 130)]
 
 
 def entry_of(rgb: np.ndarray) -> ImageEntry:
@@ -241,6 +242,58 @@ def test_cosine_peaks_propose_what_the_cpn_missed():
     found = {on: whole_copies(img, reds, mm, segment, sim.SimilarSettings(cosine_too=on), cpn, avoid=blues[0])
              for on in (False, True)}
     assert found == {False: 1, True: 3}
+
+
+class OddQuery:
+    """A verifier for disc_image's scenes (every disc red: the proposals cannot tell them apart): the
+    query (the disc at copies[0]) accepts the copy at copies[1] (0.6) and scores the other copies and
+    the look-alikes only 0.3 (under its threshold 0.5, over half of it); copies accept one another
+    (1.0), look-alikes accept one another, a copy and a look-alike never."""
+    threshold = 0.5
+
+    def __init__(self, copies: list[tuple[int, int]], lookalikes: list[tuple[int, int]]):
+        self.kinds = [("copy", i) for i in range(len(copies))] + [("look", i) for i in range(len(lookalikes))]
+        self.centres = copies + lookalikes
+
+    def _disc(self, d) -> tuple[str, int]:
+        x, y, w, h = d.box
+        near = [k for k, (cx, cy) in zip(self.kinds, self.centres) if abs(x + w / 2 - cx) < 6 and abs(y + h / 2 - cy) < 6]
+        return near[0] if near else ("none", -1)
+
+    def score(self, a, b) -> float:
+        pair = (self._disc(a), self._disc(b))
+        if ("none", -1) in pair:
+            return 0.0
+        if ("copy", 0) in pair:                                   # against the query
+            return 0.6 if ("copy", 1) in pair else 0.3
+        return 1.0 if pair[0][0] == pair[1][0] else 0.0
+
+
+@pytest.mark.parametrize("copies, lookalikes, found", [(RED, [], 3), (RED[:3], [], 1), (RED, LOOKALIKES, 3)])
+def test_copies_that_accept_one_another_are_found_as_a_group(copies, lookalikes, found):
+    """by_group: copies the query scores under the threshold but that accept one another and the
+    copy the query accepted are accepted (three in all); two are not a group; three look-alikes that
+    accept one another but no copy stay out; off, only the copy the query accepts is found."""
+    img, discs, _ = disc_image(copies + lookalikes, [])
+    looks = discs[len(copies):]
+    mm = sim.encode(ColourBackbone(), img, 320)
+
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
+        hit = [m for m in discs if m[int(y), int(x)]]
+        return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
+
+    def accepted(by_group: bool) -> list:
+        res = sim.find_similar(img, discs[0], mm, segment, OddQuery(copies, lookalikes),
+                               sim.SimilarSettings(pixel_match=False), cpn=None, align_clicks=False, by_group=by_group)
+        assert not [c for c in res.accepted if any((c.patch.full(*img.shape[:2]) & m).any() for m in looks)]
+        if lookalikes:                                           # they were seen, in the band, and left out
+            assert len([c for c in res.rejected if any((c.patch.full(*img.shape[:2]) & m).any() for m in looks)]) >= 3
+        return res.accepted
+
+    assert len(accepted(False)) == 1
+    got = accepted(True)
+    assert len(got) == found
+    assert sorted(c.score for c in got)[:found - 1] == [OddQuery.threshold] * (found - 1)   # the group's: the engine's own score
 
 
 def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():
