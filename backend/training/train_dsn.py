@@ -331,6 +331,10 @@ def main(argv: list[str] | None = None) -> None:
             f"batch {args.batch}, init {args.init}, lr x{args.lr_scale}, "
             f"model clicks {args.model_clicks}, refine share {args.refine_share}, min fill {args.min_fill}, prev window {args.prev_window}, "
             f"first scene {first_scene}")
+    sources = SceneGenerator("train")
+    log(f"sources: {len(sources.backgrounds)} backgrounds + {len(sources.objects)} objects" if not sources.procedural else
+        "sources: PROCEDURAL ONLY: the Debian image packages (docs/models.md, 'Sources and licences') are missing "
+        "or SIMPSON_SOURCE_ROOT is wrong; these scenes are not the ones the shipped models were trained on")
     log(f"batch {args.batch} crops: {n_std} standard scenes x {SAMPLES_PER_SCENE} + {n_rs} real-size scenes x "
         f"{args.realsize_crops}; workers {w_std} + {w_rs}")
 
