@@ -211,13 +211,15 @@ def test_anchors_gate_on_the_query_area_and_rescore_kept_candidates():
     assert not anchors.pending and len(known.queries) == 2                        # and proposes in its turn
 
 
-def test_by_copies_only_with_the_big_photo_verifier_deciding():
+@pytest.mark.parametrize("rule", ["by_copies", "by_group"])
+def test_rules_on_rejected_candidates_only_with_the_big_photo_verifier_deciding(rule):
+    """by_copies and by_group (off as shipped, docs/similar.md) act only where the big-photo PVM decides."""
     never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
-    on = replace(sim.SimilarSettings(), by_copies=True)
+    on = replace(sim.SimilarSettings(), **{rule: True})
     eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always, settings=on)
-    assert eng.by_copies(True) and not eng.by_copies(False)           # a small query on a big photo only
-    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=None,
-                         settings=on).by_copies(True)
-    assert not sim.SimilarSettings().by_copies                          # off as shipped (docs/similar.md)
-    assert not PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always).by_copies(True)
-    assert not FeaturesEngine(backbone=ColourBackbone(), segmenter=None, settings=on).by_copies(True)
+    assert getattr(eng, rule)(True) and not getattr(eng, rule)(False)   # a small query on a big photo only
+    assert not getattr(PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=None,
+                                 settings=on), rule)(True)
+    assert not getattr(sim.SimilarSettings(), rule)
+    assert not getattr(PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always), rule)(True)
+    assert not getattr(FeaturesEngine(backbone=ColourBackbone(), segmenter=None, settings=on), rule)(True)
