@@ -31,13 +31,7 @@ from .types import Candidate, Descriptor, MaskPatch, Verifier
 
 def shared(a: MaskPatch, b: MaskPatch) -> float:
     """The share of the smaller mask that the other covers."""
-    ax, ay, aw, ah = a.box
-    bx, by, bw, bh = b.box
-    x0, y0, x1, y1 = max(ax, bx), max(ay, by), min(ax + aw, bx + bw), min(ay + ah, by + bh)
-    if x0 >= x1 or y0 >= y1:
-        return 0.0
-    both = np.count_nonzero(a.mask[y0 - ay:y1 - ay, x0 - ax:x1 - ax] & b.mask[y0 - by:y1 - by, x0 - bx:x1 - bx])
-    return both / max(1, min(a.area, b.area))
+    return np.count_nonzero(a.mask & b.seen_from(a)) / max(1, min(a.area, b.area))
 
 
 class Groups:

@@ -124,16 +124,16 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
                 if groups is not None:
                     groups.keep(c, cand, g)
         if groups is not None:
-            groups.take(lambda c, cand, g: accept_in_group(c, cand, g, rescued_at, res, known, settings.max_overlap))
+            groups.take(lambda c, cand, g: accept_late(c, cand, g, rescued_at, res, known, settings.max_overlap))
     if settings.repeated_parts:
         add_repeated_parts(rgb, q.patch, res, known.taken, segment)
     return res
 
 
-def accept_in_group(c: Candidate, cand: Descriptor, grid: np.ndarray, score: float, res: Result, known: "Known",
-                    max_overlap: float) -> bool:
-    """A rejected candidate a group accepts (by_group): less the pixels found since; False when
-    that leaves too little of it."""
+def accept_late(c: Candidate, cand: Descriptor, grid: np.ndarray, score: float, res: Result, known: "Known",
+                max_overlap: float) -> bool:
+    """A candidate rejected earlier and accepted now (by a new anchor, by_copies; by a group, by_group):
+    less the pixels of objects found since, at `score`; False when that leaves too little of it."""
     got = less_known(c.patch, known.taken, max_overlap)
     if got is None:
         return False
@@ -194,12 +194,7 @@ class Anchors:
             if s < self.bar:
                 keep.append((c, cand, grid))
                 continue
-            got = less_known(c.patch, known.taken, self.max_overlap)
-            if got is None:
-                continue
-            res.rejected = [r for r in res.rejected if r is not c]
-            res.accepted.append(c._replace(patch=got, score=s))
-            known.add(got, grid, cand)
+            accept_late(c, cand, grid, s, res, known, self.max_overlap)
         self.pending = keep
 
 
