@@ -240,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run 'pvm-group': the pvm engine where candidates the big-photo verifier rejects "
                          "against the query but that accept one another both ways in a group are accepted "
                          "(SimilarSettings.by_group)")
+    ap.add_argument("--group-set", default=[], action="append", metavar="ANCHORS,SHARE",
+                    help="also run 'pvm-set@ANCHORS,SHARE': by_group's set rule (a candidate the big-photo verifier "
+                         "rejects against the query, accepted when at least ANCHORS of the instances it accepted, "
+                         "and SHARE of them, accept it both ways: SimilarSettings.group_anchors, group_share); repeatable")
     ap.add_argument("--one-verifier", action="store_true",
                     help="also run 'pvm-one': the pvm engine without the big-photo verifier (the shipped PVM "
                          "decides for small queries on photos over 1024 px too), on the same scenes")
@@ -292,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         arms["pvm-parts"] = pvm_variant("pvm-parts", settings, repeated_parts=True)
     if args.group:          # rejected candidates that accept one another as a group (SimilarSettings.by_group)
         arms["pvm-group"] = pvm_variant("pvm-group", settings, by_group=True)
+    for spec in args.group_set:
+        k, share = spec.split(",")
+        arms[f"pvm-set@{spec}"] = pvm_variant(f"pvm-set@{spec}", settings, by_group=True,
+                                              group_anchors=int(k), group_share=float(share))
     if args.no_pixel_match:  # pixel match off (backend/similar/pixel_match.py): as shipped before it
         arms["pvm-no-pixel"] = pvm_variant("pvm-no-pixel", settings, pixel_match=False)
     for min_score in args.copies:

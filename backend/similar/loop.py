@@ -53,7 +53,9 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     scored at least settings.group_band of its threshold are accepted when they form a group of
     settings.group_size or more that accept one another both ways, the instances already
     accepted counting as members (groups.Groups: a partly hidden or oddly lit query whose copies
-    are alike); they get pixel_score, as a pixel match does.
+    are alike); they get pixel_score, as a pixel match does. With settings.group_anchors > 0 (the default) the
+    set rule decides instead: enough of the instances accepted against the query accept the candidate both
+    ways (groups.by_set).
 
     pixel_score: the score a candidate gets when the verifier rejected it and pixel match
     (settings.pixel_match, pixel_match.rescues) finds it to be the query's own pixels in another
@@ -75,7 +77,8 @@ def find_similar(rgb: np.ndarray, seed: np.ndarray, mm: MatchMap, segment: Segme
     propose = Proposer(mm, cpn, settings, q.cells)
     anchors = Anchors(verifier, q.descriptor, settings.max_overlap, settings.copies_min_score) if by_copies else None
     rescued_at = verifier.threshold if pixel_score is None else pixel_score
-    groups = Groups(verifier, settings.group_band, settings.group_size) \
+    groups = Groups(verifier, settings.group_band, settings.group_size, settings.group_anchors,
+                    settings.group_share) \
         if by_group and rescued_at >= verifier.threshold else None
     rounds_done = 0                              # queries the proposals have seen
     for rnd in range(settings.rounds):

@@ -2,6 +2,7 @@
 
     python -m backend.training.engine_pairs --split train --first 0 --scenes 150 --out pairs.npz
         [--minutes 30] [--seconds 60] [--accept oracle|engine] [--save-every 10] [--resume]
+        [--candidates CANDS.npz]
 
 Each scene runs as `python -m bench.similar --split realsize --seed click` runs the shipped "pvm"
 engine: the query is what one click on a copy (queries.realsize_query) selects, the engine
@@ -19,6 +20,11 @@ positive, so rounds 2-3 go on from the true copies as behind a perfect verifier 
 verifier rejects in round 1 would otherwise cut the proposals it opens); engine: the shipped
 verifier decides, as it runs. Scenes where the big-photo verifier does not decide (the query is
 not small on a big photo: similar.small_on_big) are skipped.
+
+--candidates also writes every object the engine described in a scene (the query and each
+candidate: descriptor row, the scene's group it lies on, the instance, its score against the query
+and whether the shipped verifier accepted it), for pairs among candidates (group_pairs.py: the
+copy-against-copy and copy-against-look-alike pairs that find_similar's by_group scores).
 """
 from __future__ import annotations
 
@@ -96,6 +102,46 @@ def capturing(patches: dict) -> Iterator[dict]:
         loop.describe = orig
 
 
+def on_object(patch: sim.MaskPatch, masks: list[np.ndarray], groups: list[int]) -> tuple[int, int]:
+    """(group, instance) a patch lies on, by the scene's masks (the queried copy included): the group
+    holding >= 50 % of its pixels while the other groups hold < 20 % (instance: the one of that group
+    holding most); (-2, -1) when objects hold < 20 % of it (background); (-1, -1) in between."""
+    y0, x0 = patch.y, patch.x
+    h, w = patch.mask.shape
+    a = max(patch.area, 1)
+    on = np.array([np.count_nonzero(patch.mask & m[y0:y0 + h, x0:x0 + w]) for m in masks], float) / a
+    per = {g: float(on[[i for i, gi in enumerate(groups) if gi == g]].sum()) for g in set(groups)}
+    total = sum(per.values())
+    if total < 0.2:
+        return -2, -1
+    g = max(per, key=per.__getitem__)
+    if per[g] >= 0.5 and total - per[g] < 0.2:
+        own = [i for i, gi in enumerate(groups) if gi == g]
+        return g, max(own, key=lambda i: on[i])
+    return -1, -1
+
+
+def candidate_rows(rows: list, patches: dict, scene: Any) -> list[tuple]:
+    """Every object described in the scene's run, once: (descriptor, group, instance, score against
+    the query, accepted by the shipped verifier, is the query). The query is the first row's query;
+    a candidate's score is the query's (its first score() call)."""
+    if not rows:
+        return []
+    query = rows[0][0]
+    against = {}
+    for q, c, _lab, s, ok in rows:
+        if q is query and id(c) not in against:
+            against[id(c)] = (c, s, ok)
+    out = []
+    for key, (d, patch) in patches.items():
+        if d is not query and (key not in against or against[key][0] is not d):
+            continue                                     # described but never scored against the query
+        g, inst = on_object(patch, scene.masks, scene.groups)
+        _, s, ok = against.get(key, (d, 1.0, True))
+        out.append((d, g, inst, s, ok, d is query))
+    return out
+
+
 def capture_engine(settings: sim.SimilarSettings, oracle: bool):
     """The shipped "pvm" engine (its one-click model, its big-photo verifier), its verifier wrapped
     in a Capture whose truth and patches are set per scene (engine.truth = (targets, others),
@@ -117,7 +163,7 @@ def capture_engine(settings: sim.SimilarSettings, oracle: bool):
 
 def scene_rows(eng: Any, scene: Any, s: int) -> tuple[list, bool]:
     """(captured rows, whether the big-photo verifier decided) for scene seed s, as the real-size
-    click bench queries it."""
+    click bench queries it; eng.patches then holds the patches described (capturing())."""
     from ..cache import ImageEntry
     from .queries import query_of, rgba
     qi, seed = query_of(scene, s, "realsize", "click", None)
@@ -144,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=10)
     ap.add_argument("--resume", action="store_true", help="keep --out's pairs, go on after its last scene")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--candidates", type=Path, default=None,
+                    help="also write every described object (candidate_rows) here, for group_pairs.py")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -157,11 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         cols = {k: list(old[k]) for k in cols}
         first = max(first, int(old["last"]) + 1)
         print(f"resuming after scene {first - 1}: {len(cols['label'])} pairs", flush=True)
+    ccols: dict[str, list] = {k: [] for k in ("desc", "group", "instance", "score", "shipped", "query", "scene")}
+    if args.candidates is not None and args.resume and args.candidates.is_file():
+        old = np.load(args.candidates)
+        ccols = {k: [r for r, sc in zip(old[k], old["scene"]) if sc < first] for k in ccols}
 
     def save(last: int) -> None:
         n = len(cols["label"])
         write_pairs(args.out, cols["query"], cols["cand"], cols["label"], [SOURCES["proposal"]] * n, [0.0] * n,
                     cols["scene"], last, shipped=np.array(cols["shipped"], bool))
+        if args.candidates is not None:
+            tmp = args.candidates.with_name(args.candidates.stem + ".tmp.npz")
+            np.savez_compressed(tmp, desc=np.array(ccols["desc"], np.float32).reshape(len(ccols["desc"]), -1),
+                                group=np.array(ccols["group"], np.int16), instance=np.array(ccols["instance"], np.int16),
+                                score=np.array(ccols["score"], np.float32), shipped=np.array(ccols["shipped"], bool),
+                                query=np.array(ccols["query"], bool), scene=np.array(ccols["scene"], np.int32),
+                                last=np.array(last))
+            tmp.replace(args.candidates)
 
     start, done, skipped, amb = time.time(), 0, 0, 0
     s = first - 1
@@ -180,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cols["query"].append(sim.descriptor_row(q)); cols["cand"].append(sim.descriptor_row(c))
             cols["label"].append(lab); cols["shipped"].append(ok); cols["scene"].append(s)
+        if args.candidates is not None:
+            for d, g, inst, sc, ok, isq in candidate_rows(rows, eng.patches, scene):
+                for k, v in zip(ccols, (sim.descriptor_row(d), g, inst, sc, ok, isq, s)):
+                    ccols[k].append(v)
         done += 1
         if done % args.save_every == 0:
             save(s)

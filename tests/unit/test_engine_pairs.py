@@ -75,3 +75,39 @@ def test_without_the_oracle_the_inner_verifier_decides():
     res, cap, reds = run(oracle=False)
     assert not res.accepted and len(res.rejected) == len(cap.rows) > 0
     assert {(r[1].box, r[2]) for r in cap.rows} == {(box(reds[1]), 1), (box(reds[2]), 1), (box(reds[3]), 0)}
+
+
+def test_every_described_object_is_kept_once_with_the_object_it_lies_on():
+    """engine_pairs --candidates: the query and each scored candidate, labelled by the scene's
+    group and instance it lies on (the queried copy counts: it is an instance of group 0)."""
+    from backend.training.engine_pairs import candidate_rows
+
+    res, cap, reds = run(oracle=True)
+    img, _, blues = disc_image(RED, BLUE)
+    scene = type("Scene", (), {"masks": reds[:3] + reds[3:] + blues,
+                               "groups": [0, 0, 0] + [1] * len(reds[3:]) + [2] * len(blues)})()
+    rows = candidate_rows(cap.rows, cap.patches, scene)
+    query = [r for r in rows if r[5]]
+    assert len(query) == 1 and query[0][1:3] == (0, 0) and query[0][0].area == reds[0].sum()
+    cands = {(r[0].box, r[1], r[2]) for r in rows if not r[5]}
+    assert cands == {(box(reds[1]), 0, 1), (box(reds[2]), 0, 2), (box(reds[3]), 1, 3)}
+    assert all(r[3] == 0.2 and not r[4] for r in rows if not r[5])    # the inner verifier's score and verdict
+
+
+def test_pairs_among_candidates_label_copies_and_look_alikes():
+    """group_pairs.scene_pairs: two instances of one group are positive (both orders), a copy against a
+    look-alike or a blob negative, two candidates on one instance and two blobs are left out; the
+    negatives with a copy come first when a scene has more pairs than the cap."""
+    from backend.training.group_pairs import BACKGROUND, scene_pairs
+
+    group = np.array([0, 0, 0, 1, 1, BACKGROUND, BACKGROUND, -1, 2])
+    inst = np.array([0, 1, 1, 4, 5, -1, -1, -1, 6])
+    pairs = scene_pairs(group, inst, np.random.default_rng(0), cap=1000)
+    got = {(i, j): y for i, j, y in pairs}
+    assert len(got) == len(pairs)
+    assert got[(0, 1)] == got[(1, 0)] == got[(0, 2)] == got[(3, 4)] == 1
+    assert (1, 2) not in got and (5, 6) not in got and not any(7 in p for p in got)
+    assert got[(0, 3)] == got[(3, 0)] == got[(1, 5)] == got[(3, 8)] == got[(8, 5)] == 0
+    few = scene_pairs(group, inst, np.random.default_rng(0), cap=10)
+    assert len(few) == 10
+    assert sum(1 for i, j, y in few if y == 0 and 0 in (group[i], group[j])) == 5

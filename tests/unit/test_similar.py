@@ -271,7 +271,7 @@ class OddQuery:
 
 @pytest.mark.parametrize("copies, lookalikes, found", [(RED, [], 3), (RED[:3], [], 1), (RED, LOOKALIKES, 3)])
 def test_copies_that_accept_one_another_are_found_as_a_group(copies, lookalikes, found):
-    """by_group: copies the query scores under the threshold but that accept one another and the
+    """by_group's group rule (group_anchors 0): copies the query scores under the threshold but that accept one another and the
     copy the query accepted are accepted (three in all); two are not a group; three look-alikes that
     accept one another but no copy stay out; off, only the copy the query accepts is found."""
     img, discs, _ = disc_image(copies + lookalikes, [])
@@ -284,7 +284,8 @@ def test_copies_that_accept_one_another_are_found_as_a_group(copies, lookalikes,
 
     def accepted(by_group: bool) -> list:
         res = sim.find_similar(img, discs[0], mm, segment, OddQuery(copies, lookalikes),
-                               sim.SimilarSettings(pixel_match=False), cpn=None, align_clicks=False, by_group=by_group)
+                               sim.SimilarSettings(pixel_match=False, group_anchors=0), cpn=None, align_clicks=False,
+                               by_group=by_group)
         assert not [c for c in res.accepted if any((c.patch.full(*img.shape[:2]) & m).any() for m in looks)]
         if lookalikes:                                           # they were seen, in the band, and left out
             assert len([c for c in res.rejected if any((c.patch.full(*img.shape[:2]) & m).any() for m in looks)]) >= 3
@@ -294,6 +295,43 @@ def test_copies_that_accept_one_another_are_found_as_a_group(copies, lookalikes,
     got = accepted(True)
     assert len(got) == found
     assert sorted(c.score for c in got)[:found - 1] == [OddQuery.threshold] * (found - 1)   # the group's: the engine's own score
+
+
+class TwoAccepted(OddQuery):
+    """OddQuery with the query accepting two copies (copies[1] and copies[2]) and a look-alike that
+    accepts, and is accepted by, copies[1] only (one copy of two)."""
+
+    def score(self, a, b) -> float:
+        pair = (self._disc(a), self._disc(b))
+        if ("none", -1) in pair:
+            return 0.0
+        if ("copy", 0) in pair:
+            return 0.6 if ("copy", 1) in pair or ("copy", 2) in pair else 0.3
+        if ("look", 0) in pair and ("copy", 1) in pair:
+            return 1.0
+        return 1.0 if pair[0][0] == pair[1][0] else 0.0
+
+
+@pytest.mark.parametrize("anchors, share, looks_taken", [(2, 0.5, 0), (1, 0.0, 1)])
+def test_the_set_rule_takes_copies_most_accepted_copies_accept(anchors, share, looks_taken):
+    """by_group's set rule (SimilarSettings.group_anchors, group_share): the copy the query rejects is
+    accepted by both copies the query accepted and comes in; a look-alike that one of them accepts
+    stays out when two votes are asked for (one vote: it comes in, which is why votes are counted)."""
+    copies = RED + [(40, 120)]
+    img, discs, _ = disc_image(copies + [LOOKALIKES[0]], [])
+    mm = sim.encode(ColourBackbone(), img, 320)
+    look = discs[len(copies)]
+
+    def segment(x: float, y: float, template: sim.MaskPatch, more: tuple = ()) -> sim.MaskPatch:
+        hit = [m for m in discs if m[int(y), int(x)]]
+        return sim.as_patch(hit[0] if hit else np.zeros(img.shape[:2], bool))
+
+    settings = sim.SimilarSettings(pixel_match=False, group_anchors=anchors, group_share=share)
+    res = sim.find_similar(img, discs[0], mm, segment, TwoAccepted(copies, [LOOKALIKES[0]]), settings, cpn=None,
+                           align_clicks=False, by_group=True)
+    full = [c.patch.full(*img.shape[:2]) for c in res.accepted]
+    assert sum(1 for f in full if (f & look).any()) == looks_taken
+    assert all(sum(1 for f in full if (f & m).any()) == 1 for m in discs[1:len(copies)])   # every copy once
 
 
 def test_a_long_object_selected_in_part_gets_its_missed_part_clicked():

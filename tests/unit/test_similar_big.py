@@ -213,13 +213,15 @@ def test_anchors_gate_on_the_query_area_and_rescore_kept_candidates():
 
 @pytest.mark.parametrize("rule", ["by_copies", "by_group"])
 def test_rules_on_rejected_candidates_only_with_the_big_photo_verifier_deciding(rule):
-    """by_copies and by_group (off as shipped, docs/similar.md) act only where the big-photo PVM decides."""
+    """by_copies (off as shipped) and by_group (on, the set rule: docs/similar.md) act only where the big-photo PVM
+    decides."""
     never, always = fixed(-30.0, 0.5), fixed(30.0, 0.5)
     on = replace(sim.SimilarSettings(), **{rule: True})
     eng = PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always, settings=on)
     assert getattr(eng, rule)(True) and not getattr(eng, rule)(False)   # a small query on a big photo only
     assert not getattr(PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=None,
                                  settings=on), rule)(True)
-    assert not getattr(sim.SimilarSettings(), rule)
-    assert not getattr(PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always), rule)(True)
+    assert getattr(sim.SimilarSettings(), rule) == (rule == "by_group")
+    assert getattr(PvmEngine(backbone=ColourBackbone(), model=never, segmenter=None, big_model=always),
+                   rule)(True) == (rule == "by_group")
     assert not getattr(FeaturesEngine(backbone=ColourBackbone(), segmenter=None, settings=on), rule)(True)
