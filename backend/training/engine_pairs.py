@@ -23,8 +23,8 @@ not small on a big photo: similar.small_on_big) are skipped.
 
 --candidates also writes every object the engine described in a scene (the query and each
 candidate: descriptor row, the scene's group it lies on, the instance, its score against the query
-and whether the shipped verifier accepted it), for pairs among candidates (group_pairs.py: the
-copy-against-copy and copy-against-look-alike pairs that find_similar's by_group scores).
+as the engine reports it and whether the shipped verifier accepted it): by_group's acceptance rules
+compared offline (bench/group_rules.py) and pairs among candidates (group_pairs.py).
 """
 from __future__ import annotations
 
