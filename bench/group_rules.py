@@ -33,8 +33,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backend import similar as sim, weights  # noqa: E402
-from backend.models.pvm import split_row  # noqa: E402
 from backend.similar import groups  # noqa: E402
+from backend.training.ship_big_pvm import gated  # noqa: E402
+from backend.training.train_pvm import predict  # noqa: E402
 
 
 class Scene:
@@ -72,13 +73,8 @@ def scenes_of(files: list[Path], model: torch.nn.Module, settings: sim.SimilarSe
             nodes = voters + band
             rows = torch.from_numpy(desc[nodes])
             n = len(nodes)
-            a, b = rows.repeat_interleave(n, 0), rows.repeat(n, 1)
-            with torch.no_grad():
-                logits, _ = model(a, b)
-            p = torch.sigmoid(logits).numpy().reshape(n, n)
-            area = split_row(rows)["area"][:, 0].numpy()
-            ratio = area[None, :] / np.maximum(area[:, None], 1.0)
-            acc = (p >= own) & (ratio >= lo) & (ratio <= hi)
+            pairs = {"query": rows.repeat_interleave(n, 0), "cand": rows.repeat(n, 1)}   # [i, j]: i scores j
+            acc = (gated(predict(model, pairs), pairs, lo, hi) >= own).reshape(n, n)
             mutual = acc & acc.T
             np.fill_diagonal(mutual, False)
             out.append(Scene(list(range(len(voters))), list(range(len(voters), n)), mutual, group[nodes]))

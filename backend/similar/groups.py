@@ -87,7 +87,7 @@ class Groups:
     """The band candidates the query rejected so far, the instances it accepted, and their pair scores."""
 
     def __init__(self, verifier: Verifier, band: float, size: int, anchors: int = 0, share: float = 0.0):
-        """anchors > 0: the set rule (take_by_set) instead of the group's."""
+        """anchors > 0: the set rule (by_set) instead of the group's (by_graph)."""
         self.verifier, self.size = verifier, max(2, int(size))
         self.anchors, self.share = int(anchors), float(share)
         self.floor = band * verifier.threshold           # a band candidate's score against the query

@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="keep --out's pairs, go on after its last scene")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--candidates", type=Path, default=None,
-                    help="also write every described object (candidate_rows) here, for group_pairs.py")
+                    help="also write every described object (candidate_rows) here, for bench/group_rules.py "
+                         "and group_pairs.py")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
