@@ -73,3 +73,22 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     if d.size == 0:
         return float("nan"), float("nan")
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+
+
+def paired_ratio(num_a: list[float], den_a: list[float], num_b: list[float], den_b: list[float],
+                 resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The difference of two ratios of sums over the same scenes (b's sum(num) / sum(den) minus a's: a
+    pooled rate such as pixel precision) and its standard error, a bootstrap over scenes (the same
+    resampled scenes for both; fixed seed, so a report is reproducible)."""
+    import numpy as np
+    na, da, nb, db = (np.asarray(x, float) for x in (num_a, den_a, num_b, den_b))
+    if na.size == 0:
+        return float("nan"), float("nan")
+
+    def diff(idx: "np.ndarray | slice") -> "np.ndarray | float":
+        return (nb[idx].sum(-1) / np.maximum(db[idx].sum(-1), 1.0)
+                - na[idx].sum(-1) / np.maximum(da[idx].sum(-1), 1.0))
+    if na.size < 2:
+        return float(diff(slice(None))), float("nan")
+    idx = np.random.default_rng(seed).integers(0, na.size, (resamples, na.size))
+    return float(diff(slice(None))), float(np.std(diff(idx), ddof=1))

@@ -35,7 +35,7 @@ from backend.cache import ImageEntry  # noqa: E402
 from backend.engines import get  # noqa: E402
 from backend.training.synth import RealSizeGenerator, Scene, SceneGenerator  # noqa: E402
 from backend.training.queries import query_index, query_of, rgba  # noqa: E402
-from bench.common import paired  # noqa: E402
+from bench.common import paired, paired_ratio  # noqa: E402
 
 COVER = 0.5
 
@@ -118,8 +118,9 @@ def summarise(rows: list[dict[str, float]], seconds: list[float]) -> dict[str, f
 
 def print_paired(rows: dict[str, list], engines: list[str]) -> None:
     """Per-scene paired differences of every engine against the first: copies found, other-kind
-    objects taken, look-alikes taken (totals and their standard error over scenes), and the
-    recall difference (found / copies to find)."""
+    objects taken, look-alikes taken (totals and their standard error over scenes), the
+    recall difference (found / copies to find) and the pixel-precision difference (pooled over
+    the scenes, its standard error a bootstrap over them: common.paired_ratio)."""
     base = engines[0]
     for e in engines[1:]:
         a, b = rows[base], rows[e]
@@ -129,6 +130,9 @@ def print_paired(rows: dict[str, list], engines: list[str]) -> None:
             n = len(a)
             print(f"paired {e} minus {base}: {k} {d * n:+.0f} (s.e. {se * n:.1f}) over {n} scenes"
                   + (f"; recall {d * n / max(targets, 1):+.4f} (s.e. {se * n / max(targets, 1):.4f})" if k == "found" else ""))
+        d, se = paired_ratio([r["pix_tp"] for r in a], [r["pix_ret"] for r in a],
+                             [r["pix_tp"] for r in b], [r["pix_ret"] for r in b])
+        print(f"paired {e} minus {base}: pixel precision {d:+.4f} (bootstrap s.e. {se:.4f}) over {len(a)} scenes")
 
 
 def own_engine(name: str, settings):

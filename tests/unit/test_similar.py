@@ -561,6 +561,21 @@ def test_bench_metric_counts_half_covered_instances():
     assert r["others"] == 1 and r["other_hits"] == 1
 
 
+def test_bench_paired_report_gives_pixel_precision_with_a_bootstrap_error(capsys):
+    from bench.common import paired_ratio
+    from bench.similar import print_paired
+    row = {"targets": 4, "found": 2, "other_hits": 0, "lookalike_hits": 0, "returned": 2, "correct": 2}
+    a = [dict(row, pix_tp=90.0, pix_ret=100.0), dict(row, pix_tp=40.0, pix_ret=50.0)]
+    b = [dict(row, pix_tp=95.0, pix_ret=100.0), dict(row, pix_tp=45.0, pix_ret=50.0)]
+    d, se = paired_ratio([r["pix_tp"] for r in a], [r["pix_ret"] for r in a],
+                         [r["pix_tp"] for r in b], [r["pix_ret"] for r in b])
+    assert abs(d - (140 / 150 - 130 / 150)) < 1e-12 and 0.0 <= se < 0.05   # pooled over scenes, not a mean of ratios
+    one = paired_ratio([1.0], [2.0], [1.0], [2.0])                      # one scene: no error to give
+    assert one[0] == 0.0 and np.isnan(one[1])
+    print_paired({"base": a, "new": b}, ["base", "new"])
+    assert f"pixel precision {d:+.4f} (bootstrap s.e. {se:.4f}) over 2 scenes" in capsys.readouterr().out
+
+
 SHIPPED = Path(__file__).resolve().parents[2] / "backend" / "weights" / "similar-lite0.pt"
 
 
