@@ -27,6 +27,7 @@ from .models.dsn import Feats, click_maps
 from .masks import mask_box
 from .models.window import Window, covers_image, crop_resize
 from . import windows
+from .colour_edges import follow_colours, sigmoid
 from .windows import COARSE_SIDE, CROP, MAX_WINDOWS
 from .weights import load as load_weights, path as weights_path
 
@@ -42,6 +43,7 @@ class SegmentSettings:
     zoom: bool = True           # False: decode the whole-image encoding only
     use_prev: bool = True       # feed the previous mask to the decoder
     refine_edges: bool = True   # guided-filter edges where logits are upsampled > 2x
+    colour_edges: bool = True   # pixels follow the object's and its surroundings' colours (backend/colour_edges.py)
     small_probe: bool = True    # big photos: look for a small object under the first click (issue 23)
 
 
@@ -231,6 +233,9 @@ class ClickSegmenter:
                 emb.windows.setdefault(key, emb.first.windows[key])
             return out
         out = np.zeros((h, w), np.uint8)
+        # the clicks that correct a selection decide the colours under them (colour_edges); a first
+        # click, or select similar's proposals, leave them to the colour models
+        refining = pts if prev_mask is not None else []
 
         if not self.settings.zoom:
             win = None
@@ -261,10 +266,16 @@ class ClickSegmenter:
             emb.windows[key] = win
         if win is None:
             logits = self._coarse_logits(emb, pts, prev)
-            up = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
-            out[:] = (up[0, 0] > 0).cpu().numpy().astype(np.uint8) * 255
+            up = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+            out[:] = (up > 0).astype(np.uint8) * 255
+            box = mask_box(out)
+            if self.settings.colour_edges and box is not None:   # around the object: its size again each side
+                x0, y0, x1, y1 = box
+                x0, y0, x1, y1 = max(2 * x0 - x1, 0), max(2 * y0 - y1, 0), min(2 * x1 - x0, w), min(2 * y1 - y0, h)
+                part = follow_colours(up[y0:y1, x0:x1], emb.rgb[y0:y1, x0:x1], shifted(refining, x0, y0))
+                out[y0:y1, x0:x1] = (part > 0).astype(np.uint8) * 255
             return out
-        return self._paste(logits, win, out, emb.rgb)
+        return self._paste(logits, win, out, emb.rgb, refining)
 
     def _window_mask(self, emb: Embedding, pts: list[Point], win: Window) -> np.ndarray:
         """The clicks decoded in `win` without a previous mask: CROP/2 × CROP/2 bool (the small-object probe)."""
@@ -272,23 +283,32 @@ class ClickSegmenter:
         logits = self._decode(feats, [(*win.to_window(px, py, CROP), p) for px, py, p in pts], None, CROP, CROP)
         return (logits[0, 0] > 0).cpu().numpy()
 
-    def _paste(self, logits: torch.Tensor, win: Window, out: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    def _paste(self, logits: torch.Tensor, win: Window, out: np.ndarray, rgb: np.ndarray,
+               clicks: list[Point] = ()) -> np.ndarray:
         """Upsample the window's logits to its size in image pixels and write the visible part;
-        where that is more than 2× upsampling, edges follow the image (guided filter)."""
+        pixels follow the object's colours (colour_edges; the colours under `clicks` are theirs),
+        and where that is more than 2× upsampling, edges follow the image (guided filter)."""
         h, w = out.shape
         x0, y0 = max(win.x0, 0), max(win.y0, 0)
         x1, y1 = min(win.x0 + win.side, w), min(win.y0 + win.side, h)
         up = F.interpolate(logits.float(), size=(win.side, win.side), mode="bilinear", align_corners=False)
-        part = up[0, 0, y0 - win.y0:y1 - win.y0, x0 - win.x0:x1 - win.x0]
+        part = up[0, 0, y0 - win.y0:y1 - win.y0, x0 - win.x0:x1 - win.x0].cpu().numpy()
+        if self.settings.colour_edges:
+            part = follow_colours(part, rgb[y0:y1, x0:x1], shifted(clicks, x0, y0))
         factor = win.side / logits.shape[-1]
         if self.settings.refine_edges and factor > 2:
-            prob = torch.sigmoid(part).cpu().numpy()
+            prob = sigmoid(part).astype(np.float32)
             guide = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
             mask = guided_filter(guide, prob, radius=int(round(factor)), eps=1e-3) > 0.5
         else:
-            mask = (part > 0).cpu().numpy()
+            mask = part > 0
         out[y0:y1, x0:x1] = mask.astype(np.uint8) * 255
         return out
+
+
+def shifted(points: list[Point], x0: int, y0: int) -> list[Point]:
+    """The clicks in the coordinates of a crop whose corner is (x0, y0)."""
+    return [(x - x0, y - y0, p) for x, y, p in points]
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
