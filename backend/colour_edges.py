@@ -96,9 +96,10 @@ def follow_colours(logits: np.ndarray, rgb: np.ndarray,
     step = max(1, int(np.ceil(np.sqrt(h * w / HIST_PIXELS))))
     grid_bins = colour_bins(rgb[::step, ::step])
     grid = logits[::step, ::step].ravel().astype(np.float32)
-    unsure = (logits > -ADD_WEIGHT * CLIP) & (logits < REMOVE_WEIGHT * CLIP)
-    unsure_bins = colour_bins(rgb[unsure])
-    base = logits[unsure].astype(np.float32)
+    out = np.array(logits, dtype=np.float32)          # a contiguous copy: flat indices below
+    unsure = np.flatnonzero((out > -ADD_WEIGHT * CLIP) & (out < REMOVE_WEIGHT * CLIP))
+    unsure_bins = colour_bins(rgb.reshape(-1, 3).take(unsure, axis=0))   # faster than a boolean mask
+    base = out.ravel().take(unsure)
     on, off = _clicked_bins(rgb, clicks, True), _clicked_bins(rgb, clicks, False)
     fused_grid, fused = grid, base
     for _ in range(ROUNDS):
@@ -107,6 +108,5 @@ def follow_colours(logits: np.ndarray, rgb: np.ndarray,
         table[on] = np.maximum(table[on], 0)
         table[off] = np.minimum(table[off], 0)
         fused_grid, fused = grid + table[grid_bins], base + table[unsure_bins]
-    out = logits.astype(np.float32, copy=True)
-    out[unsure] = fused
+    out.ravel()[unsure] = fused
     return out
