@@ -24,7 +24,7 @@ from simpson_client.protocol import Point
 
 from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
-from .masks import mask_box
+from .masks import mask255, mask_box
 from .models.window import Window, covers_image, crop_resize
 from . import windows
 from .colour_edges import follow_colours, sigmoid
@@ -267,13 +267,13 @@ class ClickSegmenter:
         if win is None:
             logits = self._coarse_logits(emb, pts, prev)
             up = F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-            out[:] = (up > 0).astype(np.uint8) * 255
+            out[:] = mask255(up > 0)
             box = mask_box(out)
             if self.settings.colour_edges and box is not None:   # around the object: its size again each side
                 x0, y0, x1, y1 = box
                 x0, y0, x1, y1 = max(2 * x0 - x1, 0), max(2 * y0 - y1, 0), min(2 * x1 - x0, w), min(2 * y1 - y0, h)
                 part = follow_colours(up[y0:y1, x0:x1], emb.rgb[y0:y1, x0:x1], shifted(refining, x0, y0))
-                out[y0:y1, x0:x1] = (part > 0).astype(np.uint8) * 255
+                out[y0:y1, x0:x1] = mask255(part > 0)
             return out
         return self._paste(logits, win, out, emb.rgb, refining)
 
@@ -302,7 +302,7 @@ class ClickSegmenter:
             mask = guided_filter(guide, prob, radius=int(round(factor)), eps=1e-3) > 0.5
         else:
             mask = part > 0
-        out[y0:y1, x0:x1] = mask.astype(np.uint8) * 255
+        out[y0:y1, x0:x1] = mask255(mask)
         return out
 
 
