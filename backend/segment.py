@@ -25,9 +25,10 @@ from simpson_client.protocol import Point
 from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
 from .masks import mask255, mask_box
-from .models.window import Window, covers_image, crop_resize
+from .models.window import Window, covers_image, crop_resize, fit_window
 from . import windows
 from .colour_edges import follow_colours, sigmoid
+from .pieces import PIECES_GROW, pieces_to_add
 from .windows import COARSE_SIDE, CROP, MAX_WINDOWS
 from .weights import load as load_weights, path as weights_path
 
@@ -38,13 +39,15 @@ CROP_CACHE = 8  # zoom-in encodings kept per image
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """The one-click segmenter's switches: all on in the product; benchmarks pass their own
+    """The one-click segmenter's switches: all on in the product but `pieces` (measured, not shipped); benchmarks pass their own
     (`dataclasses.replace(SegmentSettings(), zoom=False)`) to measure what each one gives."""
     zoom: bool = True           # False: decode the whole-image encoding only
     use_prev: bool = True       # feed the previous mask to the decoder
     refine_edges: bool = True   # guided-filter edges where logits are upsampled > 2x
     colour_edges: bool = True   # pixels follow the object's and its surroundings' colours (backend/colour_edges.py)
     small_probe: bool = True    # big photos: look for a small object under the first click (issue 23)
+    pieces: bool = False        # a first click also looks 2x wider for the object's other pieces (backend/pieces.py;
+                                # off: it takes neighbouring copies on real photos, docs/models.md "Thirtieth session")
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Embedding:
     coarse: Feats | None = None
     crops: OrderedDict = field(default_factory=OrderedDict)  # Window -> Feats
     windows: dict = field(default_factory=dict)  # positive clicks -> chosen Window (or None)
+    probe: tuple | None = None  # the small-object probe's last decode: (clicks, Window, logits)
     first: "Embedding | None" = None
 
     @property
@@ -275,35 +279,68 @@ class ClickSegmenter:
                 part = follow_colours(up[y0:y1, x0:x1], emb.rgb[y0:y1, x0:x1], shifted(refining, x0, y0))
                 out[y0:y1, x0:x1] = mask255(part > 0)
             return out
-        return self._paste(logits, win, out, emb.rgb, refining)
+        out = self._paste(logits, win, out, emb.rgb, refining)
+        if self.settings.pieces and prev_mask is None and size is None and len(pts) == 1:
+            self._add_pieces(emb, pts, win, out)
+        return out
 
     def _window_mask(self, emb: Embedding, pts: list[Point], win: Window) -> np.ndarray:
         """The clicks decoded in `win` without a previous mask: CROP/2 × CROP/2 bool (the small-object probe)."""
         feats = self._crop_feats(emb, win)
         logits = self._decode(feats, [(*win.to_window(px, py, CROP), p) for px, py, p in pts], None, CROP, CROP)
+        emb.probe = (tuple(pts), win, logits)   # the wider look for other pieces may reuse it
         return (logits[0, 0] > 0).cpu().numpy()
 
-    def _paste(self, logits: torch.Tensor, win: Window, out: np.ndarray, rgb: np.ndarray,
-               clicks: list[Point] = ()) -> np.ndarray:
-        """Upsample the window's logits to its size in image pixels and write the visible part;
-        pixels follow the object's colours (colour_edges; the colours under `clicks` are theirs),
-        and where that is more than 2× upsampling, edges follow the image (guided filter)."""
-        h, w = out.shape
+    def _upsampled(self, logits: torch.Tensor, win: Window, h: int, w: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        """The window's logits upsampled to its size in image pixels, over the part of it inside
+        the h×w image, and that part's box (x0, y0, x1, y1)."""
         x0, y0 = max(win.x0, 0), max(win.y0, 0)
         x1, y1 = min(win.x0 + win.side, w), min(win.y0 + win.side, h)
         up = F.interpolate(logits.float(), size=(win.side, win.side), mode="bilinear", align_corners=False)
-        part = up[0, 0, y0 - win.y0:y1 - win.y0, x0 - win.x0:x1 - win.x0].cpu().numpy()
+        return up[0, 0, y0 - win.y0:y1 - win.y0, x0 - win.x0:x1 - win.x0].cpu().numpy(), (x0, y0, x1, y1)
+
+    def _full_mask(self, part: np.ndarray, rgb: np.ndarray, clicks: list[Point], factor: float) -> np.ndarray:
+        """The bool mask of upsampled logits `part` over the crop `rgb`: pixels follow the object's
+        colours (colour_edges; the colours under `clicks` are theirs), and where the logits were
+        upsampled more than 2× (`factor`), edges follow the image (guided filter)."""
         if self.settings.colour_edges:
-            part = follow_colours(part, rgb[y0:y1, x0:x1], shifted(clicks, x0, y0))
-        factor = win.side / logits.shape[-1]
+            part = follow_colours(part, rgb, clicks)
         if self.settings.refine_edges and factor > 2:
             prob = sigmoid(part).astype(np.float32)
-            guide = cv2.cvtColor(rgb[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
-            mask = guided_filter(guide, prob, radius=int(round(factor)), eps=1e-3) > 0.5
-        else:
-            mask = part > 0
+            guide = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+            return guided_filter(guide, prob, radius=int(round(factor)), eps=1e-3) > 0.5
+        return part > 0
+
+    def _paste(self, logits: torch.Tensor, win: Window, out: np.ndarray, rgb: np.ndarray,
+               clicks: list[Point] = ()) -> np.ndarray:
+        """Write the window's mask (`_full_mask` of its upsampled logits) into the visible part of `out`."""
+        part, (x0, y0, x1, y1) = self._upsampled(logits, win, *out.shape)
+        mask = self._full_mask(part, rgb[y0:y1, x0:x1], shifted(clicks, x0, y0), win.side / logits.shape[-1])
         out[y0:y1, x0:x1] = mask255(mask)
         return out
+
+    def _add_pieces(self, emb: Embedding, pts: list[Point], win: Window, out: np.ndarray) -> None:
+        """A first click decoded in `win`: decode it again in a window PIECES_GROW× wider (the
+        small-object probe's when that is at least as wide: no second decode) and add to `out` the
+        other pieces of the object the model is sure of there (backend/pieces.py)."""
+        h, w = out.shape
+        if emb.probe is not None and emb.probe[0] == tuple(pts) and emb.probe[1].side >= PIECES_GROW * win.side:
+            _, wide, logits = emb.probe
+        else:
+            side = windows.snap_side(win.side * PIECES_GROW)
+            if covers_image(side, w, h):
+                return
+            wide = fit_window(round((win.x0 + win.side / 2) / 8) * 8, round((win.y0 + win.side / 2) / 8) * 8,
+                              side, w, h)
+            logits = self._decode(self._crop_feats(emb, wide), [(*wide.to_window(x, y, CROP), p) for x, y, p in pts],
+                                  None, CROP, CROP)
+        part, (x0, y0, x1, y1) = self._upsampled(logits, wide, h, w)
+        base = out[y0:y1, x0:x1] > 0
+        click = (int(pts[0][0]) - x0, int(pts[0][1]) - y0)
+        if not pieces_to_add(base, part > 0, part, click).any():
+            return   # no piece even before the edges are set (most clicks): skip the colour step
+        wider = self._full_mask(part, emb.rgb[y0:y1, x0:x1], [], wide.side / logits.shape[-1])
+        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click)] = 255
 
 
 def shifted(points: list[Point], x0: int, y0: int) -> list[Point]:

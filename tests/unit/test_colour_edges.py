@@ -84,7 +84,6 @@ def test_the_segmenter_s_window_masks_follow_colours():
     resolution) with SegmentSettings.colour_edges on and off, on an object as light as its
     background (green on purple), which the guided filter's grey guide cannot tell apart."""
     import torch
-    from types import SimpleNamespace
     from backend.models.window import Window
     from backend.segment import ClickSegmenter, SegmentSettings
     img = _image((400, 400))
@@ -97,7 +96,8 @@ def test_the_segmenter_s_window_masks_follow_colours():
     logits = torch.from_numpy(10 * (coarse - 0.3))[None, None]
     ious = {}
     for on in (False, True):
-        me = SimpleNamespace(settings=SegmentSettings(colour_edges=on))
-        out = ClickSegmenter._paste(me, logits, Window(0, 0, 400), np.zeros((400, 400), np.uint8), img)
+        me = ClickSegmenter.__new__(ClickSegmenter)   # its window-to-photo code only: no model
+        me.settings = SegmentSettings(colour_edges=on)
+        out = me._paste(logits, Window(0, 0, 400), np.zeros((400, 400), np.uint8), img)
         ious[on] = _iou(out > 127, teeth)
     assert ious[False] < 0.6 and ious[True] > 0.9

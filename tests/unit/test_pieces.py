@@ -1,0 +1,74 @@
+"""backend/pieces.py: which pieces a first click's wider look adds to its mask."""
+import numpy as np
+
+from backend.pieces import PIECE_MIN_LOGIT, clicked_component, pieces_to_add
+
+
+def _region():
+    """A 100x100 region: the clicked piece (20x20 at 10..30), a second piece of the object (20x10 at
+    60..80, 10..20), a shape the model is unsure of (60..80, 60..80) and a crumb (2x2 at 40, 90)."""
+    wider = np.zeros((100, 100), bool)
+    logits = np.full((100, 100), -5.0, np.float32)
+    parts = {"clicked": (slice(10, 30), slice(10, 30)), "piece": (slice(10, 20), slice(60, 80)),
+             "unsure": (slice(60, 80), slice(60, 80)), "crumb": (slice(90, 92), slice(40, 42))}
+    sure = {"clicked": 8.0, "piece": PIECE_MIN_LOGIT + 2, "unsure": PIECE_MIN_LOGIT - 1, "crumb": 9.0}
+    for name, sl in parts.items():
+        wider[sl] = True
+        logits[sl] = sure[name]
+    base = np.zeros_like(wider)
+    base[parts["clicked"]] = True
+    return base, wider, logits, parts
+
+
+def test_a_sure_piece_joins_and_the_rest_stays_out():
+    base, wider, logits, parts = _region()
+    add = pieces_to_add(base, wider, logits, (20, 20))
+    expect = np.zeros_like(base)
+    expect[parts["piece"]] = True
+    assert (add == expect).all()
+
+
+def test_nothing_is_added_when_the_click_selected_nothing_or_the_wider_look_has_no_other_piece():
+    base, wider, logits, parts = _region()
+    assert not pieces_to_add(np.zeros_like(base), wider, logits, (20, 20)).any()
+    assert not pieces_to_add(base, base.copy(), logits, (20, 20)).any()
+
+
+def test_the_clicked_component_is_the_one_under_the_click_or_the_whole_mask():
+    base, wider, _, parts = _region()
+    assert (clicked_component(wider, (15, 15)) == base).all()
+    assert (clicked_component(wider, (50, 50)) == wider).all()   # the click misses the mask
+
+
+def test_the_segmenter_looks_wider_only_after_a_first_click(monkeypatch):
+    """ClickSegmenter.predict with SegmentSettings.pieces on decodes a first click a second time in
+    a wider window (on a 3000-px photo with a 60-px object); a refining click (with a previous
+    mask) and the switch off do not."""
+    from backend.segment import ClickSegmenter, SegmentSettings
+    calls = []
+    orig = ClickSegmenter._add_pieces
+
+    def spy(self, emb, pts, win, out):
+        calls.append(len(pts))
+        return orig(self, emb, pts, win, out)
+    monkeypatch.setattr(ClickSegmenter, "_add_pieces", spy)
+    img = np.full((2000, 3000, 3), 200, np.uint8)
+    img[1000:1060, 1500:1560] = (200, 30, 30)
+    seg = ClickSegmenter()
+    for on in (True, False):
+        twin = seg.with_settings(SegmentSettings(pieces=on))
+        emb = twin.set_image(img)
+        first = twin.predict(emb, [(1530, 1030, True)])
+        assert first[1030, 1530] == 255 and first[500, 500] == 0
+        twin.predict(emb, [(1530, 1030, True), (1545, 1045, True)], prev_mask=first)
+    assert calls == [1]
+
+
+def test_what_the_object_lies_on_does_not_join():
+    """A component the model is sure of but much bigger than the clicked piece (the table or the
+    animal a small object lies on) stays out."""
+    base, wider, logits, parts = _region()
+    wider[40:100, 0:30] = True         # 1800 px against the clicked piece's 400
+    logits[40:100, 0:30] = PIECE_MIN_LOGIT + 3
+    add = pieces_to_add(base, wider, logits, (20, 20))
+    assert add[parts["piece"]].all() and not add[40:100, 0:30].any()
