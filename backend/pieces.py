@@ -25,6 +25,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .masks import Parts
+
 PIECES_GROW = 2.0  # the wider window's side / the first click's window side
 PIECE_MIN_LOGIT = 4.0  # a piece joins when the model's mean logit over it is at least this (p ~ 0.98)
 PIECE_MIN_SHARE = 0.05  # ... and its area is at least this share of the clicked component's
@@ -53,13 +55,12 @@ def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray,
     main = int(clicked_component(base, click).sum())
     if not main:
         return add
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(wider.astype(np.uint8), connectivity=8)
-    for label in range(1, n):
-        if not PIECE_MIN_SHARE * main <= stats[label, cv2.CC_STAT_AREA] <= PIECE_MAX_SHARE * main:
+    parts = Parts(wider)
+    for i in range(1, parts.count + 1):
+        if not PIECE_MIN_SHARE * main <= parts.area(i) <= PIECE_MAX_SHARE * main:
             continue
-        x, y, bw, bh = (stats[label, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP,
-                                                  cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT))
-        piece = labels[y:y + bh, x:x + bw] == label
+        x, y, bw, bh = parts.box(i)
+        piece = parts.window(i, x, y, x + bw, y + bh)
         if base[y:y + bh, x:x + bw][piece].sum() > 0.5 * piece.sum():
             continue   # the first window has it already
         if logits[y:y + bh, x:x + bw][piece].mean() < PIECE_MIN_LOGIT:

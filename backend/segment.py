@@ -25,7 +25,7 @@ from simpson_client.protocol import Point
 from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
 from .masks import mask255, mask_box
-from .models.window import Window, covers_image, crop_resize, fit_window
+from .models.window import Window, covers_image, crop_resize
 from . import windows
 from .colour_edges import follow_colours, sigmoid
 from .pieces import PIECES_GROW, pieces_to_add
@@ -327,11 +327,9 @@ class ClickSegmenter:
         if emb.probe is not None and emb.probe[0] == tuple(pts) and emb.probe[1].side >= PIECES_GROW * win.side:
             _, wide, logits = emb.probe
         else:
-            side = windows.snap_side(win.side * PIECES_GROW)
-            if covers_image(side, w, h):
+            wide = windows.wider_window(win, PIECES_GROW, w, h)
+            if wide is None:
                 return
-            wide = fit_window(round((win.x0 + win.side / 2) / 8) * 8, round((win.y0 + win.side / 2) / 8) * 8,
-                              side, w, h)
             logits = self._decode(self._crop_feats(emb, wide), [(*wide.to_window(x, y, CROP), p) for x, y, p in pts],
                                   None, CROP, CROP)
         part, (x0, y0, x1, y1) = self._upsampled(logits, wide, h, w)

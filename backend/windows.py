@@ -106,6 +106,15 @@ def small_object_window(probe: Callable[[Window], np.ndarray], box: Box,
     return window_for(small, positives, w, h)
 
 
+def wider_window(win: Window, factor: float, w: int, h: int) -> Window | None:
+    """A window `factor` times as wide as `win`, around the same centre (snapped), or None if that
+    is (nearly) the whole image."""
+    side = snap_side(win.side * factor)
+    if covers_image(side, w, h):
+        return None
+    return fit_window(round((win.x0 + win.side / 2) / 8) * 8, round((win.y0 + win.side / 2) / 8) * 8, side, w, h)
+
+
 def better_window(m: np.ndarray, win: Window, positives: list[tuple[float, float]],
                   w: int, h: int) -> Window | None:
     """A better window when the mask `m` decoded in `win` (n×n bool) runs into a window edge

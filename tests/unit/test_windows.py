@@ -35,3 +35,11 @@ def test_better_window_grows_on_an_inside_edge_and_zooms_in_on_a_small_fill():
     assert small.side == windows.MIN_WINDOW and small.x0 <= 560 < small.x0 + small.side
     m[40:120, 40:120] = True                     # fills enough: keep the window
     assert windows.better_window(m, win, [(560.0, 460.0)], 2000, 1500) is None
+
+
+def test_a_wider_window_keeps_the_centre_and_falls_back_to_the_whole_image():
+    from backend.models.window import Window
+    from backend.windows import wider_window
+    wide = wider_window(Window(496, 496, 96), 2.0, 4000, 3000)
+    assert wide == Window(448, 448, 192)
+    assert wider_window(Window(0, 0, 2000), 2.0, 4000, 3000) is None
