@@ -4,7 +4,8 @@ A first click's window is fitted to what the click selected, so a click on one p
 in several (a flower and its leaf, the parts of a drawing not touching one another) gets a window
 that leaves the other pieces outside it. The segmenter then decodes the same click in a window
 PIECES_GROW times wider (backend/segment.py) and the pieces the model is sure of there join the
-mask; what the first window selected stays as it was (docs/models.md, "Thirtieth session").
+mask; what the first window selected stays as it was (docs/models.md, "Thirtieth session" and
+"Thirty-first session").
 
 Chosen on 400 real-size validation scenes (seeds 7000-7399, first-click logits captured once and
 every rule applied offline): a wider window of 2 (1.4 and 3 did less) and pieces that are at least
@@ -15,10 +16,26 @@ lies on): 4 is shipped. The cap of 1.5 times the clicked component's area costs 
 validation scenes; it also came from select similar's bench, where queries that took what their
 object lies on (2-5 times their area) lost their copies.
 
-Off in the product (`SegmentSettings.pieces`, backend/segment.py): on 200 new real-size scenes it gives
-+0.013 mIoU after one click, but on a real photo of water drops on a leaf the neighbouring drops join
-(IoU 0.79 -> 0.60), and select similar loses a few copies: a piece cannot yet be told from a copy
-beside the object (docs/models.md, "Thirtieth session").
+A copy beside the object is not a piece of it (thirty-first session): a component with the clicked
+piece's colours (COPY_MIN_COLOUR, the overlap of their colour histograms) and its shape (COPY_MAX_SHAPE,
+the distance of their Hu moments, which do not change with size or turn) is the same thing again, a
+neighbouring water drop, coin or cup, and stays out; a person who wants it clicks it. The shape test is
+coarse: any two compact blobs match (a square, a disc, a 2:1 rectangle), while drawn pieces of the
+clicked piece's colours are thin or branched and do not (Hu distance 0.24 and more but for one, on the
+validation scenes and select similar's queries). On those 400 scenes the test keeps 25 of the 26
+pieces the rule adds (the 26th, the second of two like splats in one drawing, costs 0.0005 mIoU); it
+stops the neighbouring drop on the water-drop photo and the copy a select-similar query took
+(real-size scene 175). On 200 new real-size scenes the step gives +0.0081 mIoU after one click
+(s.e. 0.0029; docs/models.md, "Thirty-first session").
+
+The full look costs one more 320-px encoding and decoding per first click, and most clicks have no
+other piece: the wider window is first glanced at GLANCE_SIDE (half the pixels) and looked at in full
+only when the glance shows a component a looser rule calls a possible piece (GLANCE_*). Chosen on the
+same 400 scenes (a session script recording both looks for every first click): the glance asks for the
+full look on 35 of the 346 clicks that need a decode of their own (the other 54 reuse the small-object
+probe's) and misses 2 of the 20 that add a piece there; a 160-px glance missed half of them. On small
+photos (the standard split's 0.37-MP scenes: the same masks on 100 scenes with and without, the glance
+asking on 3 of 35 clicks and the rule adding nothing) it only costs time: it runs above PIECES_ABOVE.
 """
 from __future__ import annotations
 
@@ -26,11 +43,20 @@ import cv2
 import numpy as np
 
 from .masks import Parts
+from .windows import SMALL_PROBE_ABOVE
 
 PIECES_GROW = 2.0  # the wider window's side / the first click's window side
+PIECES_ABOVE = SMALL_PROBE_ABOVE  # only on photos whose long side is over this (big photos, as the small-object probe)
 PIECE_MIN_LOGIT = 4.0  # a piece joins when the model's mean logit over it is at least this (p ~ 0.98)
 PIECE_MIN_SHARE = 0.05  # ... and its area is at least this share of the clicked component's
 PIECE_MAX_SHARE = 1.5  # ... and at most this share (a bigger one is what the object lies on)
+COPY_MIN_COLOUR = 0.5  # a component whose colour histogram overlaps the clicked piece's this much ...
+COPY_MAX_SHAPE = 0.2   # ... and whose shape is this close to it (Hu moments, cv2 CONTOURS_MATCH_I1) is a copy
+COLOUR_BINS = 8        # colour histograms: bins per CIE Lab channel
+GLANCE_SIDE = 224      # the wider window is glanced at first at this input side (half a full look's pixels) ...
+GLANCE_MIN_LOGIT = 2.0  # ... and looked at in full only when a component of the glance has this mean logit
+GLANCE_MIN_SHARE = 0.03  # ... and this share of the clicked component's area
+GLANCE_MAX_SHARE = 3.0   # ... up to this share
 
 
 def clicked_component(mask: np.ndarray, click: tuple[int, int]) -> np.ndarray:
@@ -43,27 +69,74 @@ def clicked_component(mask: np.ndarray, click: tuple[int, int]) -> np.ndarray:
     return labels == label if label else mask
 
 
-def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray,
-                  click: tuple[int, int]) -> np.ndarray:
-    """The pixels to add to the first click's mask. All arrays cover one region of the photo:
-    base, the first click's mask (bool); wider, the wider window's mask (bool); logits, the wider
-    window's logits upsampled to the region (float); click (x, y) in the region.
-    A component of `wider` joins when base holds at most half of it, the model is sure of it
-    (PIECE_MIN_LOGIT) and it is neither a crumb (PIECE_MIN_SHARE) nor much bigger than the clicked
-    piece (PIECE_MAX_SHARE: the table or animal the object lies on, a look-alike group)."""
-    add = np.zeros_like(base)
-    main = int(clicked_component(base, click).sum())
-    if not main:
-        return add
-    parts = Parts(wider)
-    for i in range(1, parts.count + 1):
-        if not PIECE_MIN_SHARE * main <= parts.area(i) <= PIECE_MAX_SHARE * main:
+class Likeness:
+    """What a copy of the clicked piece shares with it: its colours (a CIE Lab histogram) and its
+    shape (Hu moments), over one RGB region."""
+
+    def __init__(self, rgb: np.ndarray, piece: np.ndarray):
+        self.lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+        x, y, w, h = cv2.boundingRect(piece.astype(np.uint8))
+        self.shape = piece[y:y + h, x:x + w].astype(np.uint8)
+        self.colours = self._histogram(self.lab[y:y + h, x:x + w], self.shape)
+
+    @staticmethod
+    def _histogram(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        hist = cv2.calcHist([lab], [0, 1, 2], mask, [COLOUR_BINS] * 3, [0, 256] * 3)
+        return hist / max(float(hist.sum()), 1.0)
+
+    def is_copy(self, piece: np.ndarray, x: int, y: int) -> bool:
+        """Whether `piece`, a bool crop whose corner is (x, y) in the region, is the clicked piece
+        again: its colours (COPY_MIN_COLOUR) and its shape (COPY_MAX_SHAPE)."""
+        p = piece.astype(np.uint8)
+        h, w = p.shape
+        colours = self._histogram(self.lab[y:y + h, x:x + w], p)
+        if cv2.compareHist(self.colours, colours, cv2.HISTCMP_INTERSECT) < COPY_MIN_COLOUR:
+            return False
+        return cv2.matchShapes(self.shape, p, cv2.CONTOURS_MATCH_I1, 0) <= COPY_MAX_SHAPE
+
+
+def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: tuple[int, int],
+                min_logit: float, min_share: float, max_share: float):
+    """(clicked component, [(piece, x, y), ...]): the components of `wider` that base holds at most half
+    of, whose mean logit is at least min_logit and whose area is min_share-max_share of the clicked
+    component's; each piece a bool crop whose corner is (x, y)."""
+    clicked = clicked_component(base, click)
+    main = int(clicked.sum())
+    found = []
+    parts = Parts(wider) if main else None
+    for i in range(1, parts.count + 1 if parts else 1):
+        if not min_share * main <= parts.area(i) <= max_share * main:
             continue
         x, y, bw, bh = parts.box(i)
         piece = parts.window(i, x, y, x + bw, y + bh)
         if base[y:y + bh, x:x + bw][piece].sum() > 0.5 * piece.sum():
             continue   # the first window has it already
-        if logits[y:y + bh, x:x + bw][piece].mean() < PIECE_MIN_LOGIT:
+        if logits[y:y + bh, x:x + bw][piece].mean() < min_logit:
             continue
-        add[y:y + bh, x:x + bw] |= piece
+        found.append((piece, x, y))
+    return clicked, found
+
+
+def may_hold_pieces(base: np.ndarray, logits: np.ndarray, click: tuple[int, int]) -> bool:
+    """Whether a glance at the wider window (its logits at GLANCE_SIDE, upsampled to the region, as
+    pieces_to_add takes them) shows a component that might be a piece: the looser GLANCE_* rule."""
+    return bool(_candidates(base, logits > 0, logits, click, GLANCE_MIN_LOGIT, GLANCE_MIN_SHARE,
+                            GLANCE_MAX_SHARE)[1])
+
+
+def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray,
+                  click: tuple[int, int], rgb: np.ndarray) -> np.ndarray:
+    """The pixels to add to the first click's mask. All arrays cover one region of the photo:
+    base, the first click's mask (bool); wider, the wider window's mask (bool); logits, the wider
+    window's logits upsampled to the region (float); click (x, y) in the region; rgb, the photo.
+    A component of `wider` joins when base holds at most half of it, the model is sure of it
+    (PIECE_MIN_LOGIT), it is neither a crumb (PIECE_MIN_SHARE) nor much bigger than the clicked
+    piece (PIECE_MAX_SHARE: the table or animal the object lies on, a look-alike group), and it is
+    not a copy of the clicked piece (Likeness: its colours and shape)."""
+    add = np.zeros_like(base)
+    clicked, found = _candidates(base, wider, logits, click, PIECE_MIN_LOGIT, PIECE_MIN_SHARE, PIECE_MAX_SHARE)
+    likeness = Likeness(rgb, clicked) if found else None
+    for piece, x, y in found:
+        if not likeness.is_copy(piece, x, y):
+            add[y:y + piece.shape[0], x:x + piece.shape[1]] |= piece
     return add

@@ -28,7 +28,7 @@ from .masks import mask255, mask_box
 from .models.window import Window, covers_image, crop_resize
 from . import windows
 from .colour_edges import follow_colours, sigmoid
-from .pieces import PIECES_GROW, pieces_to_add
+from .pieces import GLANCE_SIDE, PIECES_ABOVE, PIECES_GROW, may_hold_pieces, pieces_to_add
 from .windows import COARSE_SIDE, CROP, MAX_WINDOWS
 from .weights import load as load_weights, path as weights_path
 
@@ -39,15 +39,15 @@ CROP_CACHE = 8  # zoom-in encodings kept per image
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """The one-click segmenter's switches: all on in the product but `pieces` (measured, not shipped); benchmarks pass their own
+    """The one-click segmenter's switches, all on in the product; benchmarks pass their own
     (`dataclasses.replace(SegmentSettings(), zoom=False)`) to measure what each one gives."""
     zoom: bool = True           # False: decode the whole-image encoding only
     use_prev: bool = True       # feed the previous mask to the decoder
     refine_edges: bool = True   # guided-filter edges where logits are upsampled > 2x
     colour_edges: bool = True   # pixels follow the object's and its surroundings' colours (backend/colour_edges.py)
     small_probe: bool = True    # big photos: look for a small object under the first click (issue 23)
-    pieces: bool = False        # a first click also looks 2x wider for the object's other pieces (backend/pieces.py;
-                                # off: it takes neighbouring copies on real photos, docs/models.md "Thirtieth session")
+    pieces: bool = True         # a first click also looks 2x wider for the object's other pieces, not its copies
+                                # (backend/pieces.py; docs/models.md, "Thirty-first session")
 
 
 @dataclass
@@ -280,7 +280,7 @@ class ClickSegmenter:
                 out[y0:y1, x0:x1] = mask255(part > 0)
             return out
         out = self._paste(logits, win, out, emb.rgb, refining)
-        if self.settings.pieces and prev_mask is None and size is None and len(pts) == 1:
+        if self.settings.pieces and prev_mask is None and size is None and len(pts) == 1 and max(w, h) > PIECES_ABOVE:
             self._add_pieces(emb, pts, win, out)
         return out
 
@@ -321,7 +321,8 @@ class ClickSegmenter:
 
     def _add_pieces(self, emb: Embedding, pts: list[Point], win: Window, out: np.ndarray) -> None:
         """A first click decoded in `win`: decode it again in a window PIECES_GROW× wider (the
-        small-object probe's when that is at least as wide: no second decode) and add to `out` the
+        small-object probe's when that is at least as wide: no second decode; else only when a glance
+        at that window, encoded at GLANCE_SIDE, shows something like a piece) and add to `out` the
         other pieces of the object the model is sure of there (backend/pieces.py)."""
         h, w = out.shape
         if emb.probe is not None and emb.probe[0] == tuple(pts) and emb.probe[1].side >= PIECES_GROW * win.side:
@@ -330,15 +331,21 @@ class ClickSegmenter:
             wide = windows.wider_window(win, PIECES_GROW, w, h)
             if wide is None:
                 return
+            glance = self._decode(self._encode(crop_resize(emb.rgb, wide, GLANCE_SIDE)),
+                                  [(*wide.to_window(x, y, GLANCE_SIDE), p) for x, y, p in pts], None, GLANCE_SIDE, GLANCE_SIDE)
+            part, (x0, y0, x1, y1) = self._upsampled(glance, wide, h, w)
+            if not may_hold_pieces(out[y0:y1, x0:x1] > 0, part, (int(pts[0][0]) - x0, int(pts[0][1]) - y0)):
+                return   # nothing like a piece at a glance (most clicks): no full look
             logits = self._decode(self._crop_feats(emb, wide), [(*wide.to_window(x, y, CROP), p) for x, y, p in pts],
                                   None, CROP, CROP)
         part, (x0, y0, x1, y1) = self._upsampled(logits, wide, h, w)
         base = out[y0:y1, x0:x1] > 0
         click = (int(pts[0][0]) - x0, int(pts[0][1]) - y0)
-        if not pieces_to_add(base, part > 0, part, click).any():
+        rgb = emb.rgb[y0:y1, x0:x1]
+        if not pieces_to_add(base, part > 0, part, click, rgb).any():
             return   # no piece even before the edges are set (most clicks): skip the colour step
-        wider = self._full_mask(part, emb.rgb[y0:y1, x0:x1], [], wide.side / logits.shape[-1])
-        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click)] = 255
+        wider = self._full_mask(part, rgb, [], wide.side / logits.shape[-1])
+        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click, rgb)] = 255
 
 
 def shifted(points: list[Point], x0: int, y0: int) -> list[Point]:

@@ -307,7 +307,7 @@ def main() -> None:
         **compared(args),
         "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
         NO_COLOUR: EngineClicks(seg, colour_edges=False),
-        WITH_PIECES: EngineClicks(seg, pieces=True),
+        NO_PIECES: EngineClicks(seg, pieces=False),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
         "1C-DSN (no previous-mask input)": DSNClicks(seg, use_prev=False),
@@ -329,7 +329,7 @@ def main() -> None:
         curves[name] = r.pop("iou")
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
-    print_paired(curves, [k for k in curves if k.startswith(COMPARED) or k in (NO_COLOUR, WITH_PIECES)], len(scenes))
+    print_paired(curves, [k for k in curves if k.startswith(COMPARED) or k in (NO_COLOUR, NO_PIECES)], len(scenes))
     if args.json:
         args.json.write_text(json.dumps({"split": "photos" if args.photos else "standard", "seed": args.seed,
                                          "scenes": len(scenes), "methods": {k: {"iou": v} for k, v in curves.items()}}) + "\n")
@@ -337,7 +337,7 @@ def main() -> None:
 
 COMPARED = "1C-DSN (daemon engine), --compare weights"
 NO_COLOUR = "1C-DSN (daemon engine, no colour edges: before the twenty-ninth session)"
-WITH_PIECES = "1C-DSN (daemon engine, with a wider look for other pieces: thirtieth session, not shipped)"
+NO_PIECES = "1C-DSN (daemon engine, no wider look for other pieces: before the thirty-first session)"
 
 
 def compared(args: argparse.Namespace) -> dict[str, Method]:
@@ -375,7 +375,7 @@ def main_realsize(args: argparse.Namespace) -> None:
         **compared(args),
         "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
         NO_COLOUR: EngineClicks(seg, colour_edges=False),
-        WITH_PIECES: EngineClicks(seg, pieces=True),
+        NO_PIECES: EngineClicks(seg, pieces=False),
     }   # GrabCut is left out: ~80 s per click on a 12-MP photo
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     methods = {k: v for k, v in methods.items() if not any(s in k for s in skip)}

@@ -1,12 +1,16 @@
 """backend/pieces.py: which pieces a first click's wider look adds to its mask."""
 import numpy as np
 
-from backend.pieces import PIECE_MIN_LOGIT, clicked_component, pieces_to_add
+from backend.pieces import GLANCE_MIN_LOGIT, PIECE_MIN_LOGIT, clicked_component, may_hold_pieces, pieces_to_add
+
+
+RED, BLUE = (200, 30, 30), (30, 60, 200)
 
 
 def _region():
-    """A 100x100 region: the clicked piece (20x20 at 10..30), a second piece of the object (20x10 at
-    60..80, 10..20), a shape the model is unsure of (60..80, 60..80) and a crumb (2x2 at 40, 90)."""
+    """A 100x100 region: the clicked piece (a red 20x20 square at 10..30), a second piece of the
+    object (blue, 20x10 at 60..80, 10..20), a shape the model is unsure of (60..80, 60..80) and a
+    crumb (2x2 at 40, 90), on grey."""
     wider = np.zeros((100, 100), bool)
     logits = np.full((100, 100), -5.0, np.float32)
     parts = {"clicked": (slice(10, 30), slice(10, 30)), "piece": (slice(10, 20), slice(60, 80)),
@@ -17,25 +21,28 @@ def _region():
         logits[sl] = sure[name]
     base = np.zeros_like(wider)
     base[parts["clicked"]] = True
-    return base, wider, logits, parts
+    rgb = np.full((100, 100, 3), 128, np.uint8)
+    rgb[parts["clicked"]] = RED
+    rgb[parts["piece"]] = BLUE
+    return base, wider, logits, parts, rgb
 
 
 def test_a_sure_piece_joins_and_the_rest_stays_out():
-    base, wider, logits, parts = _region()
-    add = pieces_to_add(base, wider, logits, (20, 20))
+    base, wider, logits, parts, rgb = _region()
+    add = pieces_to_add(base, wider, logits, (20, 20), rgb)
     expect = np.zeros_like(base)
     expect[parts["piece"]] = True
     assert (add == expect).all()
 
 
 def test_nothing_is_added_when_the_click_selected_nothing_or_the_wider_look_has_no_other_piece():
-    base, wider, logits, parts = _region()
-    assert not pieces_to_add(np.zeros_like(base), wider, logits, (20, 20)).any()
-    assert not pieces_to_add(base, base.copy(), logits, (20, 20)).any()
+    base, wider, logits, parts, rgb = _region()
+    assert not pieces_to_add(np.zeros_like(base), wider, logits, (20, 20), rgb).any()
+    assert not pieces_to_add(base, base.copy(), logits, (20, 20), rgb).any()
 
 
 def test_the_clicked_component_is_the_one_under_the_click_or_the_whole_mask():
-    base, wider, _, parts = _region()
+    base, wider, _, parts, _ = _region()
     assert (clicked_component(wider, (15, 15)) == base).all()
     assert (clicked_component(wider, (50, 50)) == wider).all()   # the click misses the mask
 
@@ -67,8 +74,35 @@ def test_the_segmenter_looks_wider_only_after_a_first_click(monkeypatch):
 def test_what_the_object_lies_on_does_not_join():
     """A component the model is sure of but much bigger than the clicked piece (the table or the
     animal a small object lies on) stays out."""
-    base, wider, logits, parts = _region()
+    base, wider, logits, parts, rgb = _region()
     wider[40:100, 0:30] = True         # 1800 px against the clicked piece's 400
     logits[40:100, 0:30] = PIECE_MIN_LOGIT + 3
-    add = pieces_to_add(base, wider, logits, (20, 20))
+    add = pieces_to_add(base, wider, logits, (20, 20), rgb)
     assert add[parts["piece"]].all() and not add[40:100, 0:30].any()
+
+
+def test_a_copy_of_the_clicked_piece_beside_it_does_not_join():
+    """A smaller red square beside the red square clicked (a neighbouring water drop, coin or cup:
+    its colours and its shape) stays out; a red bar of the clicked piece's colours but another shape,
+    and a blue square of its shape but other colours, are pieces and join."""
+    base, wider, logits, parts, rgb = _region()
+    shapes = {"copy": ((slice(40, 54), slice(40, 54)), RED), "bar": ((slice(90, 94), slice(60, 90)), RED),
+              "blue square": ((slice(60, 76), slice(10, 26)), BLUE)}
+    for sl, colour in shapes.values():
+        wider[sl] = True
+        logits[sl] = PIECE_MIN_LOGIT + 2
+        rgb[sl] = colour
+    add = pieces_to_add(base, wider, logits, (20, 20), rgb)
+    assert not add[shapes["copy"][0]].any()
+    assert add[shapes["bar"][0]].all() and add[shapes["blue square"][0]].all() and add[parts["piece"]].all()
+
+
+def test_a_glance_asks_for_a_full_look_only_where_something_might_be_a_piece():
+    """may_hold_pieces, the glance's looser rule, takes a component the model is less sure of than a
+    piece needs (GLANCE_MIN_LOGIT) and says no when the wider look holds only what the click selected."""
+    base, wider, logits, parts, rgb = _region()
+    logits[parts["piece"]] = (GLANCE_MIN_LOGIT + PIECE_MIN_LOGIT) / 2
+    assert may_hold_pieces(base, logits, (20, 20))
+    assert not pieces_to_add(base, logits > 0, logits, (20, 20), rgb).any()
+    only = np.where(base, 8.0, -5.0).astype(np.float32)
+    assert not may_hold_pieces(base, only, (20, 20))
