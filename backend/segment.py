@@ -284,10 +284,15 @@ class ClickSegmenter:
             self._add_pieces(emb, pts, win, out)
         return out
 
+    def _look(self, emb: Embedding, pts: list[Point], win: Window, side: int = CROP) -> torch.Tensor:
+        """The clicks decoded in `win` without a previous mask: logits 1×1×(side/2)×(side/2). At
+        CROP the window's encoding is cached (zoom-in encodings); at another side it is not."""
+        feats = self._crop_feats(emb, win) if side == CROP else self._encode(crop_resize(emb.rgb, win, side))
+        return self._decode(feats, [(*win.to_window(x, y, side), p) for x, y, p in pts], None, side, side)
+
     def _window_mask(self, emb: Embedding, pts: list[Point], win: Window) -> np.ndarray:
         """The clicks decoded in `win` without a previous mask: CROP/2 × CROP/2 bool (the small-object probe)."""
-        feats = self._crop_feats(emb, win)
-        logits = self._decode(feats, [(*win.to_window(px, py, CROP), p) for px, py, p in pts], None, CROP, CROP)
+        logits = self._look(emb, pts, win)
         emb.probe = (tuple(pts), win, logits)   # the wider look for other pieces may reuse it
         return (logits[0, 0] > 0).cpu().numpy()
 
@@ -331,13 +336,10 @@ class ClickSegmenter:
             wide = windows.wider_window(win, PIECES_GROW, w, h)
             if wide is None:
                 return
-            glance = self._decode(self._encode(crop_resize(emb.rgb, wide, GLANCE_SIDE)),
-                                  [(*wide.to_window(x, y, GLANCE_SIDE), p) for x, y, p in pts], None, GLANCE_SIDE, GLANCE_SIDE)
-            part, (x0, y0, x1, y1) = self._upsampled(glance, wide, h, w)
+            part, (x0, y0, x1, y1) = self._upsampled(self._look(emb, pts, wide, GLANCE_SIDE), wide, h, w)
             if not may_hold_pieces(out[y0:y1, x0:x1] > 0, part, (int(pts[0][0]) - x0, int(pts[0][1]) - y0)):
                 return   # nothing like a piece at a glance (most clicks): no full look
-            logits = self._decode(self._crop_feats(emb, wide), [(*wide.to_window(x, y, CROP), p) for x, y, p in pts],
-                                  None, CROP, CROP)
+            logits = self._look(emb, pts, wide)
         part, (x0, y0, x1, y1) = self._upsampled(logits, wide, h, w)
         base = out[y0:y1, x0:x1] > 0
         click = (int(pts[0][0]) - x0, int(pts[0][1]) - y0)
