@@ -102,9 +102,11 @@ def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: 
     component's; each piece a bool crop whose corner is (x, y)."""
     clicked = clicked_component(base, click)
     main = int(clicked.sum())
-    found = []
-    parts = Parts(wider) if main else None
-    for i in range(1, parts.count + 1 if parts else 1):
+    found: list[tuple[np.ndarray, int, int]] = []
+    if not main:
+        return clicked, found
+    parts = Parts(wider)
+    for i in range(1, parts.count + 1):
         if not min_share * main <= parts.area(i) <= max_share * main:
             continue
         x, y, bw, bh = parts.box(i)
