@@ -8,6 +8,10 @@ Clicks after the first work on the selection the way a user means them:
 - a positive click on a missed part of a selected object, and a negative click inside the
   selection, refine that object: the model gets its mask as the previous mask and the clicks
   around it (it was trained to correct its mistakes that way); other selected objects stay;
+  the click changes the object where it points (`corrected`): a positive click adds what the
+  model adds inside what one click there selects, a negative one removes the region under it,
+  and away from that only the model's small edge tidying stays, so a click on a missed corner
+  does not also take the neighbour that hides part of the object;
 - a negative click on a selected part that no positive click guides (selected with another
   tool, added by a click on that very spot, or a stray piece away from the clicked object)
   removes the object under the click from that part (the whole part if the model's object
@@ -22,12 +26,13 @@ import numpy as np
 
 from .. import device, weights
 from ..cache import ImageEntry
-from ..masks import mask_box
+from ..masks import Parts, mask_box
 from . import Engine, Point, Progress
 
 TOUCH = 3          # px: an object this close to a selected one is part of it
 CONTEXT = 0.5      # earlier clicks within this share of an object's box size around it guide its refinement
 SAME_SPOT = 0.02   # of the object's box size: a new click this close to an earlier one replaces it
+AWAY_SHARE = 0.05  # of the object's area: a correction's change away from the click is kept up to this size a region
 _ENCODING = "dsn"  # the image cache's key for this model's encoding
 
 
@@ -35,10 +40,13 @@ class DsnEngine(Engine):
     name = "dsn"
     ops = frozenset({"select"})
 
-    def __init__(self, segmenter=None) -> None:
+    def __init__(self, segmenter=None, away_share: float | None = AWAY_SHARE) -> None:
         """segmenter: a ClickSegmenter-like object (set_image/predict, device, on_cpu); None = the
-        shipped model, loaded on first use on backend/device.py's device."""
+        shipped model, loaded on first use on backend/device.py's device. away_share: `corrected`'s
+        bound on a correction's changes away from the click; None keeps every change the model makes
+        (the engine before the thirty-second session: bench/select.py's row)."""
         self._segmenter = segmenter
+        self.away_share = away_share
         self._cpu = None                # its CPU copy, made on the first device failure
         self._lock = threading.Lock()   # one decode at a time: the per-image crop cache is shared
 
@@ -121,8 +129,7 @@ class DsnEngine(Engine):
                 seen.append(click)
             return out
 
-    @staticmethod
-    def _apply(seg, embedding, out: np.ndarray, seen: list[Point], click: Point) -> np.ndarray:
+    def _apply(self, seg, embedding, out: np.ndarray, seen: list[Point], click: Point) -> np.ndarray:
         """The selection after one more click; seen: the clicks before it (context)."""
         x, y, positive = click
         h, w = out.shape
@@ -149,7 +156,60 @@ class DsnEngine(Engine):
             gone = local & (seg.predict(embedding, [(x, y, True)]) > 127)   # under the click from it
             return out & ~(gone if gone[yi, xi] else local)                    # (or the part, if the model missed)
         refined = seg.predict(embedding, clicks, local.view(np.uint8) * np.uint8(255)) > 127
-        return (out & ~local) | refined
+        if self.away_share is None:
+            return (out & ~local) | refined
+        return (out & ~local) | corrected(local, refined, click, obj, self.away_share)
+
+
+def corrected(part: np.ndarray, refined: np.ndarray, click: Point, obj: np.ndarray | None,
+              away_share: float = AWAY_SHARE) -> np.ndarray:
+    """The selected object `part` after a correction click, from the model's answer `refined`: the
+    change the click asks for, and elsewhere, in either direction, only the model's small changes
+    (each connected region at most `away_share` of the object's area: edges tidied). The change a
+    positive click asks for is what the model adds inside the click's own object `obj` (what one click
+    there selects), or, where that object misses the clicked pixel, the added region at the click; a
+    negative click's is the removed region at the click. A large change away from the click is the
+    model taking a neighbour that hides part of the object (an occluder fills the gap it leaves), or
+    dropping pieces the user did not point at (docs/models.md, "Thirty-second session")."""
+    boxes = [b for b in (mask_box(part), mask_box(refined)) if b is not None]
+    out = part.copy()
+    if not boxes:
+        return out
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)     # the work is done in the box of both
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    p, r = part[y0:y1, x0:x1], refined[y0:y1, x0:x1]
+    at = (click[0] - x0, click[1] - y0, click[2])
+    cap = away_share * int(p.sum())
+    add, remove = r & ~p, p & ~r
+    if click[2]:
+        h, w = part.shape
+        own = None if obj is None else obj[y0:y1, x0:x1]
+        on_own = obj is not None and bool(obj[min(int(click[1]), h - 1), min(int(click[0]), w - 1)])
+        # what the click's own object holds; where that object missed the click, the region at it too
+        add, remove = _kept(add, cap, None if on_own else at, own), _kept(remove, cap)
+    else:
+        add, remove = _kept(add, cap), _kept(remove, cap, at)
+    out[y0:y1, x0:x1] = (p | add) & ~remove
+    return out
+
+
+def _kept(change: np.ndarray, cap: float, click: Point | None = None, also: np.ndarray | None = None) -> np.ndarray:
+    """The connected regions of bool `change` with at most `cap` pixels, those within TOUCH px of
+    `click`, and the pixels of `change` in `also`."""
+    parts = Parts(change)
+    keep = np.zeros(parts.count + 1, bool)
+    keep[1:] = parts.stats[1:, cv2.CC_STAT_AREA] <= cap
+    if click is not None:
+        cx, cy = int(click[0]) - parts.x0, int(click[1]) - parts.y0
+        near = parts.labels[max(cy - TOUCH, 0):max(cy + TOUCH + 1, 0), max(cx - TOUCH, 0):max(cx + TOUCH + 1, 0)]
+        keep[near] = True
+    keep[0] = False
+    out = np.zeros_like(change)
+    lh, lw = parts.labels.shape
+    out[parts.y0:parts.y0 + lh, parts.x0:parts.x0 + lw] = keep[parts.labels]
+    if also is not None:
+        out |= change & also
+    return out
 
 
 def guiding_clicks(part: np.ndarray, seen: list[Point], click: Point) -> list[Point]:

@@ -108,3 +108,68 @@ def test_a_negative_click_on_a_stray_piece_removes_only_that_piece():
     seg.predict = lambda emb, points, prev_mask=None: box(A, stray).astype(np.uint8) * 255
     out = run(seg, [(20, 20, True), (52, 47, False)], previous=box(A, stray))
     assert np.array_equal(out, box(A))
+
+
+# A correction click changes the selection where it points (backend/engines/dsn.py: corrected).
+OCCLUDER = (slice(12, 28), slice(30, 50))   # a neighbour beside A, not touching its missed part
+
+
+def test_a_positive_click_does_not_take_a_large_neighbour_away_from_it():
+    """The model answers a click on A's missed part with that part and an occluder beside A, far from
+    the click: the part is added, the occluder is not."""
+    seg = KnownSegmenter(refined=box(A, A_PART, OCCLUDER))
+    out = run(seg, [(20, 20, True), (20, 35, True)], previous=box(A))
+    assert np.array_equal(out, box(A, A_PART))
+
+
+def test_a_positive_click_keeps_what_its_own_object_adds_away_from_it():
+    """Pixels the model adds away from the click are kept when one click there selects them too (the
+    click's own object): here A's missed part reaches the far corner only through the object."""
+    seg = KnownSegmenter(refined=box(A, A_PART, OCCLUDER))
+    seg_object = box(A_PART, OCCLUDER)
+    plain = seg.predict
+    seg.predict = lambda emb, points, prev_mask=None: (
+        seg_object.astype(np.uint8) * 255 if prev_mask is None and len(points) == 1 and points[0][1] >= 30
+        else plain(emb, points, prev_mask))
+    out = run(seg, [(20, 20, True), (20, 35, True)], previous=box(A))
+    assert np.array_equal(out, box(A, A_PART, OCCLUDER))
+
+
+def test_a_negative_click_removes_only_at_the_click_and_keeps_the_small_tidying():
+    """The model answers a negative click on A's left strip by also dropping A's right half (large,
+    away from the click) and one stray pixel by the top edge (small): the strip and the pixel go, the
+    right half stays."""
+    refined = box(A)
+    refined[10:30, 10:13] = False          # the strip under the click
+    refined[10:30, 20:30] = False          # half the object, away from the click
+    refined[10, 16] = False                # a one-pixel tidy-up
+    seg = KnownSegmenter(refined=refined)
+    out = run(seg, [(20, 20, True), (11, 20, False)], previous=box(A))
+    want = box(A)
+    want[10:30, 10:13] = False
+    want[10, 16] = False
+    assert np.array_equal(out, want)
+
+
+def test_a_positive_click_keeps_small_changes_away_from_it_and_not_large_removals():
+    refined = box(A, A_PART)
+    refined[10:20, 10:30] = False          # the top half of A: large, away from the click
+    refined[29, 29] = False                # one pixel: small
+    seg = KnownSegmenter(refined=refined)
+    out = run(seg, [(20, 20, True), (20, 35, True)], previous=box(A))
+    want = box(A, A_PART)
+    want[29, 29] = False
+    assert np.array_equal(out, want)
+
+
+def test_where_the_clicks_own_object_misses_it_the_region_at_the_click_is_added():
+    """One click at the spot selects a sliver beside it (the model's object misses the clicked
+    pixel): what the refinement adds at the click is kept, the neighbour away from it is not."""
+    seg = KnownSegmenter(refined=box(A, A_PART, OCCLUDER))
+    sliver = box((slice(30, 40), slice(10, 15)))
+    plain = seg.predict
+    seg.predict = lambda emb, points, prev_mask=None: (
+        sliver.astype(np.uint8) * 255 if prev_mask is None and len(points) == 1 and points[0][1] >= 30
+        else plain(emb, points, prev_mask))
+    out = run(seg, [(20, 20, True), (20, 35, True)], previous=box(A))
+    assert np.array_equal(out, box(A, A_PART))
