@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from backend.cache import ImageEntry  # noqa: E402
 from backend import weights  # noqa: E402
-from backend.engines.dsn import AWAY_SHARE, DsnEngine  # noqa: E402
+from backend.engines.dsn import AWAY_SHARE, HOLE_SHARE, DsnEngine  # noqa: E402
 from backend.segment import ClickSegmenter, SegmentSettings  # noqa: E402
 from backend.training.samples import pick_instance  # noqa: E402
 from backend.training.synth import SceneGenerator  # noqa: E402
@@ -143,9 +143,10 @@ class EngineClicks(DSNClicks):
     """The daemon's select engine (backend/engines/dsn.py) as the GIMP dialog drives it: all
     clicks so far plus the mask the earlier ones gave; the product's path."""
 
-    def __init__(self, seg: ClickSegmenter, away_share: float | None = AWAY_SHARE, **switches: bool):
+    def __init__(self, seg: ClickSegmenter, away_share: float | None = AWAY_SHARE,
+                 hole_share: float | None = HOLE_SHARE, **switches: bool):
         super().__init__(seg, **switches)
-        self.engine = DsnEngine(self.seg, away_share)
+        self.engine = DsnEngine(self.seg, away_share, hole_share)
 
     def __call__(self, img: np.ndarray, points: list[Point], prev: np.ndarray | None, gt: np.ndarray) -> np.ndarray:
         if self.key is not img:
@@ -308,7 +309,7 @@ def main() -> None:
         "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
         NO_COLOUR: EngineClicks(seg, colour_edges=False),
         NO_PIECES: EngineClicks(seg, pieces=False),
-        ANYWHERE: EngineClicks(seg, away_share=None),
+        ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
         "1C-DSN (no previous-mask input)": DSNClicks(seg, use_prev=False),
@@ -378,7 +379,7 @@ def main_realsize(args: argparse.Namespace) -> None:
         "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
         NO_COLOUR: EngineClicks(seg, colour_edges=False),
         NO_PIECES: EngineClicks(seg, pieces=False),
-        ANYWHERE: EngineClicks(seg, away_share=None),
+        ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
     }   # GrabCut is left out: ~80 s per click on a 12-MP photo
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     methods = {k: v for k, v in methods.items() if not any(s in k for s in skip)}

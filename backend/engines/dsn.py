@@ -12,6 +12,9 @@ Clicks after the first work on the selection the way a user means them:
   model adds inside what one click there selects, a negative one removes the region under it,
   and away from that only the model's small edge tidying stays, so a click on a missed corner
   does not also take the neighbour that hides part of the object;
+- a negative click whose colour is rare in what it would remove (a click in a hole or a gap the
+  selection filled, where the model drops the whole piece around it) removes only the pixels of
+  its colour joined to it (`_like_click`), on this path and the next;
 - a negative click on a selected part that no positive click guides (selected with another
   tool, added by a click on that very spot, or a stray piece away from the clicked object)
   removes the object under the click from that part (the whole part if the model's object
@@ -33,6 +36,8 @@ TOUCH = 3          # px: an object this close to a selected one is part of it
 CONTEXT = 0.5      # earlier clicks within this share of an object's box size around it guide its refinement
 SAME_SPOT = 0.02   # of the object's box size: a new click this close to an earlier one replaces it
 AWAY_SHARE = 0.05  # of the object's area: a correction's change away from the click is kept up to this size a region
+HOLE_SHARE = 0.3   # of a negative click's removal: under this in the click's colour, only that colour goes
+HOLE_DELTA = 20.0  # CIE Lab distance (OpenCV's 8-bit scale) within which a pixel has the click's colour
 _ENCODING = "dsn"  # the image cache's key for this model's encoding
 
 
@@ -40,13 +45,16 @@ class DsnEngine(Engine):
     name = "dsn"
     ops = frozenset({"select"})
 
-    def __init__(self, segmenter=None, away_share: float | None = AWAY_SHARE) -> None:
+    def __init__(self, segmenter=None, away_share: float | None = AWAY_SHARE,
+                 hole_share: float | None = HOLE_SHARE) -> None:
         """segmenter: a ClickSegmenter-like object (set_image/predict, device, on_cpu); None = the
         shipped model, loaded on first use on backend/device.py's device. away_share: `corrected`'s
-        bound on a correction's changes away from the click; None keeps every change the model makes
-        (the engine before the thirty-second session: bench/select.py's row)."""
+        bound on a correction's changes away from the click; None keeps every change the model makes.
+        hole_share: `_like_click`'s bound for a negative click's removal; None removes what the model
+        says. Both None: the engine before the thirty-second session (bench/select.py's row)."""
         self._segmenter = segmenter
         self.away_share = away_share
+        self.hole_share = hole_share
         self._cpu = None                # its CPU copy, made on the first device failure
         self._lock = threading.Lock()   # one decode at a time: the per-image crop cache is shared
 
@@ -125,11 +133,12 @@ class DsnEngine(Engine):
             else:
                 out, seen, rest = previous.copy(), [], points
             for click in rest:
-                out = self._apply(seg, embedding, out, seen, click)
+                out = self._apply(seg, embedding, out, seen, click, entry.rgb)
                 seen.append(click)
             return out
 
-    def _apply(self, seg, embedding, out: np.ndarray, seen: list[Point], click: Point) -> np.ndarray:
+    def _apply(self, seg, embedding, out: np.ndarray, seen: list[Point], click: Point,
+               rgb: np.ndarray | None = None) -> np.ndarray:
         """The selection after one more click; seen: the clicks before it (context)."""
         x, y, positive = click
         h, w = out.shape
@@ -154,21 +163,25 @@ class DsnEngine(Engine):
         clicks = guiding_clicks(local, seen, click)
         if not any(p for _, _, p in clicks):   # no click of this part says what to keep: remove the object
             gone = local & (seg.predict(embedding, [(x, y, True)]) > 127)   # under the click from it
-            return out & ~(gone if gone[yi, xi] else local)                    # (or the part, if the model missed)
+            gone = gone if gone[yi, xi] else local                             # (or the part, if the model missed)
+            return out & ~_like_click(gone, rgb, click, self.hole_share)
         refined = seg.predict(embedding, clicks, local.view(np.uint8) * np.uint8(255)) > 127
         if self.away_share is None:
             return (out & ~local) | refined
-        return (out & ~local) | corrected(local, refined, click, obj, self.away_share)
+        return (out & ~local) | corrected(local, refined, click, obj, self.away_share, rgb, self.hole_share)
 
 
 def corrected(part: np.ndarray, refined: np.ndarray, click: Point, obj: np.ndarray | None,
-              away_share: float = AWAY_SHARE) -> np.ndarray:
+              away_share: float = AWAY_SHARE, rgb: np.ndarray | None = None,
+              hole_share: float | None = HOLE_SHARE) -> np.ndarray:
     """The selected object `part` after a correction click, from the model's answer `refined`: the
     change the click asks for, and elsewhere, in either direction, only the model's small changes
     (each connected region at most `away_share` of the object's area: edges tidied). The change a
     positive click asks for is what the model adds inside the click's own object `obj` (what one click
     there selects), or, where that object misses the clicked pixel, the added region at the click; a
-    negative click's is the removed region at the click. A large change away from the click is the
+    negative click's is the removed region at the click (of it, only the click's colour when that is
+    rare in it: `_like_click`, with `rgb` the image and `hole_share` its bound; None: no such test).
+    A large change away from the click is the
     model taking a neighbour that hides part of the object (an occluder fills the gap it leaves), or
     dropping pieces the user did not point at (docs/models.md, "Thirty-second session")."""
     boxes = [b for b in (mask_box(part), mask_box(refined)) if b is not None]
@@ -188,8 +201,30 @@ def corrected(part: np.ndarray, refined: np.ndarray, click: Point, obj: np.ndarr
         # what the click's own object holds; where that object missed the click, the region at it too
         add, remove = _kept(add, cap, None if on_own else at, own), _kept(remove, cap)
     else:
-        add, remove = _kept(add, cap), _kept(remove, cap, at)
+        here = _like_click(_kept(remove, 0, at), None if rgb is None else rgb[y0:y1, x0:x1], at, hole_share)
+        add, remove = _kept(add, cap), _kept(remove, cap) | here
     out[y0:y1, x0:x1] = (p | add) & ~remove
+    return out
+
+
+def _like_click(region: np.ndarray, rgb: np.ndarray | None, click: Point, share: float | None) -> np.ndarray:
+    """A negative click's removal `region` (over the image `rgb`), or, when under `share` of it has the
+    colour under the click (a click in a hole or a gap the mask filled: the model drops the piece
+    around it), only the part of it in that colour joined to the click. No image or no share: `region`."""
+    if rgb is None or share is None or not region.any():
+        return region
+    x0, y0, x1, y1 = mask_box(region)
+    x, y = int(click[0]), int(click[1])
+    x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + 1), max(y1, y + 1)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2LAB).astype(np.float32)
+    cx, cy = x - x0, y - y0
+    ref = np.median(lab[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3].reshape(-1, 3), axis=0)
+    same = np.linalg.norm(lab - ref, axis=-1) < HOLE_DELTA
+    reg = region[y0:y1, x0:x1]
+    if (same & reg).sum() >= share * reg.sum():
+        return region
+    out = np.zeros_like(region)
+    out[y0:y1, x0:x1] = _kept(same & reg, 0, (cx, cy, False))
     return out
 
 

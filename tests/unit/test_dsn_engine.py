@@ -173,3 +173,54 @@ def test_where_the_clicks_own_object_misses_it_the_region_at_the_click_is_added(
         else plain(emb, points, prev_mask))
     out = run(seg, [(20, 20, True), (20, 35, True)], previous=box(A))
     assert np.array_equal(out, box(A, A_PART))
+
+
+# A negative click in a hole or gap the mask filled removes that, not the piece around it (_like_click).
+ORANGE, GREEN, SKY = (230, 120, 20), (40, 170, 60), (120, 180, 250)
+
+
+def picture(*fills) -> np.ndarray:
+    """A sky-coloured RGBA image with (region, colour) fills, in order."""
+    img = np.zeros((H, W, 4), np.uint8)
+    img[..., :3], img[..., 3] = SKY, 255
+    for region, colour in fills:
+        img[region + (slice(0, 3),)] = colour
+    return img
+
+
+def run_on(seg: KnownSegmenter, pixels: np.ndarray, points, previous) -> np.ndarray:
+    engine = DsnEngine()
+    engine._segmenter = seg
+    return engine.select(ImageEntry("t", pixels), points, previous, lambda f, m: None)
+
+
+HOLE = (slice(18, 22), slice(22, 26))        # sky showing through A
+
+
+def test_a_negative_click_in_a_hole_the_mask_filled_removes_the_hole_not_the_piece():
+    """The model answers a negative click in the hole by dropping A's right half around it: only the
+    pixels of the hole's colour joined to the click go."""
+    refined = box(A)
+    refined[10:30, 16:30] = False
+    seg = KnownSegmenter(refined=refined)
+    pixels = picture((A, ORANGE), (HOLE, SKY))
+    out = run_on(seg, pixels, [(12, 12, True), (24, 20, False)], previous=box(A))
+    assert np.array_equal(out, box(A) & ~box(HOLE))
+
+
+def test_a_negative_click_on_a_neighbour_the_mask_took_removes_all_of_it():
+    """The click has the colour of what the model removes (a green neighbour taken with A): all of it goes."""
+    neighbour = (slice(10, 30), slice(30, 40))
+    seg = KnownSegmenter(refined=box(A))
+    pixels = picture((A, ORANGE), (neighbour, GREEN))
+    out = run_on(seg, pixels, [(12, 12, True), (35, 20, False)], previous=box(A, neighbour))
+    assert np.array_equal(out, box(A))
+
+
+def test_a_negative_click_in_a_hole_of_an_unguided_piece_removes_the_hole():
+    """B was selected without a click on it; a negative click in a hole of B takes out the hole, not B."""
+    b_hole = (slice(18, 22), slice(88, 92))
+    seg = KnownSegmenter()
+    pixels = picture((A, ORANGE), (B, GREEN), (b_hole, SKY))
+    out = run_on(seg, pixels, [(20, 20, True), (90, 20, False)], previous=box(A, B))
+    assert np.array_equal(out, box(A, B) & ~box(b_hole))
