@@ -138,8 +138,8 @@ class DsnEngine(Engine):
             return out
 
     def _apply(self, seg, embedding, out: np.ndarray, seen: list[Point], click: Point,
-               rgb: np.ndarray | None = None) -> np.ndarray:
-        """The selection after one more click; seen: the clicks before it (context)."""
+               rgb: np.ndarray) -> np.ndarray:
+        """The selection after one more click; seen: the clicks before it (context); rgb: the image."""
         x, y, positive = click
         h, w = out.shape
         xi, yi = min(int(x), w - 1), min(int(y), h - 1)
