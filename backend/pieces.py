@@ -28,6 +28,17 @@ stops the neighbouring drop on the water-drop photo and the copy a select-simila
 (real-size scene 175). On 200 new real-size scenes the step gives +0.0081 mIoU after one click
 (s.e. 0.0029; docs/models.md, "Thirty-first session").
 
+A bigger piece that lies apart (thirty-third session): the cap of 1.5 also kept out the big piece of
+an object clicked on its small one (a puzzle piece beside the sign it belongs to, a gear beside its
+rod), where the click selects the small piece alone. What the object lies on touches it or holds it
+(the click inside its convex hull); such a piece does neither, so it may be up to APART_MAX_SHARE times
+the clicked piece (APART_GAP px at least between them; `apart`). Traced on the thirty-first session's
+recorded first clicks (seeds 7000-7399): of the 16 components over 1.5 times the clicked one, the 6
+apart from it lie on the object (79-99 % of their pixels), while 6 of the 10 touching or holding it lie
+mostly off it (2-40 %); with the mean logit of 4 that every piece needs, the rule adds three pieces
+there (+0.0049 mIoU after one click, s.e. 0.0029, none worse) and two on 400 new scenes (seeds 8600-8999: +0.0028, s.e. 0.0020, none worse; docs/models.md, "Thirty-third session").
+The glance asks for a full look on such a component as well.
+
 The full look costs one more 320-px encoding and decoding per first click, and most clicks have no
 other piece: the wider window is first glanced at GLANCE_SIDE (half the pixels) and looked at in full
 only when the glance shows a component a looser rule calls a possible piece (GLANCE_*). Chosen on the
@@ -49,7 +60,9 @@ PIECES_GROW = 2.0  # the wider window's side / the first click's window side
 PIECES_ABOVE = SMALL_PROBE_ABOVE  # only on photos whose long side is over this (big photos, as the small-object probe)
 PIECE_MIN_LOGIT = 4.0  # a piece joins when the model's mean logit over it is at least this (p ~ 0.98)
 PIECE_MIN_SHARE = 0.05  # ... and its area is at least this share of the clicked component's
-PIECE_MAX_SHARE = 1.5  # ... and at most this share (a bigger one is what the object lies on)
+PIECE_MAX_SHARE = 1.5  # ... and at most this share (a bigger one is what the object lies on) ...
+APART_MAX_SHARE = 8.0  # ... unless it lies apart from the clicked piece (APART_GAP), which may be up to this share
+APART_GAP = 2          # apart: no pixel within this many of the clicked piece, nor the click inside its hull
 COPY_MIN_COLOUR = 0.5  # a component whose colour histogram overlaps the clicked piece's this much ...
 COPY_MAX_SHAPE = 0.2   # ... and whose shape is this close to it (Hu moments, cv2 CONTOURS_MATCH_I1) is a copy
 COLOUR_BINS = 8        # colour histograms: bins per CIE Lab channel
@@ -95,11 +108,30 @@ class Likeness:
         return cv2.matchShapes(self.shape, p, cv2.CONTOURS_MATCH_I1, 0) <= COPY_MAX_SHAPE
 
 
+def apart(piece: np.ndarray, x: int, y: int, clicked: np.ndarray, click: tuple[int, int]) -> bool:
+    """Whether `piece`, a bool crop whose corner is (x, y), lies apart from the bool component
+    `clicked`: no pixel of it within APART_GAP of the piece, and the click (x, y) outside the piece's
+    convex hull. What an object lies on (a table, an animal, a sign it is printed on) touches or holds it."""
+    h, w = piece.shape
+    g, (rows, cols) = APART_GAP, clicked.shape
+    grown = cv2.dilate(np.pad(piece, g).astype(np.uint8), np.ones((2 * g + 1, 2 * g + 1), np.uint8)) > 0
+    x0, y0, x1, y1 = max(x - g, 0), max(y - g, 0), min(x + w + g, cols), min(y + h + g, rows)
+    if (clicked[y0:y1, x0:x1] & grown[y0 - y + g:y1 - y + g, x0 - x + g:x1 - x + g]).any():
+        return False
+    cx, cy = click[0] - x, click[1] - y
+    if not (0 <= cx < w and 0 <= cy < h):
+        return True
+    hull = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(piece.astype(np.uint8))), 1)
+    return not hull[cy, cx]
+
+
 def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: tuple[int, int],
-                min_logit: float, min_share: float, max_share: float):
+                min_logit: float, min_share: float, max_share: float, apart_share: float | None):
     """(clicked component, [(piece, x, y), ...]): the components of `wider` that base holds at most half
     of, whose mean logit is at least min_logit and whose area is min_share-max_share of the clicked
-    component's; each piece a bool crop whose corner is (x, y)."""
+    component's (up to apart_share when it lies apart from it; None: no more); each piece a bool crop
+    whose corner is (x, y)."""
     clicked = clicked_component(base, click)
     main = int(clicked.sum())
     found: list[tuple[np.ndarray, int, int]] = []
@@ -107,10 +139,13 @@ def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: 
         return clicked, found
     parts = Parts(wider)
     for i in range(1, parts.count + 1):
-        if not min_share * main <= parts.area(i) <= max_share * main:
+        area = parts.area(i)
+        if not min_share * main <= area <= max(max_share, apart_share or 0.0) * main:
             continue
         x, y, bw, bh = parts.box(i)
         piece = parts.window(i, x, y, x + bw, y + bh)
+        if area > max_share * main and not apart(piece, x, y, clicked, click):
+            continue   # bigger than a piece and against the clicked one: what it lies on
         if base[y:y + bh, x:x + bw][piece].sum() > 0.5 * piece.sum():
             continue   # the first window has it already
         if logits[y:y + bh, x:x + bw][piece].mean() < min_logit:
@@ -119,15 +154,16 @@ def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: 
     return clicked, found
 
 
-def may_hold_pieces(base: np.ndarray, logits: np.ndarray, click: tuple[int, int]) -> bool:
+def may_hold_pieces(base: np.ndarray, logits: np.ndarray, click: tuple[int, int],
+                    apart_share: float | None = APART_MAX_SHARE) -> bool:
     """Whether a glance at the wider window (its logits at GLANCE_SIDE, upsampled to the region, as
     pieces_to_add takes them) shows a component that might be a piece: the looser GLANCE_* rule."""
     return bool(_candidates(base, logits > 0, logits, click, GLANCE_MIN_LOGIT, GLANCE_MIN_SHARE,
-                            GLANCE_MAX_SHARE)[1])
+                            GLANCE_MAX_SHARE, apart_share)[1])
 
 
-def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray,
-                  click: tuple[int, int], rgb: np.ndarray) -> np.ndarray:
+def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: tuple[int, int],
+                  rgb: np.ndarray, apart_share: float | None = APART_MAX_SHARE) -> np.ndarray:
     """The pixels to add to the first click's mask. All arrays cover one region of the photo:
     base, the first click's mask (bool); wider, the wider window's mask (bool); logits, the wider
     window's logits upsampled to the region (float); click (x, y) in the region; rgb, the photo.
@@ -136,7 +172,8 @@ def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray,
     piece (PIECE_MAX_SHARE: the table or animal the object lies on, a look-alike group), and it is
     not a copy of the clicked piece (Likeness: its colours and shape)."""
     add = np.zeros_like(base)
-    clicked, found = _candidates(base, wider, logits, click, PIECE_MIN_LOGIT, PIECE_MIN_SHARE, PIECE_MAX_SHARE)
+    clicked, found = _candidates(base, wider, logits, click, PIECE_MIN_LOGIT, PIECE_MIN_SHARE, PIECE_MAX_SHARE,
+                                 apart_share)
     likeness = Likeness(rgb, clicked) if found else None
     for piece, x, y in found:
         if not likeness.is_copy(piece, x, y):

@@ -28,7 +28,7 @@ from .masks import mask255, mask_box
 from .models.window import Window, covers_image, crop_resize
 from . import windows
 from .colour_edges import follow_colours, sigmoid
-from .pieces import GLANCE_SIDE, PIECES_ABOVE, PIECES_GROW, may_hold_pieces, pieces_to_add
+from .pieces import APART_MAX_SHARE, GLANCE_SIDE, PIECES_ABOVE, PIECES_GROW, may_hold_pieces, pieces_to_add
 from .windows import COARSE_SIDE, CROP, MAX_WINDOWS
 from .weights import load as load_weights, path as weights_path
 
@@ -48,6 +48,8 @@ class SegmentSettings:
     small_probe: bool = True    # big photos: look for a small object under the first click (issue 23)
     pieces: bool = True         # a first click also looks 2x wider for the object's other pieces, not its copies
                                 # (backend/pieces.py; docs/models.md, "Thirty-first session")
+    pieces_apart: bool = True   # ... and takes a piece bigger than the clicked one when it lies apart from it
+                                # (backend/pieces.py APART_*; docs/models.md, "Thirty-third session")
 
 
 @dataclass
@@ -330,6 +332,7 @@ class ClickSegmenter:
         at that window, encoded at GLANCE_SIDE, shows something like a piece) and add to `out` the
         other pieces of the object the model is sure of there (backend/pieces.py)."""
         h, w = out.shape
+        apart = APART_MAX_SHARE if self.settings.pieces_apart else None
         if emb.probe is not None and emb.probe[0] == tuple(pts) and emb.probe[1].side >= PIECES_GROW * win.side:
             _, wide, logits = emb.probe
         else:
@@ -337,17 +340,17 @@ class ClickSegmenter:
             if wide is None:
                 return
             part, (x0, y0, x1, y1) = self._upsampled(self._look(emb, pts, wide, GLANCE_SIDE), wide, h, w)
-            if not may_hold_pieces(out[y0:y1, x0:x1] > 0, part, (int(pts[0][0]) - x0, int(pts[0][1]) - y0)):
+            if not may_hold_pieces(out[y0:y1, x0:x1] > 0, part, (int(pts[0][0]) - x0, int(pts[0][1]) - y0), apart):
                 return   # nothing like a piece at a glance (most clicks): no full look
             logits = self._look(emb, pts, wide)
         part, (x0, y0, x1, y1) = self._upsampled(logits, wide, h, w)
         base = out[y0:y1, x0:x1] > 0
         click = (int(pts[0][0]) - x0, int(pts[0][1]) - y0)
         rgb = emb.rgb[y0:y1, x0:x1]
-        if not pieces_to_add(base, part > 0, part, click, rgb).any():
+        if not pieces_to_add(base, part > 0, part, click, rgb, apart).any():
             return   # no piece even before the edges are set (most clicks): skip the colour step
         wider = self._full_mask(part, rgb, [], wide.side / logits.shape[-1])
-        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click, rgb)] = 255
+        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click, rgb, apart)] = 255
 
 
 def shifted(points: list[Point], x0: int, y0: int) -> list[Point]:

@@ -310,6 +310,7 @@ def main() -> None:
         NO_COLOUR: EngineClicks(seg, colour_edges=False),
         NO_PIECES: EngineClicks(seg, pieces=False),
         ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
+        NOT_APART: EngineClicks(seg, pieces_apart=False),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
         "1C-DSN (no previous-mask input)": DSNClicks(seg, use_prev=False),
@@ -331,7 +332,7 @@ def main() -> None:
         curves[name] = r.pop("iou")
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
-    print_paired(curves, [k for k in curves if k.startswith(COMPARED) or k in (NO_COLOUR, NO_PIECES, ANYWHERE)], len(scenes))
+    print_paired(curves, [k for k in curves if k.startswith(COMPARED) or k in (NO_COLOUR, NO_PIECES, ANYWHERE, NOT_APART)], len(scenes))
     if args.json:
         args.json.write_text(json.dumps({"split": "photos" if args.photos else "standard", "seed": args.seed,
                                          "scenes": len(scenes), "methods": {k: {"iou": v} for k, v in curves.items()}}) + "\n")
@@ -341,6 +342,7 @@ COMPARED = "1C-DSN (daemon engine), --compare weights"
 NO_COLOUR = "1C-DSN (daemon engine, no colour edges: before the twenty-ninth session)"
 NO_PIECES = "1C-DSN (daemon engine, no wider look for other pieces: before the thirty-first session)"
 ANYWHERE = "1C-DSN (daemon engine, a correction's changes kept anywhere: before the thirty-second session)"
+NOT_APART = "1C-DSN (daemon engine, no bigger pieces lying apart: before the thirty-third session)"
 
 
 def compared(args: argparse.Namespace) -> dict[str, Method]:
@@ -380,6 +382,7 @@ def main_realsize(args: argparse.Namespace) -> None:
         NO_COLOUR: EngineClicks(seg, colour_edges=False),
         NO_PIECES: EngineClicks(seg, pieces=False),
         ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
+        NOT_APART: EngineClicks(seg, pieces_apart=False),
     }   # GrabCut is left out: ~80 s per click on a 12-MP photo
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     methods = {k: v for k, v in methods.items() if not any(s in k for s in skip)}

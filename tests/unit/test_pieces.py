@@ -1,7 +1,7 @@
 """backend/pieces.py: which pieces a first click's wider look adds to its mask."""
 import numpy as np
 
-from backend.pieces import GLANCE_MIN_LOGIT, PIECE_MIN_LOGIT, clicked_component, may_hold_pieces, pieces_to_add
+from backend.pieces import APART_MAX_SHARE, GLANCE_MIN_LOGIT, PIECE_MIN_LOGIT, clicked_component, may_hold_pieces, pieces_to_add
 
 
 RED, BLUE = (200, 30, 30), (30, 60, 200)
@@ -72,13 +72,37 @@ def test_the_segmenter_looks_wider_only_after_a_first_click(monkeypatch):
 
 
 def test_what_the_object_lies_on_does_not_join():
-    """A component the model is sure of but much bigger than the clicked piece (the table or the
-    animal a small object lies on) stays out."""
+    """A component the model is sure of but much bigger than the clicked piece, that touches it or
+    holds it (the table or the animal a small object lies on, a frame around it), stays out."""
     base, wider, logits, parts, rgb = _region()
-    wider[40:100, 0:30] = True         # 1800 px against the clicked piece's 400
-    logits[40:100, 0:30] = PIECE_MIN_LOGIT + 3
-    add = pieces_to_add(base, wider, logits, (20, 20), rgb)
-    assert add[parts["piece"]].all() and not add[40:100, 0:30].any()
+    table = np.zeros_like(wider)
+    table[0:40, 0:45] = True           # under the clicked square: one component with it
+    frame = np.zeros_like(wider)
+    frame[0:45, 0:45] = True
+    frame[5:35, 5:35] = False           # around it, 5 px away: the click inside its hull
+    for surface in (table, frame):
+        w, lg = wider | surface, logits.copy()
+        lg[surface & ~base] = PIECE_MIN_LOGIT + 3
+        add = pieces_to_add(base, w, lg, (20, 20), rgb)
+        assert add[parts["piece"]].all() and not add[surface & ~base].any()
+
+
+def test_a_bigger_piece_lying_apart_joins():
+    """A piece up to APART_MAX_SHARE times the clicked one's area that lies apart from it (the sign
+    beside the puzzle piece clicked, a racket beside its ball) joins; a bigger one, or any with the
+    rule off (apart_share None), stays out."""
+    base, wider, logits, parts, rgb = _region()
+    apart = (slice(40, 100), slice(0, 30))   # 1800 px against the clicked piece's 400, 10 px below it
+    assert 1800 <= APART_MAX_SHARE * 400
+    wider[apart] = True
+    logits[apart] = PIECE_MIN_LOGIT + 3
+    rgb[apart] = BLUE
+    assert pieces_to_add(base, wider, logits, (20, 20), rgb)[apart].all()
+    assert not pieces_to_add(base, wider, logits, (20, 20), rgb, apart_share=None)[apart].any()
+    assert not pieces_to_add(base, wider, logits, (20, 20), rgb, apart_share=1800 / 400 - 0.5)[apart].any()
+    glance = np.where(base, 8.0, -5.0).astype(np.float32)
+    glance[apart] = GLANCE_MIN_LOGIT + 1      # the glance asks for a full look there too
+    assert may_hold_pieces(base, glance, (20, 20)) and not may_hold_pieces(base, glance, (20, 20), None)
 
 
 def test_a_copy_of_the_clicked_piece_beside_it_does_not_join():
