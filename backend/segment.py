@@ -24,6 +24,7 @@ from simpson_client.protocol import Point
 
 from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
+from .models.folding import fold_batchnorm
 from .masks import mask255, mask_box
 from .models.window import Window, covers_image, crop_resize
 from . import windows
@@ -85,7 +86,7 @@ class ClickSegmenter:
         trained with real-size crops finds small objects in big photos after one click, the
         other corrects a selection better from its previous mask."""
         where = None if device is None else torch.device(device)
-        self.model = place(load_weights("dsn", weights), "The one-click model", where)
+        self.model = place(fold_batchnorm(load_weights("dsn", weights)), "The one-click model", where)
         self.device = device_of(self.model)
         self.settings = settings
         if first is None:

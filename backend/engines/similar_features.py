@@ -19,6 +19,7 @@ import torch
 from .. import device, similar as sim
 from .. import weights
 from ..cache import ImageEntry
+from ..models.folding import fold_batchnorm
 from . import Engine, EngineUnavailable, Found, Progress
 
 log = logging.getLogger("simpson.similar")
@@ -65,7 +66,7 @@ class FeaturesEngine(Engine):
                 backbone, self._source = find_backbone()
                 if backbone is None:
                     raise EngineUnavailable(self._source)
-                self._backbone = device.place(backbone, "The select-similar backbone")
+                self._backbone = device.place(fold_batchnorm(backbone), "The select-similar backbone")
                 log.info("similar: matching backbone from %s on %s", self._source,
                          device.label(device.device_of(self._backbone)))
         return self._on_cpu("backbone", self._backbone) if cpu else self._backbone

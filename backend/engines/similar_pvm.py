@@ -15,6 +15,7 @@ import torch
 
 from .. import device, similar as sim
 from .. import weights
+from ..models.folding import fold_batchnorm
 from ..models.pvm import PairVerifier
 from . import EngineUnavailable
 from .similar_features import FeaturesEngine
@@ -55,7 +56,8 @@ class PvmEngine(FeaturesEngine):
                                         "reinstall SimpSON Erase.")
             sd = weights.read(file, checked=False)   # checked just above; one file holds both models
             if self._backbone is None:
-                self._backbone = device.place(weights.build("similar-backbone", sd), "The select-similar backbone")
+                self._backbone = device.place(fold_batchnorm(weights.build("similar-backbone", sd)),
+                                              "The select-similar backbone")
                 self._source = file.name
             if self._model is None:
                 self._model = device.place(weights.build("pvm", sd), "The verifier")

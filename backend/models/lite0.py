@@ -48,6 +48,8 @@ def _bn(ch: int) -> nn.BatchNorm2d:
 class MBConv(nn.Module):
     """Inverted residual block without squeeze-excite (key names as in lukemelas)."""
 
+    FOLDS = (("_expand_conv", "_bn0"), ("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2"))  # models/folding.py
+
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
         super().__init__()
         mid = cin * expand
@@ -76,6 +78,8 @@ class Lite0(nn.Module):
     x: B×3×H×W float, RGB in 0..255 (normalised inside). With `head=True` the
     ImageNet classifier (`_conv_head`, `_bn1`, `_fc`) is built too; see `classify`.
     """
+
+    FOLDS = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))  # (conv, its BatchNorm): models/folding.py
 
     def __init__(self, head: bool = False):
         super().__init__()
