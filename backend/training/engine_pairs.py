@@ -249,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         if done % args.save_every == 0:
             save(s)
             print(f"{done} scenes ({skipped} not small-on-big), {len(cols['label'])} pairs, "
-                  f"{sum(cols['label'])} positive, {amb} ambiguous, {time.time() - start:.0f} s", flush=True)
+                  f"{sum(int(v) for v in cols['label'])} positive, {amb} ambiguous, {time.time() - start:.0f} s", flush=True)
     save(s)
     print(f"wrote {args.out}: {done} scenes ({skipped} not small-on-big), {len(cols['label'])} pairs, "
-          f"{sum(cols['label'])} positive, {amb} ambiguous, {time.time() - start:.0f} s")
+          f"{sum(int(v) for v in cols['label'])} positive, {amb} ambiguous, {time.time() - start:.0f} s")
     return 0
 
 
