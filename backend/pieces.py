@@ -29,14 +29,15 @@ stops the neighbouring drop on the water-drop photo and the copy a select-simila
 (s.e. 0.0029; docs/models.md, "Thirty-first session").
 
 A bigger piece that lies apart (thirty-third session): the cap of 1.5 also kept out the big piece of
-an object clicked on its small one (a puzzle piece beside the sign it belongs to, a gear beside its
-rod), where the click selects the small piece alone. What the object lies on touches it or holds it
+an object clicked on its small one (a gear beside its rod, a sheet of paper beside the teddy bear drawn
+with it), where the click selects the small piece alone. What the object lies on touches it or holds it
 (the click inside its convex hull); such a piece does neither, so it may be up to APART_MAX_SHARE times
 the clicked piece (APART_GAP px at least between them; `apart`). Traced on the thirty-first session's
 recorded first clicks (seeds 7000-7399): of the 16 components over 1.5 times the clicked one, the 6
 apart from it lie on the object (79-99 % of their pixels), while 6 of the 10 touching or holding it lie
 mostly off it (2-40 %); with the mean logit of 4 that every piece needs, the rule adds three pieces
-there (+0.0049 mIoU after one click, s.e. 0.0029, none worse) and two on 400 new scenes (seeds 8600-8999: +0.0028, s.e. 0.0020, none worse; docs/models.md, "Thirty-third session").
+there (+0.0049 mIoU after one click, s.e. 0.0029, none worse) and two on 400 new scenes (seeds
+8600-8999: +0.0028, s.e. 0.0020, none worse; docs/models.md, "Thirty-third session").
 The glance asks for a full look on such a component as well.
 
 The full look costs one more 320-px encoding and decoding per first click, and most clicks have no
@@ -110,8 +111,8 @@ class Likeness:
 
 def apart(piece: np.ndarray, x: int, y: int, clicked: np.ndarray, click: tuple[int, int]) -> bool:
     """Whether `piece`, a bool crop whose corner is (x, y), lies apart from the bool component
-    `clicked`: no pixel of it within APART_GAP of the piece, and the click (x, y) outside the piece's
-    convex hull. What an object lies on (a table, an animal, a sign it is printed on) touches or holds it."""
+    `clicked`: no pixel of `clicked` within APART_GAP px of the piece, and the click (x, y) outside the
+    piece's convex hull. What an object lies on (a table, an animal, a sign it is printed on) touches or holds it."""
     h, w = piece.shape
     g, (rows, cols) = APART_GAP, clicked.shape
     grown = cv2.dilate(np.pad(piece, g).astype(np.uint8), np.ones((2 * g + 1, 2 * g + 1), np.uint8)) > 0
@@ -169,7 +170,8 @@ def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click
     window's logits upsampled to the region (float); click (x, y) in the region; rgb, the photo.
     A component of `wider` joins when base holds at most half of it, the model is sure of it
     (PIECE_MIN_LOGIT), it is neither a crumb (PIECE_MIN_SHARE) nor much bigger than the clicked
-    piece (PIECE_MAX_SHARE: the table or animal the object lies on, a look-alike group), and it is
+    piece (PIECE_MAX_SHARE: the table or animal the object lies on, a look-alike group; up to
+    apart_share, APART_MAX_SHARE by default, when it lies apart from the clicked piece), and it is
     not a copy of the clicked piece (Likeness: its colours and shape)."""
     add = np.zeros_like(base)
     clicked, found = _candidates(base, wider, logits, click, PIECE_MIN_LOGIT, PIECE_MIN_SHARE, PIECE_MAX_SHARE,

@@ -2,8 +2,8 @@
 
 In eval mode a BatchNorm is a per-channel scale and shift, so it can live in the convolution's
 weights and bias (torch.nn.utils.fusion.fuse_conv_bn_eval): the same outputs to float rounding, one
-pass over each feature map less. The engines fold the models they run (the one-click model, the
-select-similar backbone, the CPN); training and weights files keep the BatchNorms. The pairs are the
+pass over each feature map less. The engines fold the models they run (the one-click model and the
+select-similar backbone); training and weights files keep the BatchNorms. The pairs are the
 adjacent (Conv2d, BatchNorm2d) of an nn.Sequential and the pairs a module names in `FOLDS`
 (backend/models/lite0.py, whose blocks call them in their own forward).
 """
