@@ -145,12 +145,12 @@ def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: 
             continue
         x, y, bw, bh = parts.box(i)
         piece = parts.window(i, x, y, x + bw, y + bh)
-        if area > max_share * main and not apart(piece, x, y, clicked, click):
-            continue   # bigger than a piece and against the clicked one: what it lies on
         if base[y:y + bh, x:x + bw][piece].sum() > 0.5 * piece.sum():
             continue   # the first window has it already
         if logits[y:y + bh, x:x + bw][piece].mean() < min_logit:
             continue
+        if area > max_share * main and not apart(piece, x, y, clicked, click):
+            continue   # bigger than a piece and against the clicked one: what it lies on
         found.append((piece, x, y))
     return clicked, found
 

@@ -304,13 +304,7 @@ def main() -> None:
         raise SystemExit("no scenes to measure")
     seg = ClickSegmenter(args.weights, args.device)
     methods: dict[str, Method] = {
-        "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
-        **compared(args),
-        "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
-        NO_COLOUR: EngineClicks(seg, colour_edges=False),
-        NO_PIECES: EngineClicks(seg, pieces=False),
-        ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
-        NOT_APART: EngineClicks(seg, pieces_apart=False),
+        **engine_methods(seg, args),
         "1C-DSN (coarse + zoom-in)": DSNClicks(seg, zoom=True),
         "1C-DSN (whole image only)": DSNClicks(seg, zoom=False),
         "1C-DSN (no previous-mask input)": DSNClicks(seg, use_prev=False),
@@ -332,7 +326,7 @@ def main() -> None:
         curves[name] = r.pop("iou")
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |", flush=True)
-    print_paired(curves, [k for k in curves if k.startswith(COMPARED) or k in (NO_COLOUR, NO_PIECES, ANYWHERE, NOT_APART)], len(scenes))
+    print_paired(curves, [k for k in curves if k.startswith(COMPARED) or k in BEFORE], len(scenes))
     if args.json:
         args.json.write_text(json.dumps({"split": "photos" if args.photos else "standard", "seed": args.seed,
                                          "scenes": len(scenes), "methods": {k: {"iou": v} for k, v in curves.items()}}) + "\n")
@@ -343,6 +337,21 @@ NO_COLOUR = "1C-DSN (daemon engine, no colour edges: before the twenty-ninth ses
 NO_PIECES = "1C-DSN (daemon engine, no wider look for other pieces: before the thirty-first session)"
 ANYWHERE = "1C-DSN (daemon engine, a correction's changes kept anywhere: before the thirty-second session)"
 NOT_APART = "1C-DSN (daemon engine, no bigger pieces lying apart: before the thirty-third session)"
+BEFORE = (NO_COLOUR, NO_PIECES, ANYWHERE, NOT_APART)   # the engine without one later step each
+
+
+def engine_methods(seg: ClickSegmenter, args: argparse.Namespace) -> dict[str, Method]:
+    """The daemon's select engine as shipped, the --compare weights, and the engine without each step
+    that came after it (the rows both splits pair with the engine)."""
+    return {
+        "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
+        **compared(args),
+        "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
+        NO_COLOUR: EngineClicks(seg, colour_edges=False),
+        NO_PIECES: EngineClicks(seg, pieces=False),
+        ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
+        NOT_APART: EngineClicks(seg, pieces_apart=False),
+    }
 
 
 def compared(args: argparse.Namespace) -> dict[str, Method]:
@@ -375,15 +384,7 @@ def main_realsize(args: argparse.Namespace) -> None:
     each scene before the next; paired differences against the first method."""
     from bench.common import paired
     seg = ClickSegmenter(args.weights, args.device)
-    methods: dict[str, Method] = {
-        "1C-DSN (daemon engine: clicks as the plug-ins send them)": EngineClicks(seg),
-        **compared(args),
-        "1C-DSN (daemon engine, no small-object probe: before issue 23)": EngineClicks(seg, small_probe=False),
-        NO_COLOUR: EngineClicks(seg, colour_edges=False),
-        NO_PIECES: EngineClicks(seg, pieces=False),
-        ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
-        NOT_APART: EngineClicks(seg, pieces_apart=False),
-    }   # GrabCut is left out: ~80 s per click on a 12-MP photo
+    methods: dict[str, Method] = engine_methods(seg, args)   # GrabCut is left out: ~80 s per click on a 12-MP photo
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     methods = {k: v for k, v in methods.items() if not any(s in k for s in skip)}
     seed = 0 if args.seed == BENCH_SEED else args.seed
