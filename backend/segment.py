@@ -51,6 +51,8 @@ class SegmentSettings:
                                 # (backend/pieces.py; docs/models.md, "Thirty-first session")
     pieces_apart: bool = True   # ... and takes a piece bigger than the clicked one when it lies apart from it
                                 # (backend/pieces.py APART_*; docs/models.md, "Thirty-third session")
+    pieces_unsure_apart: bool = True  # ... and one lying apart at a lower mean logit when the model is sure of
+                                      # some of it (APART_MIN_LOGIT, APART_PEAK_LOGIT; "Thirty-fourth session")
 
 
 @dataclass
@@ -348,10 +350,10 @@ class ClickSegmenter:
         base = out[y0:y1, x0:x1] > 0
         click = (int(pts[0][0]) - x0, int(pts[0][1]) - y0)
         rgb = emb.rgb[y0:y1, x0:x1]
-        if not pieces_to_add(base, part > 0, part, click, rgb, apart).any():
-            return   # no piece even before the edges are set (most clicks): skip the colour step
+        # every full look gets the colour step: the raw mask's components differ from the ones whose edges
+        # follow the colours (a piece the raw mask joins to the clicked one; docs/models.md, "Thirty-fourth session")
         wider = self._full_mask(part, rgb, [], wide.side / logits.shape[-1])
-        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click, rgb, apart)] = 255
+        out[y0:y1, x0:x1][pieces_to_add(base, wider, part, click, rgb, apart, self.settings.pieces_unsure_apart)] = 255
 
 
 def shifted(points: list[Point], x0: int, y0: int) -> list[Point]:

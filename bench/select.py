@@ -337,7 +337,8 @@ NO_COLOUR = "1C-DSN (daemon engine, no colour edges: before the twenty-ninth ses
 NO_PIECES = "1C-DSN (daemon engine, no wider look for other pieces: before the thirty-first session)"
 ANYWHERE = "1C-DSN (daemon engine, a correction's changes kept anywhere: before the thirty-second session)"
 NOT_APART = "1C-DSN (daemon engine, no bigger pieces lying apart: before the thirty-third session)"
-BEFORE = (NO_COLOUR, NO_PIECES, ANYWHERE, NOT_APART)   # the engine without one later step each
+SURE_APART = "1C-DSN (daemon engine, pieces lying apart only where the model is sure: before the thirty-fourth session)"
+BEFORE = (NO_COLOUR, NO_PIECES, ANYWHERE, NOT_APART, SURE_APART)   # the engine without one later step each
 
 
 def engine_methods(seg: ClickSegmenter, args: argparse.Namespace) -> dict[str, Method]:
@@ -351,6 +352,7 @@ def engine_methods(seg: ClickSegmenter, args: argparse.Namespace) -> dict[str, M
         NO_PIECES: EngineClicks(seg, pieces=False),
         ANYWHERE: EngineClicks(seg, away_share=None, hole_share=None),
         NOT_APART: EngineClicks(seg, pieces_apart=False),
+        SURE_APART: EngineClicks(seg, pieces_unsure_apart=False),
     }
 
 

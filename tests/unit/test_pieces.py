@@ -1,7 +1,8 @@
 """backend/pieces.py: which pieces a first click's wider look adds to its mask."""
 import numpy as np
 
-from backend.pieces import APART_MAX_SHARE, GLANCE_MIN_LOGIT, PIECE_MIN_LOGIT, clicked_component, may_hold_pieces, pieces_to_add
+from backend.pieces import (APART_MAX_SHARE, APART_MIN_LOGIT, APART_PEAK_LOGIT, GLANCE_MIN_LOGIT, PIECE_MIN_LOGIT,
+                            clicked_component, may_hold_pieces, pieces_to_add)
 
 
 RED, BLUE = (200, 30, 30), (30, 60, 200)
@@ -103,6 +104,27 @@ def test_a_bigger_piece_lying_apart_joins():
     glance = np.where(base, 8.0, -5.0).astype(np.float32)
     glance[apart] = GLANCE_MIN_LOGIT + 1      # the glance asks for a full look there too
     assert may_hold_pieces(base, glance, (20, 20)) and not may_hold_pieces(base, glance, (20, 20), None)
+
+
+def test_a_piece_lying_apart_joins_where_the_model_is_sure_of_some_of_it():
+    """A piece lying apart whose mean logit is under PIECE_MIN_LOGIT joins when it is at least
+    APART_MIN_LOGIT and the model is sure of part of it (APART_PEAK_LOGIT: the racket's ball drawn with
+    soft edges); without that peak (a blur of texture the model half takes), touching the clicked piece,
+    or with the switch off, it stays out."""
+    unsure = (APART_MIN_LOGIT + PIECE_MIN_LOGIT) / 2
+    for peak, touching, switch, joins in ((APART_PEAK_LOGIT + 1, False, True, True),
+                                          (APART_PEAK_LOGIT - 1, False, True, False),
+                                          (APART_PEAK_LOGIT + 1, True, True, False),
+                                          (APART_PEAK_LOGIT + 1, False, False, False)):
+        base, wider, logits, parts, rgb = _region()
+        piece = (slice(10, 30), slice(31, 51)) if touching else parts["piece"]   # 1 px from the clicked one
+        wider[piece] = True
+        logits[piece] = unsure
+        logits[piece[0].start, piece[1].start + 5] = peak       # one pixel, so the mean stays about `unsure`
+        rgb[piece] = BLUE
+        assert unsure - 0.5 < logits[piece].mean() < PIECE_MIN_LOGIT
+        add = pieces_to_add(base, wider, logits, (20, 20), rgb, unsure_apart=switch)
+        assert add[piece].all() == joins and (add[piece].any() == joins), (peak, touching, switch)
 
 
 def test_a_copy_of_the_clicked_piece_beside_it_does_not_join():
