@@ -413,6 +413,7 @@ def main_realsize(args: argparse.Namespace) -> None:
         if other.startswith(COMPARED):
             continue
         for k, lab in ((0, "@1"), (2, "@3")):
+            k = min(k, args.max_clicks - 1)     # the curves hold max_clicks values (summary's mIoU@3 clamps alike)
             d, se = paired([c[k] for c in acc[other][0]], [c[k] for c in acc[names[0]][0]])
             print(f"paired: {names[0]} minus {other}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
     print_paired({k: acc[k][0] for k in methods}, [k for k in methods if k.startswith(COMPARED)], n)
