@@ -194,10 +194,11 @@ def pieces_to_add(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click
     window's logits upsampled to the region (float); click (x, y) in the region; rgb, the photo.
     A component of `wider` joins when base holds at most half of it, the model is sure of it
     (PIECE_MIN_LOGIT; with `unsure_apart`, a component lying apart from the clicked piece may have
-    APART_MIN_LOGIT when its largest logit is APART_PEAK_LOGIT), it is neither a crumb (PIECE_MIN_SHARE) nor much bigger than the clicked
-    piece (PIECE_MAX_SHARE: the table or animal the object lies on, a look-alike group; up to
-    apart_share, APART_MAX_SHARE by default, when it lies apart from the clicked piece), and it is
-    not a copy of the clicked piece (Likeness: its colours and shape)."""
+    APART_MIN_LOGIT when its largest logit is APART_PEAK_LOGIT), it is neither a crumb
+    (PIECE_MIN_SHARE) nor much bigger than the clicked piece (PIECE_MAX_SHARE: the table or animal
+    the object lies on, a look-alike group; up to apart_share, APART_MAX_SHARE by default, when it
+    lies apart from the clicked piece), and it is not a copy of the clicked piece (Likeness: its
+    colours and shape)."""
     add = np.zeros_like(base)
     clicked, found = _candidates(base, wider, logits, click, PIECE_MIN_LOGIT, PIECE_MIN_SHARE, PIECE_MAX_SHARE,
                                  apart_share, unsure_apart)
