@@ -168,8 +168,9 @@ def _candidates(base: np.ndarray, wider: np.ndarray, logits: np.ndarray, click: 
         if base[y:y + bh, x:x + bw][piece].sum() > 0.5 * piece.sum():
             continue   # the first window has it already
         lg = logits[y:y + bh, x:x + bw][piece]
-        sure = lg.mean() >= min_logit
-        if not sure and not (unsure_apart and lg.mean() >= APART_MIN_LOGIT and lg.max() >= APART_PEAK_LOGIT):
+        mean = float(lg.mean())
+        sure = mean >= min_logit
+        if not sure and not (unsure_apart and mean >= APART_MIN_LOGIT and lg.max() >= APART_PEAK_LOGIT):
             continue
         big = area > max_share * main
         if (big or not sure) and not apart(piece, x, y, clicked, click):

@@ -368,23 +368,24 @@ def compared(args: argparse.Namespace) -> dict[str, Method]:
     return out
 
 
-def print_paired(curves: dict[str, list], others: list[str], n: int) -> None:
-    """Per-scene paired differences (other minus the first method) after 1 and 3 clicks."""
+def print_paired(curves: dict[str, list], others: list[str], n: int, first_minus_other: bool = False) -> None:
+    """Per-scene paired differences after 1 and 3 clicks (the last click there is): other minus the
+    first method, or the first minus each other with `first_minus_other`."""
     from bench.common import paired
     first = next(iter(curves), None)
     for other in others:
         if other == first:
             continue
+        a, b = (first, other) if first_minus_other else (other, first)
         for k, lab in ((0, "@1"), (2, "@3")):
             k = min(k, len(curves[first][0]) - 1)
-            d, se = paired([c[k] for c in curves[first]], [c[k] for c in curves[other]])
-            print(f"paired: {other} minus {first}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
+            d, se = paired([c[k] for c in curves[b]], [c[k] for c in curves[a]])
+            print(f"paired: {a} minus {b}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
 
 
 def main_realsize(args: argparse.Namespace) -> None:
     """Issue 23's split, scene by scene (12-MP scenes do not all fit in memory): every method on
     each scene before the next; paired differences against the first method."""
-    from bench.common import paired
     seg = ClickSegmenter(args.weights, args.device)
     methods: dict[str, Method] = engine_methods(seg, args)   # GrabCut is left out: ~80 s per click on a 12-MP photo
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -408,15 +409,9 @@ def main_realsize(args: argparse.Namespace) -> None:
         r = summary(*acc[name], args.max_clicks)
         print(f"| {name} | {r['miou1']:.3f} | {r['miou3']:.3f} | {r['bf1']:.3f} | {r['noc85']:.2f} | "
               f"{r['noc90']:.2f} | {r['t_first']:.3f} | {r['t_next']:.3f} |")
-    names = list(methods)
-    for other in names[1:]:
-        if other.startswith(COMPARED):
-            continue
-        for k, lab in ((0, "@1"), (2, "@3")):
-            k = min(k, args.max_clicks - 1)     # the curves hold max_clicks values (summary's mIoU@3 clamps alike)
-            d, se = paired([c[k] for c in acc[other][0]], [c[k] for c in acc[names[0]][0]])
-            print(f"paired: {names[0]} minus {other}, mIoU{lab}: {d:+.4f} (s.e. {se:.4f}, {n} scenes)")
-    print_paired({k: acc[k][0] for k in methods}, [k for k in methods if k.startswith(COMPARED)], n)
+    curves = {k: acc[k][0] for k in methods}
+    print_paired(curves, [k for k in methods if not k.startswith(COMPARED)], n, first_minus_other=True)
+    print_paired(curves, [k for k in methods if k.startswith(COMPARED)], n)
     if args.json:
         args.json.write_text(json.dumps({"seed": seed, "scenes": n, "methods": {
             k: {"iou": acc[k][0], "t_first": acc[k][4]} for k in methods}}) + "\n")
