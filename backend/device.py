@@ -201,12 +201,13 @@ def device_of(module: Any) -> Any:
     return torch.device("cpu")
 
 
-def place(module: T, what: str, dev: Any = None) -> T:
+def place(module: T, what: str, dev: Any = None, channels_last: bool = False) -> T:
     """`module` moved to `dev` (default: current()); a device failure while moving it (too little
-    free memory) leaves it on the CPU, with one sentence in the log."""
+    free memory) leaves it on the CPU, with one sentence in the log. channels_last: a convolutional
+    net that runs in that layout on the CPU (`cpu_layout`)."""
     dev = current() if dev is None else dev
     if dev.type == "cpu":
-        return module
+        return cpu_layout(module, channels_last)
     try:
         return module.to(dev)
     except Exception as e:  # noqa: BLE001 - only device failures are handled
@@ -215,19 +216,31 @@ def place(module: T, what: str, dev: Any = None) -> T:
         failure = first_line(e)
     release(dev)
     log.warning("%s does not fit on %s (%s); it runs on the CPU.", what, dev, failure)
-    return module.to("cpu")
+    return cpu_layout(module.to("cpu"), channels_last)
 
 
-def cpu_copy(module: T) -> T:
-    """A copy of an nn.Module with its tensors on the CPU; the original stays where it is and no
-    device memory is allocated for the copy."""
+def cpu_layout(module: T, channels_last: bool) -> T:
+    """A module on the CPU, its 4-D weights in the channels-last (NHWC) layout when asked: oneDNN's
+    convolutions run the one-click model, the select-similar backbone and the CPN faster in it, and
+    a convolution's output follows its weights' layout whatever the input's (`bench/layout.py`;
+    docs/models.md, "Thirty-fifth session"). A module without 4-D weights is unchanged. On an
+    accelerator a module keeps its layout: not measured there."""
+    if not channels_last:
+        return module
+    import torch  # noqa: PLC0415
+    return module.to(memory_format=torch.channels_last)
+
+
+def cpu_copy(module: T, channels_last: bool = False) -> T:
+    """A copy of an nn.Module with its tensors on the CPU (channels_last: see `cpu_layout`); the
+    original stays where it is and no device memory is allocated for the copy."""
     import torch  # noqa: PLC0415
     memo: dict[int, Any] = {}
     for p in module.parameters():
         memo[id(p)] = torch.nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=p.requires_grad)
     for b in module.buffers():
         memo[id(b)] = b.detach().to("cpu", copy=True)
-    return copy.deepcopy(module, memo)
+    return cpu_layout(copy.deepcopy(module, memo), channels_last)
 
 
 # ---------------------------------------------------------------- running requests

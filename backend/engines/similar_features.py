@@ -66,7 +66,8 @@ class FeaturesEngine(Engine):
                 backbone, self._source = find_backbone()
                 if backbone is None:
                     raise EngineUnavailable(self._source)
-                self._backbone = device.place(fold_batchnorm(backbone), "The select-similar backbone")
+                self._backbone = device.place(fold_batchnorm(backbone), "The select-similar backbone",
+                                              channels_last=True)
                 log.info("similar: matching backbone from %s on %s", self._source,
                          device.label(device.device_of(self._backbone)))
         return self._on_cpu("backbone", self._backbone) if cpu else self._backbone
@@ -77,7 +78,7 @@ class FeaturesEngine(Engine):
             return module
         with self._lock:
             if self._cpu.get(name, (None,))[0] is not module:
-                self._cpu[name] = (module, device.cpu_copy(module))
+                self._cpu[name] = (module, device.cpu_copy(module, channels_last=True))
             return self._cpu[name][1]
 
     def cpn(self, cpu: bool = False) -> Any:

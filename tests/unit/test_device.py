@@ -149,6 +149,26 @@ def test_cpu_copy_leaves_the_original():
     assert m[0].weight.abs().sum() > 0
 
 
+def test_the_lite0_nets_run_channels_last_on_the_cpu_with_the_same_outputs():
+    from backend.models.dsn import build_dsn_lite0, click_maps
+    from backend.models.folding import fold_batchnorm
+    torch.manual_seed(0)
+    plain = fold_batchnorm(build_dsn_lite0())
+    x = torch.rand(1, 3, 128, 160) * 255
+    pos, neg = click_maps([(70.0, 60.0, True)], 128, 160)
+    with torch.inference_mode():
+        before = plain(x, pos[None], neg[None])[0]
+    for model in (device.place(device.cpu_copy(plain), "The test model", torch.device("cpu"), channels_last=True),
+                  device.cpu_copy(plain, channels_last=True)):
+        conv = model.backbone._conv_stem.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        with torch.inference_mode():
+            feats = model.encode(x)   # an input in the default layout: the outputs follow the weights'
+            after = model.decode(feats, pos[None], neg[None])[0]
+        assert feats["s8"].is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(before, after, atol=1e-4 * float(before.abs().max()))
+    assert plain.backbone._conv_stem.weight.is_contiguous()   # the original keeps its layout
+
 def scene() -> np.ndarray:
     rgba = np.full((120, 160, 4), 255, np.uint8)
     rgba[..., :3] = (90, 140, 70)
