@@ -221,10 +221,10 @@ def place(module: T, what: str, dev: Any = None, channels_last: bool = False) ->
 
 def cpu_layout(module: T, channels_last: bool) -> T:
     """A module on the CPU, its 4-D weights in the channels-last (NHWC) layout when asked: oneDNN's
-    convolutions run the one-click model, the select-similar backbone and the CPN faster in it, and
-    a convolution's output follows its weights' layout whatever the input's (`bench/layout.py`;
-    docs/models.md, "Thirty-fifth session"). A module without 4-D weights is unchanged. On an
-    accelerator a module keeps its layout: not measured there."""
+    convolutions run the one-click model, the select-similar backbone, the CPN and LaMa (a
+    TorchScript module too) faster in it, and a convolution's output follows its weights' layout
+    whatever the input's (`bench/layout.py`; docs/models.md, "Thirty-fifth session"). A module
+    without 4-D weights is unchanged. On an accelerator a module keeps its layout: not measured there."""
     if not channels_last:
         return module
     import torch  # noqa: PLC0415

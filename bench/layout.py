@@ -1,13 +1,14 @@
 """The convolutional nets' memory layout on the CPU, paired in one process: channels-last (what the
 engines use, backend/device.py: cpu_layout) against PyTorch's default (NCHW).
 
-    python3 bench/layout.py [--rounds 12] [--threads 2]
+    python3 bench/layout.py [--rounds 12] [--threads 2] [--lama 1024]
 
 The steps of bench/photo12mp.py on its 12-MP photo (samples/beach.jpg resized to 4380×2738), through
 the pipeline in this process (no daemon, no transfer): a first click on a fresh image; a click on
 another object with the first mask as the previous one; select similar from the first mask (the
 image's matching encoding made), and again (encoded). The nets switched: the one-click models, the
-select-similar backbone and the CPN. Each round runs both layouts in turn, the order alternating,
+select-similar backbone and the CPN. With --lama SIDE, LaMa too: its generator (big-lama's config with random
+weights: the same operations, timing only) inpainting a SIDE×SIDE image with a hole. Each round runs both layouts in turn, the order alternating,
 so the machine's drift is paired out: the table gives each layout's median and the median of the
 per-round ratios (channels-last / default) with the mean's standard error; then how many mask
 pixels differ between the layouts.
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backend import engines, similar as sim  # noqa: E402
+from backend.models.lama import LamaGenerator, LamaInpainter  # noqa: E402
 from backend.pipeline import Pipeline  # noqa: E402
 from bench.common import REPO, med, table  # noqa: E402
 from bench.photo12mp import CLICK, SECOND, SIZE  # noqa: E402
@@ -39,6 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lama", type=int, default=0, metavar="SIDE", help="also LaMa's generator on SIDE×SIDE (0: not)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bgr = cv2.imread(str(REPO / "samples/beach.jpg"))
@@ -60,9 +63,22 @@ def main() -> None:
         masks[(step, layout)] = out[0]
         return out[0]
 
+    lama = None
+    if args.lama:
+        torch.manual_seed(0)
+        lama = LamaInpainter(LamaGenerator()).eval()
+        nets.append(lama)
+        side = args.lama
+        image, hole = torch.rand(1, 3, side, side), torch.zeros(1, 1, side, side)
+        hole[..., side // 3:side // 2, side // 3:side // 2] = 1
+
     def run(layout: str, i: int) -> None:
         for net in nets:
             net.to(memory_format=LAYOUTS[layout])
+        if lama is not None:
+            with torch.inference_mode():
+                timed(f"LaMa generator, {args.lama}×{args.lama} (random weights)", layout,
+                      lambda: ((lama(image, hole)[0, 0] * 255).round().numpy(),))
         rgba[0, 0, 0] = (2 * i + list(LAYOUTS).index(layout)) % 251   # a new image each time: nothing cached
         entry = pipe.entry(rgba.copy())
         _ = entry.rgb   # made once per image, before the click, as in the daemon
@@ -72,8 +88,9 @@ def main() -> None:
         timed("select similar again, image encoded", layout, lambda: pipe.similar(entry, [first], mask))
 
     names = list(LAYOUTS)
-    for layout in names:   # warm-up
+    for layout in names:   # warm-up, not counted
         run(layout, 200)
+    times.clear()
     for i in range(args.rounds):
         for layout in (names if i % 2 == 0 else names[::-1]):
             run(layout, i)

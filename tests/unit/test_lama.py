@@ -109,10 +109,11 @@ def test_torchscript_and_checkpoint_agree(tmp_path):
     save_torchscript(g, tmp_path / TORCHSCRIPT_NAME)
     image, mask = inputs(64, 96)             # not the traced size
     with torch.no_grad():
-        a = load_inpainter(tmp_path / TORCHSCRIPT_NAME)(image, mask)
+        a = load_inpainter(tmp_path / TORCHSCRIPT_NAME)(image, mask)   # channels-last on the CPU (device.cpu_layout)
         b = load_inpainter(tmp_path / CHECKPOINT_NAME)(image, mask)
+        c = LamaInpainter(g)(image, mask)                               # the default layout
     assert a.shape == (1, 3, 64, 96)
-    assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, c, atol=1e-5)
     assert torch.equal(a[mask.expand_as(a) == 0], image[mask.expand_as(image) == 0])   # composited
 
 
