@@ -6,7 +6,8 @@ auto = CUDA, then Apple MPS, then the CPU. A device asked for that is not usable
 build of PyTorch, a driver too old) gives the CPU and a sentence saying why (doctor, info, log).
 
 Every engine puts its models on `current()` with `place` (a model that does not fit stays on the
-CPU) and runs each request through `run`: a device failure there (CUDA out of memory, any other
+CPU; on the CPU a convolutional net keeps its weights channels-last, `cpu_layout`) and runs each
+request through `run`: a device failure there (CUDA out of memory, any other
 CUDA/MPS error) runs that request again on the CPU, with one sentence in the log. Results then
 come from CPU copies of the models, made on the first fallback (`cpu_copy`).
 
@@ -201,13 +202,12 @@ def device_of(module: Any) -> Any:
     return torch.device("cpu")
 
 
-def place(module: T, what: str, dev: Any = None, channels_last: bool = False) -> T:
+def place(module: T, what: str, dev: Any = None) -> T:
     """`module` moved to `dev` (default: current()); a device failure while moving it (too little
-    free memory) leaves it on the CPU, with one sentence in the log. channels_last: a convolutional
-    net that runs in that layout on the CPU (`cpu_layout`)."""
+    free memory) leaves it on the CPU, with one sentence in the log. On the CPU in `cpu_layout`."""
     dev = current() if dev is None else dev
     if dev.type == "cpu":
-        return cpu_layout(module, channels_last)
+        return cpu_layout(module)
     try:
         return module.to(dev)
     except Exception as e:  # noqa: BLE001 - only device failures are handled
@@ -216,31 +216,33 @@ def place(module: T, what: str, dev: Any = None, channels_last: bool = False) ->
         failure = first_line(e)
     release(dev)
     log.warning("%s does not fit on %s (%s); it runs on the CPU.", what, dev, failure)
-    return cpu_layout(module.to("cpu"), channels_last)
+    return cpu_layout(module.to("cpu"))
 
 
-def cpu_layout(module: T, channels_last: bool) -> T:
-    """A module on the CPU, its 4-D weights in the channels-last (NHWC) layout when asked: oneDNN's
-    convolutions run the one-click model, the select-similar backbone, the CPN and LaMa (a
-    TorchScript module too) faster in it, and a convolution's output follows its weights' layout
-    whatever the input's (`bench/layout.py`; docs/models.md, "Thirty-fifth session"). A module
-    without 4-D weights is unchanged. On an accelerator a module keeps its layout: not measured there."""
-    if not channels_last:
-        return module
+def cpu_layout(module: T) -> T:
+    """`module` (on the CPU) with its 4-D weights in the channels-last (NHWC) layout when it has any
+    (a convolutional net): oneDNN's convolutions run the one-click model, the select-similar
+    backbone, the CPN and LaMa (a TorchScript module too) faster in it, and a convolution's output
+    follows its weights' layout whatever the input's (`bench/layout.py`; docs/models.md,
+    "Thirty-fifth session"). Any other module is returned as it is. On an accelerator a module
+    keeps its layout (`place`): not measured there."""
     import torch  # noqa: PLC0415
-    return module.to(memory_format=torch.channels_last)
+    parameters = getattr(module, "parameters", None)
+    if callable(parameters) and any(p.dim() == 4 for p in parameters()):
+        return module.to(memory_format=torch.channels_last)
+    return module
 
 
-def cpu_copy(module: T, channels_last: bool = False) -> T:
-    """A copy of an nn.Module with its tensors on the CPU (channels_last: see `cpu_layout`); the
-    original stays where it is and no device memory is allocated for the copy."""
+def cpu_copy(module: T) -> T:
+    """A copy of an nn.Module with its tensors on the CPU, in `cpu_layout`; the original stays where
+    it is and no device memory is allocated for the copy."""
     import torch  # noqa: PLC0415
     memo: dict[int, Any] = {}
     for p in module.parameters():
         memo[id(p)] = torch.nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=p.requires_grad)
     for b in module.buffers():
         memo[id(b)] = b.detach().to("cpu", copy=True)
-    return cpu_layout(copy.deepcopy(module, memo), channels_last)
+    return cpu_layout(copy.deepcopy(module, memo))
 
 
 # ---------------------------------------------------------------- running requests

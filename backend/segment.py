@@ -88,8 +88,7 @@ class ClickSegmenter:
         trained with real-size crops finds small objects in big photos after one click, the
         other corrects a selection better from its previous mask."""
         where = None if device is None else torch.device(device)
-        self.model = place(fold_batchnorm(load_weights("dsn", weights)), "The one-click model", where,
-                           channels_last=True)
+        self.model = place(fold_batchnorm(load_weights("dsn", weights)), "The one-click model", where)
         self.device = device_of(self.model)
         self.settings = settings
         if first is None:
@@ -112,7 +111,7 @@ class ClickSegmenter:
         if self.device.type == "cpu":
             return self
         twin = copy.copy(self)
-        twin.model, twin.device = cpu_copy(self.model, channels_last=True), torch.device("cpu")
+        twin.model, twin.device = cpu_copy(self.model), torch.device("cpu")
         twin.first = None if self.first is None else self.first.on_cpu()
         return twin
 

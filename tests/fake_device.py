@@ -72,5 +72,5 @@ def pretend(monkeypatch, run_on: torch.device = FAKE) -> None:
     monkeypatch.setattr(device, "device_of",
                         lambda m: FAKE if isinstance(m, FailingModule) else real_device_of(m))
     monkeypatch.setattr(device, "cpu_copy",
-                        lambda m, **layout: m.inner if isinstance(m, FailingModule) else real_cpu_copy(m, **layout))
+                        lambda m: m.inner if isinstance(m, FailingModule) else real_cpu_copy(m))
     monkeypatch.setattr(device, "current", lambda: run_on)

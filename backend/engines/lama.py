@@ -58,10 +58,10 @@ def load_inpainter(path: Path, dev: Any = None) -> Inpainter:
     """A callable with the TorchScript contract, for either weights format (backend/weights.py),
     on `dev` (default: backend/device.py's choice; the CPU when the model does not fit there)."""
     if path.suffix == ".pt":
-        module = device.place(weights.load("lama", path), "LaMa", dev, channels_last=True)
+        module = device.place(weights.load("lama", path), "LaMa", dev)
         return Inpainter(lambda image, mask: module(image, mask), device.device_of(module))
     from ..models.lama import inpaint  # noqa: PLC0415
-    generator = device.place(weights.load("lama-ckpt", path), "LaMa", dev, channels_last=True)
+    generator = device.place(weights.load("lama-ckpt", path), "LaMa", dev)
     return Inpainter(lambda image, mask: inpaint(generator, image, mask), device.device_of(generator))
 
 

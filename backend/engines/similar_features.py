@@ -66,8 +66,7 @@ class FeaturesEngine(Engine):
                 backbone, self._source = find_backbone()
                 if backbone is None:
                     raise EngineUnavailable(self._source)
-                self._backbone = device.place(fold_batchnorm(backbone), "The select-similar backbone",
-                                              channels_last=True)
+                self._backbone = device.place(fold_batchnorm(backbone), "The select-similar backbone")
                 log.info("similar: matching backbone from %s on %s", self._source,
                          device.label(device.device_of(self._backbone)))
         return self._on_cpu("backbone", self._backbone) if cpu else self._backbone
@@ -78,7 +77,7 @@ class FeaturesEngine(Engine):
             return module
         with self._lock:
             if self._cpu.get(name, (None,))[0] is not module:
-                self._cpu[name] = (module, device.cpu_copy(module, channels_last=True))
+                self._cpu[name] = (module, device.cpu_copy(module))
             return self._cpu[name][1]
 
     def cpn(self, cpu: bool = False) -> Any:

@@ -57,7 +57,7 @@ class PvmEngine(FeaturesEngine):
             sd = weights.read(file, checked=False)   # checked just above; one file holds both models
             if self._backbone is None:
                 self._backbone = device.place(fold_batchnorm(weights.build("similar-backbone", sd)),
-                                              "The select-similar backbone", channels_last=True)
+                                              "The select-similar backbone")
                 self._source = file.name
             if self._model is None:
                 self._model = device.place(weights.build("pvm", sd), "The verifier")

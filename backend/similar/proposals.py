@@ -84,7 +84,7 @@ def default_cpn() -> Optional[CPN]:
     """The CPN from backend/weights/cpn-lite0.pt when that file exists (optional; loaded once per
     file version by weights.shared), else None; a file that fails its checksum or does not load
     is logged and not used (cosine proposals)."""
-    return weights.shared("cpn", lambda model: device.place(model, "The CPN", channels_last=True))
+    return weights.shared("cpn", lambda model: device.place(model, "The CPN"))
 
 
 def cpn_heatmap(cpn: CPN, mm: MatchMap, weights: np.ndarray,

@@ -2,6 +2,7 @@
 (a fake one: tests/fake_device.py) runs again on the CPU with one log sentence."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -149,7 +150,7 @@ def test_cpu_copy_leaves_the_original():
     assert m[0].weight.abs().sum() > 0
 
 
-def test_the_lite0_nets_run_channels_last_on_the_cpu_with_the_same_outputs():
+def test_a_convolutional_net_runs_channels_last_on_the_cpu_with_the_same_outputs():
     from backend.models.dsn import build_dsn_lite0, click_maps
     from backend.models.folding import fold_batchnorm
     torch.manual_seed(0)
@@ -158,8 +159,8 @@ def test_the_lite0_nets_run_channels_last_on_the_cpu_with_the_same_outputs():
     pos, neg = click_maps([(70.0, 60.0, True)], 128, 160)
     with torch.inference_mode():
         before = plain(x, pos[None], neg[None])[0]
-    for model in (device.place(device.cpu_copy(plain), "The test model", torch.device("cpu"), channels_last=True),
-                  device.cpu_copy(plain, channels_last=True)):
+    assert plain.backbone._conv_stem.weight.is_contiguous()
+    for model in (device.cpu_copy(plain), device.place(copy.deepcopy(plain), "The test model", torch.device("cpu"))):
         conv = model.backbone._conv_stem.weight
         assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
         with torch.inference_mode():
@@ -167,7 +168,10 @@ def test_the_lite0_nets_run_channels_last_on_the_cpu_with_the_same_outputs():
             after = model.decode(feats, pos[None], neg[None])[0]
         assert feats["s8"].is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(before, after, atol=1e-4 * float(before.abs().max()))
-    assert plain.backbone._conv_stem.weight.is_contiguous()   # the original keeps its layout
+    assert plain.backbone._conv_stem.weight.is_contiguous()   # cpu_copy leaves the original's layout
+    linear = torch.nn.Linear(3, 2)
+    assert device.place(linear, "The test model", torch.device("cpu")) is linear   # no 4-D weights: as it is
+
 
 def scene() -> np.ndarray:
     rgba = np.full((120, 160, 4), 255, np.uint8)
