@@ -22,17 +22,17 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
+import itertools  # noqa: E402
 import time  # noqa: E402
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backend import engines, similar as sim  # noqa: E402
 from backend.models.lama import LamaGenerator, LamaInpainter  # noqa: E402
 from backend.pipeline import Pipeline  # noqa: E402
-from bench.common import REPO, med, table  # noqa: E402
-from bench.photo12mp import CLICK, SECOND, SIZE  # noqa: E402
+from bench.common import med, table  # noqa: E402
+from bench.photo12mp import SIZE, photo  # noqa: E402
 
 LAYOUTS = {"default": torch.contiguous_format, "channels-last": torch.channels_last}
 
@@ -44,11 +44,8 @@ def main() -> None:
     ap.add_argument("--lama", type=int, default=0, metavar="SIDE", help="also LaMa's generator on SIDE×SIDE (0: not)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    bgr = cv2.imread(str(REPO / "samples/beach.jpg"))
-    sx, sy = SIZE[0] / bgr.shape[1], SIZE[1] / bgr.shape[0]
-    rgb = cv2.cvtColor(cv2.resize(bgr, SIZE, interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGB)
-    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-    first, second = (CLICK[0] * sx, CLICK[1] * sy, True), (SECOND[0] * sx, SECOND[1] * sy, True)
+    rgba, click, other = photo()
+    first, second = (*click, True), (*other, True)
     pipe = Pipeline()
     seg = engines.get("dsn").segmenter()
     nets = [seg.model, engines.get("pvm").backbone()]
@@ -72,14 +69,17 @@ def main() -> None:
         image, hole = torch.rand(1, 3, side, side), torch.zeros(1, 1, side, side)
         hole[..., side // 3:side // 2, side // 3:side // 2] = 1
 
-    def run(layout: str, i: int) -> None:
+    images = itertools.count()
+
+    def run(layout: str) -> None:
         for net in nets:
             net.to(memory_format=LAYOUTS[layout])
         if lama is not None:
             with torch.inference_mode():
                 timed(f"LaMa generator, {args.lama}×{args.lama} (random weights)", layout,
                       lambda: ((lama(image, hole)[0, 0] * 255).round().numpy(),))
-        rgba[0, 0, 0] = (2 * i + list(LAYOUTS).index(layout)) % 251   # a new image each time: nothing cached
+        n = next(images)
+        rgba[0, 0, :3] = (n // 65536 % 256, n // 256 % 256, n % 256)   # a new image each time: nothing cached
         entry = pipe.entry(rgba.copy())
         _ = entry.rgb   # made once per image, before the click, as in the daemon
         mask = timed("first click", layout, lambda: pipe.select(entry, [first]))
@@ -89,11 +89,11 @@ def main() -> None:
 
     names = list(LAYOUTS)
     for layout in names:   # warm-up, not counted
-        run(layout, 200)
+        run(layout)
     times.clear()
     for i in range(args.rounds):
         for layout in (names if i % 2 == 0 else names[::-1]):
-            run(layout, i)
+            run(layout)
     rows = [["step", *(f"{n} s (median)" for n in names), "ratio (median)", "ratio mean ± s.e.", "pixels that differ"]]
     for step in dict.fromkeys(s for s, _ in times):
         a, b = (np.asarray(times[(step, n)]) for n in names)

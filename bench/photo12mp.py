@@ -36,15 +36,19 @@ SECOND = (420, 640)              # another spot on the pebbles
 SIZE = (4380, 2738)
 
 
+def photo() -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+    """The 12-MP photo (samples/beach.jpg resized to SIZE, H×W×4 RGBA, opaque) and CLICK and SECOND on it."""
+    bgr = cv2.imread(str(REPO / "samples/beach.jpg"))
+    sx, sy = SIZE[0] / bgr.shape[1], SIZE[1] / bgr.shape[0]
+    rgba = cv2.cvtColor(cv2.resize(bgr, SIZE, interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGBA)
+    return rgba, (CLICK[0] * sx, CLICK[1] * sy), (SECOND[0] * sx, SECOND[1] * sy)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    bgr = cv2.imread(str(REPO / "samples/beach.jpg"))
-    sx, sy = SIZE[0] / bgr.shape[1], SIZE[1] / bgr.shape[0]
-    rgba = cv2.cvtColor(cv2.resize(bgr, SIZE, interpolation=cv2.INTER_CUBIC), cv2.COLOR_BGR2RGBA)
-    click = (CLICK[0] * sx, CLICK[1] * sy)
-    second = (SECOND[0] * sx, SECOND[1] * sy)
+    rgba, click, second = photo()
     daemon = BenchDaemon()
     try:
         client = Client(daemon.settings("pyzmq"))
