@@ -24,6 +24,7 @@ The thresholds that decide live in SimilarSettings (pixel_*), chosen on real-siz
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Optional
 
 import cv2
@@ -89,30 +90,10 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
     c_rgb = _crop(rgb, cc, rc, f)
     c_mask = _mask_crop(cand, cc, rc, f)
     q_gray, c_gray = cv2.cvtColor(q_rgb, cv2.COLOR_RGB2GRAY), cv2.cvtColor(c_rgb, cv2.COLOR_RGB2GRAY)
-    n, N = q_gray.shape[0], c_gray.shape[0]
-    best: tuple = (-2.0, (0, 0), np.eye(2, 3), 0, None, None)   # correlation, place, turn, side, turned mask, gray
-    for sc in SCALES:
-        s = s0 * sc
-        side = max(3, int(round(n * s)))
-        if side >= N:
-            continue
-        yy, xx = np.mgrid[:N - side + 1, :N - side + 1]
-        far = (xx - (N - side) / 2) ** 2 + (yy - (N - side) / 2) ** 2 > (REACH * SIDE * s) ** 2
-        for angle in range(0, 360, ANGLE_STEP):
-            m = cv2.getRotationMatrix2D((n / 2, n / 2), angle, s)
-            m[:, 2] += (side - n) / 2
-            t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST)
-            if np.count_nonzero(t_mask) < 9:
-                continue
-            t = cv2.warpAffine(q_gray, m, (side, side), flags=cv2.INTER_LINEAR)
-            res = cv2.matchTemplate(c_gray, t, cv2.TM_CCOEFF_NORMED, mask=t_mask.astype(np.float32))
-            res[~np.isfinite(res) | far] = -2.0
-            _, v, _, loc = cv2.minMaxLoc(res)
-            if v > best[0]:
-                best = (float(v), loc, m, side, t_mask > 0, t)
-    v, (x, y), m, side, t_mask, t_gray = best
-    if v <= -2.0:
+    best = _best_pose(q_gray, q_mask, c_gray, s0)
+    if best is None:
         return None
+    (x, y), m, side, t_mask, t_gray = best
     window = c_mask[y:y + side, x:x + side]
     both = np.count_nonzero(t_mask & window)
     iou = both / max(np.count_nonzero(t_mask | window), 1)
@@ -126,6 +107,56 @@ def pixel_match(rgb: np.ndarray, query: MaskPatch, cand: MaskPatch) -> Optional[
     seen = c_rgb[y:y + side, x:x + side][t_mask]
     off = _off_one_light(t_rgb, seen, (xx - side / 2) / side, (yy - side / 2) / side)
     return Match(likeness, float(np.mean(off[on] < AGREE ** 2)), float(iou), float(inside))
+
+
+def _best_pose(q_gray: np.ndarray, q_mask: np.ndarray, c_gray: np.ndarray, s0: float) -> Optional[tuple]:
+    """The query's turn and scale (SCALES about s0) whose gray pixels, inside its mask, best match the
+    candidate's crop with the centre within REACH: (place, turn matrix, side, turned mask, turned gray),
+    or None. The matches run on OpenCV's thread count (cv2.matchTemplate lets go of the GIL); the best
+    is taken in the order of the turns, as one loop would."""
+    n, N = q_gray.shape[0], c_gray.shape[0]
+    jobs = []                                  # (search image, template, mask, offset, far, pose)
+    for sc in SCALES:
+        s = s0 * sc
+        side = max(3, int(round(n * s)))
+        if side >= N:
+            continue
+        # only places within REACH of the centre count: the template is matched over the part of the
+        # candidate's crop they need (the same values there; a sixth of the work or less)
+        mid, reach = (N - side) / 2, REACH * SIDE * s
+        lo, hi = max(0, int(np.ceil(mid - reach))), min(N - side, int(np.floor(mid + reach)))
+        if hi < lo:
+            continue
+        yy, xx = np.mgrid[lo:hi + 1, lo:hi + 1]
+        far = (xx - mid) ** 2 + (yy - mid) ** 2 > reach ** 2
+        search = c_gray[lo:hi + side, lo:hi + side]
+        for angle in range(0, 360, ANGLE_STEP):
+            m = cv2.getRotationMatrix2D((n / 2, n / 2), angle, s)
+            m[:, 2] += (side - n) / 2
+            t_mask = cv2.warpAffine(q_mask, m, (side, side), flags=cv2.INTER_NEAREST)
+            if np.count_nonzero(t_mask) < 9:
+                continue
+            t = cv2.warpAffine(q_gray, m, (side, side), flags=cv2.INTER_LINEAR)
+            jobs.append((search, t, t_mask, lo, far, m, side))
+
+    def match(job: tuple) -> np.ndarray:
+        search, t, t_mask, _, far, _, _ = job
+        res = cv2.matchTemplate(search, t, cv2.TM_CCOEFF_NORMED, mask=t_mask.astype(np.float32))
+        res[~np.isfinite(res) | far] = -2.0
+        return res
+
+    workers = min(max(cv2.getNumThreads(), 1), len(jobs))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(match, jobs))
+    else:
+        results = [match(job) for job in jobs]
+    best, top = None, -2.0
+    for (_, t, t_mask, lo, _, m, side), res in zip(jobs, results):
+        _, v, _, (x, y) = cv2.minMaxLoc(res)
+        if v > top:
+            best, top = ((x + lo, y + lo), m, side, t_mask > 0, t), float(v)
+    return best
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
