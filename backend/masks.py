@@ -1,5 +1,5 @@
-"""Mask geometry shared by the backend: the one bounding-box helper, the parts of a mask, box
-merging, 0/255 masks."""
+"""Mask geometry shared by the backend: the one bounding-box helper (and the box of several), the parts
+of a mask, box merging, 0/255 masks."""
 from __future__ import annotations
 
 from typing import Optional
@@ -16,6 +16,15 @@ def mask_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     x, y, w, h = cv2.boundingRect(m.view(np.uint8) if m.dtype == bool else (m != 0).view(np.uint8))
     return None if w == 0 else (x, y, x + w, y + h)
 
+
+
+def union_box(boxes: "list[Optional[tuple[int, int, int, int]]]") -> Optional[tuple[int, int, int, int]]:
+    """The box (x0, y0, x1, y1) holding every box given (None ones skipped): mask_box of the union of
+    masks is union_box of their mask_boxes. None when there is none."""
+    got = [b for b in boxes if b is not None]
+    if not got:
+        return None
+    return min(b[0] for b in got), min(b[1] for b in got), max(b[2] for b in got), max(b[3] for b in got)
 
 class Parts:
     """The 8-connected parts of a mask, labelled within its bounding box only (a 24-MP photo with

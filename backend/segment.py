@@ -26,7 +26,7 @@ from .device import cpu_copy, device_of, place
 from .models.dsn import Feats, click_maps
 from .models.folding import fold_batchnorm
 from .masks import mask255, mask_box
-from .models.window import Window, covers_image, crop_resize
+from .models.window import Window, covers_image, crop_resize, window_part
 from . import windows
 from .colour_edges import follow_colours, sigmoid
 from .pieces import APART_MAX_SHARE, GLANCE_SIDE, PIECES_ABOVE, PIECES_GROW, may_hold_pieces, pieces_to_add
@@ -263,7 +263,10 @@ class ClickSegmenter:
                 break
             feats = self._crop_feats(emb, win)
             wpts = [(*win.to_window(x, y, CROP), p) for x, y, p in pts]
-            prev_w = None if prev is None else crop_resize((prev > 127).astype(np.float32), win, CROP)
+            prev_w = None
+            if prev is not None:     # only the window's pixels of the (12-MP) previous mask are converted
+                part, at = window_part(prev, win)
+                prev_w = crop_resize((part > 127).astype(np.float32), at, CROP)
             logits = self._decode(feats, wpts, prev_w, CROP, CROP)
             if settled or attempt == MAX_WINDOWS - 1:
                 break

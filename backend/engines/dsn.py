@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import device, weights
 from ..cache import ImageEntry
-from ..masks import Parts, mask_box
+from ..masks import Parts, mask_box, union_box
 from . import Engine, Point, Progress
 
 TOUCH = 3          # px: an object this close to a selected one is part of it
@@ -146,29 +146,46 @@ class DsnEngine(Engine):
         if out[yi, xi] == positive:
             return out
         obj = seg.predict(embedding, [click]) > 127 if positive else None
-        # connected parts of the selection, computed in the box holding it (and the new object)
-        bx0, by0, bx1, by1 = mask_box(out | obj if positive else out) or (0, 0, 0, 0)
+        # connected parts of the selection, computed in the box holding it (and the new object); on a
+        # 12-MP photo the work stays in boxes like this one (a pass over the whole mask is a few ms)
+        bx0, by0, bx1, by1 = union_box([mask_box(out), mask_box(obj) if positive else None]) or (0, 0, 0, 0)
         x0, y0, x1, y1 = max(bx0 - TOUCH, 0), max(by0 - TOUCH, 0), min(bx1 + TOUCH, w), min(by1 + TOUCH, h)
-        _, labels = cv2.connectedComponents(np.ascontiguousarray(out[y0:y1, x0:x1]).view(np.uint8), connectivity=8)
-        local = np.zeros((h, w), bool)
+        sel = out[y0:y1, x0:x1]
+        _, labels = cv2.connectedComponents(np.ascontiguousarray(sel).view(np.uint8), connectivity=8)
         if positive:
             near = cv2.dilate(np.ascontiguousarray(obj[y0:y1, x0:x1]).view(np.uint8),
                               np.ones((2 * TOUCH + 1,) * 2, np.uint8)) > 0
-            touched = np.unique(labels[near & out[y0:y1, x0:x1]])
+            touched = np.unique(labels[near & sel])
             if touched.size == 0:       # another object: add it
                 return out | obj
-            local[y0:y1, x0:x1] = np.isin(labels, touched)
+            part = np.isin(labels, touched)      # the selected object the click corrects, in that box
         else:
-            local[y0:y1, x0:x1] = labels == labels[yi - y0, xi - x0]
-        clicks = guiding_clicks(local, seen, click)
+            part = labels == labels[yi - y0, xi - x0]
+        px0, py0, px1, py1 = mask_box(part)
+        clicks = guiding_clicks((px0 + x0, py0 + y0, px1 + x0, py1 + y0), seen, click)
+        at = (x - x0, y - y0, positive)
         if not any(p for _, _, p in clicks):   # no click of this part says what to keep: remove the object
-            gone = local & (seg.predict(embedding, [(x, y, True)]) > 127)   # under the click from it
-            gone = gone if gone[yi, xi] else local                             # (or the part, if the model missed)
-            return out & ~_like_click(gone, rgb, click, self.hole_share)
-        refined = seg.predict(embedding, clicks, local.view(np.uint8) * np.uint8(255)) > 127
+            gone = part & (seg.predict(embedding, [(x, y, True)])[y0:y1, x0:x1] > 127)   # under the click from it
+            gone = gone if gone[yi - y0, xi - x0] else part                               # (or the part, if the model missed)
+            res = out.copy()
+            res[y0:y1, x0:x1] &= ~_like_click(gone, rgb[y0:y1, x0:x1], at, self.hole_share)
+            return res
+        prev = np.zeros((h, w), np.uint8)
+        prev[y0:y1, x0:x1] = part.view(np.uint8) * np.uint8(255)
+        refined = seg.predict(embedding, clicks, prev) > 127
         if self.away_share is None:
-            return (out & ~local) | refined
-        return (out & ~local) | corrected(local, refined, click, obj, self.away_share, rgb, self.hole_share)
+            return (out & ~(prev > 127)) | refined
+        # corrected changes nothing outside the boxes of the part and of the model's answer: work in them
+        # (and the click's pixel), the same result
+        cx0, cy0, cx1, cy1 = union_box([(px0 + x0, py0 + y0, px1 + x0, py1 + y0), mask_box(refined),
+                                        (xi, yi, xi + 1, yi + 1)])
+        box = (slice(cy0, cy1), slice(cx0, cx1))
+        res = out.copy()
+        local = prev[box] > 127
+        res[box] = (out[box] & ~local) | corrected(local, refined[box], (x - cx0, y - cy0, positive),
+                                                   None if obj is None else obj[box], self.away_share, rgb[box],
+                                                   self.hole_share)
+        return res
 
 
 def corrected(part: np.ndarray, refined: np.ndarray, click: Point, obj: np.ndarray | None,
@@ -247,11 +264,11 @@ def _kept(change: np.ndarray, cap: float, click: Point | None = None, also: np.n
     return out
 
 
-def guiding_clicks(part: np.ndarray, seen: list[Point], click: Point) -> list[Point]:
-    """The clicks that guide the refinement of the selected object `part` by `click`: the
-    earlier clicks around it (those on the very spot of the new one are replaced by it),
-    then the new one."""
-    bx, by, bx1, by1 = mask_box(part) or (0, 0, 0, 0)
+def guiding_clicks(box: tuple[int, int, int, int], seen: list[Point], click: Point) -> list[Point]:
+    """The clicks that guide the refinement of the selected object whose box (x0, y0, x1, y1) is
+    `box` by `click`: the earlier clicks around it (those on the very spot of the new one are
+    replaced by it), then the new one."""
+    bx, by, bx1, by1 = box
     bw, bh = bx1 - bx, by1 - by
     mx, my = CONTEXT * bw + TOUCH, CONTEXT * bh + TOUCH
     same = max(TOUCH, SAME_SPOT * max(bw, bh))

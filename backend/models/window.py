@@ -42,6 +42,16 @@ def fit_window(cx: float, cy: float, side: float, width: int, height: int) -> Wi
     return Window(axis(cx, width), axis(cy, height), side)
 
 
+def window_part(img: np.ndarray, win: Window) -> tuple[np.ndarray, Window]:
+    """The part of img (H×W[×C]) under `win`, and `win` in that part's coordinates: crop_resize of any
+    per-pixel function of the part in the shifted window is crop_resize of it on the whole image, at the
+    cost of the window's pixels (a 12-MP mask is 12 M of them; the window a few hundred thousand)."""
+    h, w = img.shape[:2]
+    x0, y0 = min(max(0, win.x0), w), min(max(0, win.y0), h)
+    x1, y1 = max(min(w, win.x0 + win.side), x0), max(min(h, win.y0 + win.side), y0)
+    return img[y0:y1, x0:x1], Window(win.x0 - x0, win.y0 - y0, win.side)
+
+
 def crop_resize(img: np.ndarray, win: Window, out: int, interp_up: int = cv2.INTER_LINEAR) -> np.ndarray:
     """img H×W[×C] → out×out[×C] view of `win` (zero outside the image), same dtype."""
     h, w = img.shape[:2]

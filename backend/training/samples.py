@@ -11,7 +11,7 @@ from simpson_client.protocol import Point
 
 from ..masks import mask_box
 from ..models.dsn import click_maps
-from ..models.window import Window, covers_image, crop_resize, fit_window
+from ..models.window import Window, covers_image, crop_resize, fit_window, window_part
 from ..windows import MIN_WINDOW
 from ..windows import SMALL_PROBE as PROBE_SHARE   # the small-object probe window, of the long side
 from .synth import Scene, random_blob
@@ -43,13 +43,10 @@ def choose_window(mask: np.ndarray, rng: np.random.Generator, fill: float) -> Wi
 def crop_mask(mask: np.ndarray, win: Window, size: int) -> np.ndarray:
     """crop_resize(mask.astype(float32), win, size) > 0.5, the same bits, converting only the part
     of the mask inside the window (a 12-MP scene's masks are 12 M pixels each)."""
-    h, w = mask.shape
-    x0, y0 = max(0, win.x0), max(0, win.y0)
-    x1, y1 = min(w, win.x0 + win.side), min(h, win.y0 + win.side)
-    if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
+    part, at = window_part(mask, win)
+    if not part.any():
         return np.zeros((size, size), bool)
-    part = mask[y0:y1, x0:x1].astype(np.float32)
-    return crop_resize(part, Window(win.x0 - x0, win.y0 - y0, win.side), size) > 0.5
+    return crop_resize(part.astype(np.float32), at, size) > 0.5
 
 
 def click_inside(mask: np.ndarray, rng: np.random.Generator, central: bool) -> tuple[float, float] | None:

@@ -224,3 +224,28 @@ def test_a_negative_click_in_a_hole_of_an_unguided_piece_removes_the_hole():
     pixels = picture((A, ORANGE), (B, GREEN), (b_hole, SKY))
     out = run_on(seg, pixels, [(20, 20, True), (90, 20, False)], previous=box(A, B))
     assert np.array_equal(out, box(A, B) & ~box(b_hole))
+
+
+def test_a_correction_computed_in_boxes_is_the_one_computed_on_the_whole_image():
+    """The engine works in the boxes of the corrected object and of the model's answer (a 12-MP photo's
+    masks are 12 M pixels): on random answers, clicks and colours it gives what `corrected` gives on the
+    whole image, with the rest of the selection (B) untouched."""
+    from backend.engines.dsn import AWAY_SHARE, HOLE_SHARE, corrected
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        refined = box(A)
+        for _ in range(int(rng.integers(1, 4))):     # blobs the model adds or drops, some far from A
+            y, x = int(rng.integers(0, H - 6)), int(rng.integers(0, W - 6))
+            refined[y:y + int(rng.integers(2, 12)), x:x + int(rng.integers(2, 12))] = bool(rng.integers(2))
+        refined[box(B)] = False
+        pixels = picture((A, ORANGE), (B, GREEN))
+        pixels[..., :3] = np.where(rng.random((H, W, 1)) < 0.2, SKY, pixels[..., :3])
+        if trial % 2:
+            click = (float(rng.integers(11, 29)) + 0.5, float(rng.integers(31, 39)) + 0.5, True)   # on A's missed part
+            obj = box(A_PART)
+        else:
+            click = (float(rng.integers(17, 29)) + 0.5, float(rng.integers(17, 29)) + 0.5, False)  # inside A, away from the first
+            obj = None
+        out = run_on(KnownSegmenter(refined=refined), pixels, [(12.5, 12.5, True), click], previous=box(A, B))
+        want = box(B) | corrected(box(A), refined, click, obj, AWAY_SHARE, pixels[..., :3], HOLE_SHARE)
+        assert np.array_equal(out, want), trial

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.models.window import Window, crop_resize, fit_window
+from backend.models.window import Window, crop_resize, fit_window, window_part
 from backend.training.samples import background_region, error_click, make_sample
 from backend.training.synth import RealSizeGenerator, SceneGenerator, split_of
 
@@ -112,6 +112,21 @@ def test_windows_pad_outside_the_image():
     out = crop_resize(img, win, 40)
     assert out[15:25, 10:30].min() == 7 and out[:15].max() == 0
 
+
+
+def test_a_window_part_crops_as_the_whole_image_does():
+    """window_part: crop_resize of a per-pixel function of the part under a window, in the shifted
+    window, equals crop_resize of it on the whole image (windows inside, across edges, outside, and
+    down- and upsampled; segment.py converts only that part of a 12-MP previous mask)."""
+    rng = np.random.default_rng(0)
+    mask = (rng.random((90, 130)) > 0.6).astype(np.uint8) * 255
+    for _ in range(300):
+        side = int(rng.integers(4, 260))
+        win = Window(int(rng.integers(-side - 5, 140)), int(rng.integers(-side - 5, 100)), side)
+        part, at = window_part(mask, win)
+        assert part.size <= min(side, 130) * min(side, 90)
+        assert np.array_equal(crop_resize((part > 127).astype(np.float32), at, 48),
+                              crop_resize((mask > 127).astype(np.float32), win, 48))
 
 def test_enclosing_region_holds_the_object_and_more():
     from backend.training.samples import enclosing_region
