@@ -3,7 +3,7 @@
 Everything works on a region in image coordinates: the image rectangle grown to the layer's
 bounds, so a layer moved off the canvas or larger than it keeps all its pixels. Krita's
 pixelData is BGRA (16-bit samples little-endian on every platform Krita ships on); the wire is
-RGBA, converted here with simpson_client.pixels.
+RGBA, converted here (qt_pixels.swap_red_blue).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Callable, NamedTuple, Optional
 from krita import Document, Krita, Node, Selection
 from PyQt5.QtCore import QByteArray, QRect, QTimer
 
+from .qt_pixels import swap_red_blue
 from .simpson_client import Image, Mask
-from .simpson_client.pixels import bgra_to_rgba, paste, rgba_to_bgra
+from .simpson_client.pixels import paste
 
 TEMP_MASK = "SimpSON Erase selection (temporary)"
 RESULT_LAYER = "SimpSON Erase"
@@ -76,7 +77,7 @@ def read_layer(doc: Document, node: Node) -> LayerPixels:
     bgra = bytes(raw)
     if len(bgra) != w * h * 4 * bps:
         raise Unsupported(f"Krita returned no pixels for the layer {node.name()!r}; pick a paint layer.")
-    return LayerPixels(rect, bps, bgra, Image(w, h, bytes(bgra_to_rgba(bgra, bps)), fmt))
+    return LayerPixels(rect, bps, bgra, Image(w, h, swap_red_blue(bgra, w, h, bps), fmt))
 
 
 def read_selection(doc: Document, rect: QRect) -> Optional[bytes]:
@@ -166,7 +167,8 @@ def add_result_layer(doc: Document, node: Node, px: LayerPixels, box: tuple[int,
                      patch_rgba: bytes) -> Node:
     """A copy of the layer with the patch (box in region coordinates, RGBA) put in, just above the layer."""
     out = bytearray(px.bgra)
-    paste(out, px.rect.width(), bytes(rgba_to_bgra(patch_rgba, px.bytes_per_sample)), box, 4 * px.bytes_per_sample)
+    paste(out, px.rect.width(), swap_red_blue(patch_rgba, box[2], box[3], px.bytes_per_sample), box,
+          4 * px.bytes_per_sample)
     if node.type() == "paintlayer":         # same colour space, blending, opacity and pixels off the region
         layer = node.duplicate()
         layer.setName(RESULT_LAYER)

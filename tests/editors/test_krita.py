@@ -144,6 +144,13 @@ def test_16_bit_document_with_a_moved_layer(krita):
     _check_erased(erased, shifted, OFFSET, scale=257, only=[2])
 
 
+def test_qt_swaps_red_and_blue_as_the_stdlib_does(krita):
+    _, report, _ = krita
+    swap = report["swap"]
+    assert swap.pop("wrong length") is True
+    assert swap == {k: ["bytes", True, True] for k in ("7x5x1", "1x1x1", "333x17x1", "9x4x2")}, swap
+
+
 def test_requests_run_off_the_gui_thread_with_progress_and_cancel(krita):
     _, report, _ = krita
     r = report["responsive"]
