@@ -85,6 +85,10 @@ class SimpsonErase(Extension):
         self._tool_actions: list[QAction] = []
         # the one-click tool's clicks since its last plain click: (document, layer rect, points)
         self._clicks: Optional[tuple[Any, Any, list]] = None
+        # the layer the tool's last click read, given back by the next read while its pixels are the same
+        # (krita_io.read_layer's reuse); let go when the tool is turned off (a layer's pixels twice over)
+        self._tool_layer = None
+        self.tool.toggled.connect(self._forget_tool_layer)
 
     # ---- Krita hooks ----
     def setup(self) -> None:
@@ -114,10 +118,11 @@ class SimpsonErase(Extension):
         selection they add / subtract the object under the click."""
         if self._busy_applying(lambda: self.select_at(view, x, y, op)):
             return
-        layer = self._read_active_layer()
+        layer = self._read_active_layer(self._tool_layer)
         if layer is None:
             return
         doc, node, px = layer
+        self._tool_layer = px if self.tool.active else None
         rx, ry = x - px.rect.x(), y - px.rect.y()
         if not (0 <= rx < px.rect.width() and 0 <= ry < px.rect.height()):
             return self.say("Click inside the image.", error=True)
@@ -143,11 +148,12 @@ class SimpsonErase(Extension):
                                                           f"[{mask.engine}].")
         self._submit("Selecting", task, done)
 
-    def _read_active_layer(self):
-        """(document, node, pixels) of the active layer, or None after telling the user why not."""
+    def _read_active_layer(self, reuse=None):
+        """(document, node, pixels) of the active layer, or None after telling the user why not; reuse: an
+        earlier read, given back when the layer is the same (krita_io.read_layer)."""
         try:
             doc, node = krita_io.active(self.app)
-            return doc, node, krita_io.read_layer(doc, node)
+            return doc, node, krita_io.read_layer(doc, node, reuse)
         except Unsupported as e:
             self.say(str(e), error=True)
             return None
@@ -267,6 +273,10 @@ class SimpsonErase(Extension):
     def _backend(self, text: str) -> None:
         self.backend_status = text
         self.backend_changed.emit(text, sorted(self.engines))
+
+    def _forget_tool_layer(self, on: bool) -> None:
+        if not on:
+            self._tool_layer = None
 
     def _sync_tool_actions(self, on: bool) -> None:
         for action in list(self._tool_actions):

@@ -68,7 +68,10 @@ def region(doc: Document, node: Node) -> QRect:
     return rect.united(bounds) if bounds.isValid() and not bounds.isEmpty() else rect
 
 
-def read_layer(doc: Document, node: Node) -> LayerPixels:
+def read_layer(doc: Document, node: Node, reuse: Optional[LayerPixels] = None) -> LayerPixels:
+    """The layer's pixels over `region`. `reuse`: an earlier read, given back as it is (its RGBA and
+    their hash, which the client computed, kept) when the layer's bytes have not changed: the
+    one-click tool's further clicks skip the swap and the hash of a 12-MP layer."""
     fmt, bps = check_colour_space(node.colorModel(), node.colorDepth())
     rect = region(doc, node)
     x, y, w, h = rect.x(), rect.y(), rect.width(), rect.height()
@@ -77,6 +80,8 @@ def read_layer(doc: Document, node: Node) -> LayerPixels:
     bgra = bytes(raw)
     if len(bgra) != w * h * 4 * bps:
         raise Unsupported(f"Krita returned no pixels for the layer {node.name()!r}; pick a paint layer.")
+    if reuse is not None and reuse.rect == rect and reuse.bytes_per_sample == bps and reuse.bgra == bgra:
+        return reuse
     return LayerPixels(rect, bps, bgra, Image(w, h, swap_red_blue(bgra, w, h, bps), fmt))
 
 

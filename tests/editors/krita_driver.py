@@ -233,15 +233,20 @@ def script(ext, app, report):
     yield (idle(ext), 60)
     yield 200
     save_selection(doc, "click", report, ext)
+    first_read = ext._tool_layer
     click(canvas, widget_point(view, c1x + 0.5, c1y + 0.5), Qt.ShiftModifier)
     yield (idle(ext), 60)
     save_selection(doc, "shift", report, ext)
+    # the layer is unchanged: the Shift-click's read gives back the first click's pixels, hash and all
+    report["tool_layer"] = {"kept": first_read is not None, "reused": ext._tool_layer is first_read,
+                            "hashed": bool(first_read is not None and first_read.image._hash)}
     click(canvas, widget_point(view, c1x + 0.5, c1y + 0.5), Qt.AltModifier)
     yield (idle(ext), 60)
     save_selection(doc, "alt", report, ext)
     report["layers_after_clicks"] = [n.name() for n in doc.topLevelNodes()]
     QApplication.sendEvent(canvas, QKeyEvent(QEvent.KeyPress, Qt.Key_Escape, Qt.NoModifier))
     report["tool_after_esc"] = ext.tool.active
+    report["tool_layer"]["after_esc"] = ext._tool_layer is None
 
     # Select Similar with the likeness at 1: no other disc scores that high, the selection stays disc 0.
     ext.options.min_score = 1.0

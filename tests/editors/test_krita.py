@@ -144,6 +144,12 @@ def test_16_bit_document_with_a_moved_layer(krita):
     _check_erased(erased, shifted, OFFSET, scale=257, only=[2])
 
 
+def test_the_click_tool_reads_an_unchanged_layer_once(krita):
+    """The Shift-click gets the first click's pixels back (no second swap or hash); Esc lets them go."""
+    _, report, _ = krita
+    assert report["tool_layer"] == {"kept": True, "reused": True, "hashed": True, "after_esc": True}, report["tool_layer"]
+
+
 def test_qt_swaps_red_and_blue_as_the_stdlib_does(krita):
     _, report, _ = krita
     swap = report["swap"]
