@@ -17,7 +17,6 @@ def mask_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     return None if w == 0 else (x, y, x + w, y + h)
 
 
-
 def union_box(boxes: "list[Optional[tuple[int, int, int, int]]]") -> Optional[tuple[int, int, int, int]]:
     """The box (x0, y0, x1, y1) holding every box given (None ones skipped): mask_box of the union of
     masks is union_box of their mask_boxes. None when there is none."""
@@ -25,6 +24,7 @@ def union_box(boxes: "list[Optional[tuple[int, int, int, int]]]") -> Optional[tu
     if not got:
         return None
     return min(b[0] for b in got), min(b[1] for b in got), max(b[2] for b in got), max(b[3] for b in got)
+
 
 class Parts:
     """The 8-connected parts of a mask, labelled within its bounding box only (a 24-MP photo with

@@ -115,7 +115,7 @@ def _best_pose(q_gray: np.ndarray, q_mask: np.ndarray, c_gray: np.ndarray, s0: f
     or None. The matches run on OpenCV's thread count (cv2.matchTemplate lets go of the GIL); the best
     is taken in the order of the turns, as one loop would."""
     n, N = q_gray.shape[0], c_gray.shape[0]
-    jobs = []                                  # (search image, template, mask, offset, far, pose)
+    jobs = []                  # (search image, turned gray, turned mask, offset, far places, turn, side)
     for sc in SCALES:
         s = s0 * sc
         side = max(3, int(round(n * s)))
