@@ -163,12 +163,11 @@ class DsnEngine(Engine):
             part = labels == labels[yi - y0, xi - x0]
         px0, py0, px1, py1 = mask_box(part)
         clicks = guiding_clicks((px0 + x0, py0 + y0, px1 + x0, py1 + y0), seen, click)
-        at = (x - x0, y - y0, positive)
         if not any(p for _, _, p in clicks):   # no click of this part says what to keep: remove the object
             gone = part & (seg.predict(embedding, [(x, y, True)])[y0:y1, x0:x1] > 127)   # under the click from it
             gone = gone if gone[yi - y0, xi - x0] else part                               # (or the part, if the model missed)
             res = out.copy()
-            res[y0:y1, x0:x1] &= ~_like_click(gone, rgb[y0:y1, x0:x1], at, self.hole_share)
+            res[y0:y1, x0:x1] &= ~_like_click(gone, rgb[y0:y1, x0:x1], (x - x0, y - y0, positive), self.hole_share)
             return res
         prev = np.zeros((h, w), np.uint8)
         prev[y0:y1, x0:x1] = part.view(np.uint8) * np.uint8(255)
@@ -201,12 +200,11 @@ def corrected(part: np.ndarray, refined: np.ndarray, click: Point, obj: np.ndarr
     A large change away from the click is the
     model taking a neighbour that hides part of the object (an occluder fills the gap it leaves), or
     dropping pieces the user did not point at (docs/models.md, "Thirty-second session")."""
-    boxes = [b for b in (mask_box(part), mask_box(refined)) if b is not None]
+    box = union_box([mask_box(part), mask_box(refined)])     # the work is done in the box of both
     out = part.copy()
-    if not boxes:
+    if box is None:
         return out
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)     # the work is done in the box of both
-    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    x0, y0, x1, y1 = box
     p, r = part[y0:y1, x0:x1], refined[y0:y1, x0:x1]
     at = (click[0] - x0, click[1] - y0, click[2])
     cap = away_share * int(p.sum())
