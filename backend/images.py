@@ -12,12 +12,15 @@ from simpson_client import protocol
 
 
 def from_wire(data: object, width: int, height: int, fmt: str) -> np.ndarray:
-    """Wire bytes -> H×W×4 read-only array (uint8 for rgba8, uint16 for rgba16).
+    """Wire bytes -> H×W×4 RGBA array (uint8 for rgba8 and bgra8, uint16 for rgba16 and bgra16).
 
-    No copy on little-endian machines: the array keeps the received frame alive."""
-    wire = np.dtype(np.uint8) if fmt == "rgba8" else np.dtype("<u2")
-    native = np.dtype(np.uint8) if fmt == "rgba8" else np.dtype(np.uint16)
-    return np.frombuffer(data, dtype=wire).reshape(height, width, 4).astype(native, copy=False)
+    rgba: no copy on little-endian machines (a read-only array that keeps the received frame
+    alive); bgra: one swap into a new array (OpenCV's, ~12 ms for 12 MP)."""
+    deep = fmt.endswith("16")
+    wire = np.dtype("<u2") if deep else np.dtype(np.uint8)
+    native = np.dtype(np.uint16) if deep else np.dtype(np.uint8)
+    arr = np.frombuffer(data, dtype=wire).reshape(height, width, 4).astype(native, copy=False)
+    return _swap_red_blue(arr) if fmt.startswith("bgra") else arr
 
 
 def mask_from_wire(spec: dict, payload: list, width: int, height: int) -> np.ndarray:
@@ -35,14 +38,29 @@ def mask_from_wire(spec: dict, payload: list, width: int, height: int) -> np.nda
     return full
 
 
-def to_wire(pixels: np.ndarray) -> bytes:
+def to_wire(pixels: np.ndarray, order: str = "rgba") -> bytes:
+    """H×W×4 RGBA -> wire bytes in channel order `order` ("rgba" or "bgra": wire_format's prefix)."""
+    if order == "bgra":
+        pixels = _swap_red_blue(pixels)
     if pixels.dtype == np.uint16:
         return pixels.astype("<u2").tobytes()
     return np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
 
 
-def wire_format(pixels: np.ndarray) -> str:
-    return "rgba16" if pixels.dtype == np.uint16 else "rgba8"
+def wire_format(pixels: np.ndarray, order: str = "rgba") -> str:
+    """The wire format of RGBA `pixels` sent in channel order `order`: rgba8, rgba16, bgra8 or bgra16."""
+    return order + ("16" if pixels.dtype == np.uint16 else "8")
+
+
+def channel_order(fmt: str) -> str:
+    """A wire format's channel order: "rgba" or "bgra"."""
+    return fmt[:4]
+
+
+def _swap_red_blue(pixels: np.ndarray) -> np.ndarray:
+    """H×W×4 (uint8 or uint16) with the first and third channels swapped, as a new C-contiguous array."""
+    import cv2
+    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGRA2RGBA)
 
 
 def to_rgb8(pixels: np.ndarray) -> np.ndarray:

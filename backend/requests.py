@@ -87,11 +87,12 @@ class Requests:
             raise ProtocolError("bad_request", f"Dilation must be 0..{protocol.MAX_DILATION} pixels.")
         entry = self._image(header, payload)
         mask = self._mask(header, payload, entry, required=True)
+        order = images.channel_order(header["image"]["format"])   # the patch comes back as the image went
         start = time.perf_counter()
         box, patch, name = self.pipeline.erase(entry, mask, engine, dilation, progress)
         return ({"kind": "result", "op": "erase", "engine": name, "seconds": round(time.perf_counter() - start, 4),
-                 "patch": {"box": list(box), "format": images.wire_format(patch), "frame": 0}},
-                [images.to_wire(patch)])
+                 "patch": {"box": list(box), "format": images.wire_format(patch, order), "frame": 0}},
+                [images.to_wire(patch, order)])
 
     def info(self, header: dict[str, Any], payload: list[Any], progress: Progress) -> Reply:
         info = self.pipeline.info()
@@ -118,12 +119,12 @@ class Requests:
         # find the image by hash only once the hash is checked, off the request's path.
         self._pending.setdefault(digest, threading.Event())
         check: Future[bool] = Future()
-        threading.Thread(target=self._cache_if_hash_matches, args=(entry, data, check), daemon=True).start()
+        threading.Thread(target=self._cache_if_hash_matches, args=(entry, data, fmt, check), daemon=True).start()
         getattr(self._checks, "pending", []).append(check)   # handle() waits for it before answering
         return entry
 
-    def _cache_if_hash_matches(self, entry: ImageEntry, data: Any, check: "Future[bool]") -> None:
-        w, h, fmt = entry.width, entry.height, images.wire_format(entry.pixels)
+    def _cache_if_hash_matches(self, entry: ImageEntry, data: Any, fmt: str, check: "Future[bool]") -> None:
+        w, h = entry.width, entry.height
         try:
             ok = protocol.image_hash(w, h, fmt, data) == entry.key
             if ok:

@@ -1,6 +1,6 @@
 """One 12-MP photo through the real daemon, as a plug-in uses it: times per step and daemon memory.
 
-    python3 bench/photo12mp.py [--runs 3]
+    python3 bench/photo12mp.py [--runs 3] [--format rgba8|bgra8]
 
 The sample photo (samples/beach.jpg, 1600×1000) is resized to 4380×2738 (12.0 MP, its aspect). A fresh daemon (`python -m backend serve`, the
 default engines, warm-up included) gets, through the shared client (pyzmq):
@@ -12,7 +12,8 @@ default engines, warm-up included) gets, through the shared client (pyzmq):
 Each line is the client's wall time and the daemon's own time (`seconds` in the reply). The
 first click repeats on --runs new images (one pixel changed, so the cache misses). At the end
 the daemon's peak resident memory (VmHWM). Issue 4's targets: first click <= 1.0 s, further
-clicks <= 0.15 s, daemon memory <= 1.5 GB.
+clicks <= 0.15 s, daemon memory <= 1.5 GB. --format bgra8 sends the photo as the Krita plug-in does
+(its layer's BGRA bytes, swapped by the daemon); GIMP's is rgba8 (the default).
 """
 from __future__ import annotations
 
@@ -47,8 +48,12 @@ def photo() -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--format", choices=("rgba8", "bgra8"), default="rgba8",
+                    help="the pixels' wire format: rgba8 as GIMP's plug-in sends them, bgra8 as Krita's")
     args = ap.parse_args()
     rgba, click, second = photo()
+    if args.format == "bgra8":
+        rgba = cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
     daemon = BenchDaemon()
     try:
         client = Client(daemon.settings("pyzmq"))
@@ -56,8 +61,8 @@ def main() -> None:
         rows = [["step", "wall s (median)", "daemon s", "target"]]
         firsts, mask = [], None
         for i in range(args.runs):
-            rgba[0, 0, 0] = i
-            img = Image(SIZE[0], SIZE[1], rgba.tobytes(), "rgba8")
+            rgba[0, 0, 1] = i     # green: the same sample in both channel orders
+            img = Image(SIZE[0], SIZE[1], rgba.tobytes(), args.format)
             start = time.perf_counter()
             mask = client.select(img, [(*click, True)])
             firsts.append((time.perf_counter() - start, mask.seconds))
@@ -82,7 +87,7 @@ def main() -> None:
         patch = client.erase(img, found.mask.data)
         rows.append([f"erase (box {patch.box[2]}x{patch.box[3]}, engine {patch.engine})",
                      f"{time.perf_counter() - start:.3f}", "", ""])
-        print(f"{SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.1f} MP) samples/beach.jpg, engines: select "
+        print(f"{SIZE[0]}x{SIZE[1]} ({SIZE[0] * SIZE[1] / 1e6:.1f} MP) samples/beach.jpg as {args.format}, engines: select "
               f"{mask.engine}, similar {found.mask.engine}, erase {patch.engine}")
         print(table(rows))
         print(f"daemon peak RSS (VmHWM): {daemon.rss_mb():.0f} MB (target <= 1500 MB)")

@@ -17,7 +17,8 @@ Progress = Callable[[float, str], Any]   # (fraction 0..1, message); return Fals
 
 
 class Image:
-    """Pixels to send: width × height in format 'rgba8' or 'rgba16' (little-endian), no row padding."""
+    """Pixels to send: width × height in a protocol.FORMATS format ('rgba8', 'rgba16', or Krita's channel
+    order 'bgra8', 'bgra16'; 16-bit samples little-endian), no row padding."""
 
     __slots__ = ("width", "height", "format", "data", "_hash")
 
@@ -131,6 +132,8 @@ class Client:
         reply, payload = self._call(header, [frame], image, progress)
         patch = protocol.field(reply, "patch", dict)
         x, y, w, h = protocol.box(patch.get("box"))
+        if patch.get("format", image.format) != image.format:   # a patch comes back in the image's format
+            raise SimpsonError(f"The SimpSON backend sent a {patch.get('format')} patch for a {image.format} image.")
         data = protocol.frame_ref(patch, "patch", payload, w * h * protocol.FORMATS[image.format])
         return Patch((x, y, w, h), image.format, bytes(data), str(reply.get("engine", "")))
 

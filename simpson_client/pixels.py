@@ -1,13 +1,13 @@
 """Pixel-layout helpers without numpy: colour order, masks and patches as plain bytes.
 
-Conventions: rows top to bottom, pixels left to right, no row padding. RGBA is what travels
-on the wire; Krita's BGRA is converted here, at the edge. 16-bit samples are little-endian.
+Conventions: rows top to bottom, pixels left to right, no row padding. 16-bit samples are
+little-endian. The wire takes RGBA or BGRA (Krita's order, which its plug-in sends as it is).
 """
 from __future__ import annotations
 
 
 def bgra_to_rgba(data: bytes, bytes_per_sample: int = 1) -> bytearray:
-    """Swap the blue and red channels (Krita's pixelData order <-> wire order). Works both ways."""
+    """Swap the blue and red channels (BGRA <-> RGBA). Works both ways."""
     s = bytes_per_sample
     px = 4 * s
     out = bytearray(data)

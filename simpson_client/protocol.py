@@ -32,8 +32,10 @@ MAX_REQUESTS = 64                # requests in flight per daemon (queued or runn
 WORKERS = 2                      # requests a daemon runs at a time (`serve --workers`); the rest queue
 MAX_MESSAGE_BYTES = MAX_PIXELS * 8 + MAX_PIXELS + MAX_HEADER_BYTES  # rgba16 image + mask + header
 
-# Bytes per pixel of each pixel format on the wire. rgba16 is little-endian.
-FORMATS = {"rgba8": 4, "rgba16": 8}
+# Bytes per pixel of each pixel format on the wire (16-bit samples little-endian). The bgra formats
+# are Krita's own channel order: the daemon swaps them, the plug-in need not (an erase's patch comes
+# back in the request's format).
+FORMATS = {"rgba8": 4, "rgba16": 8, "bgra8": 4, "bgra16": 8}
 
 OPS = ("info", "select", "similar", "erase", "cancel")
 

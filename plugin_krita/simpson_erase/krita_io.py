@@ -2,8 +2,8 @@
 
 Everything works on a region in image coordinates: the image rectangle grown to the layer's
 bounds, so a layer moved off the canvas or larger than it keeps all its pixels. Krita's
-pixelData is BGRA (16-bit samples little-endian on every platform Krita ships on); the wire is
-RGBA, converted here (qt_pixels.swap_red_blue).
+pixelData is BGRA (16-bit samples little-endian on every platform Krita ships on) and travels as
+it is (the wire's bgra8 and bgra16: the daemon swaps, and an erase's patch comes back as BGRA).
 """
 from __future__ import annotations
 
@@ -13,14 +13,13 @@ from typing import Callable, NamedTuple, Optional
 from krita import Document, Krita, Node, Selection
 from PyQt5.QtCore import QByteArray, QRect, QTimer
 
-from .qt_pixels import swap_red_blue
 from .simpson_client import Image, Mask
 from .simpson_client.pixels import paste
 
 TEMP_MASK = "SimpSON Erase selection (temporary)"
 RESULT_LAYER = "SimpSON Erase"
 STEP_MS = 30          # Krita tells its UI about new nodes through postponed signals: let them arrive
-DEPTHS = {"U8": ("rgba8", 1), "U16": ("rgba16", 2)}
+DEPTHS = {"U8": ("bgra8", 1), "U16": ("bgra16", 2)}     # Krita's pixelData as the wire names it
 
 
 class Unsupported(Exception):
@@ -36,8 +35,8 @@ class SelectionOp(enum.Enum):
 class LayerPixels(NamedTuple):
     rect: QRect            # region in image coordinates
     bytes_per_sample: int
-    bgra: bytes            # rect's pixels as Krita gives them
-    image: Image           # the same pixels as RGBA, for the backend
+    bgra: QByteArray       # rect's pixels as Krita gives them (BGRA), never copied
+    image: Image           # the same bytes (a memoryview of bgra), for the backend
 
 
 def check_colour_space(model: str, depth: str, what: str = "layer") -> tuple[str, int]:
@@ -69,20 +68,19 @@ def region(doc: Document, node: Node) -> QRect:
 
 
 def read_layer(doc: Document, node: Node, reuse: Optional[LayerPixels] = None) -> LayerPixels:
-    """The layer's pixels over `region`. `reuse`: an earlier read, given back as it is (its RGBA and
-    their hash, which the client computed, kept) when the layer's bytes have not changed: the
-    one-click tool's further clicks skip the swap and the hash of a 12-MP layer."""
+    """The layer's pixels over `region`, in Krita's own buffer. `reuse`: an earlier read, given back as
+    it is (with the hash the client computed) when the layer's bytes have not changed (QByteArray's
+    comparison: no copy): the one-click tool's further clicks skip the hash of a 12-MP layer."""
     fmt, bps = check_colour_space(node.colorModel(), node.colorDepth())
     rect = region(doc, node)
     x, y, w, h = rect.x(), rect.y(), rect.width(), rect.height()
     doc.waitForDone()
     raw = node.pixelData(x, y, w, h) if node.type() == "paintlayer" else node.projectionPixelData(x, y, w, h)
-    bgra = bytes(raw)
-    if len(bgra) != w * h * 4 * bps:
+    if raw.size() != w * h * 4 * bps:
         raise Unsupported(f"Krita returned no pixels for the layer {node.name()!r}; pick a paint layer.")
-    if reuse is not None and reuse.rect == rect and reuse.bytes_per_sample == bps and reuse.bgra == bgra:
+    if reuse is not None and reuse.rect == rect and reuse.bytes_per_sample == bps and reuse.bgra == raw:
         return reuse
-    return LayerPixels(rect, bps, bgra, Image(w, h, swap_red_blue(bgra, w, h, bps), fmt))
+    return LayerPixels(rect, bps, raw, Image(w, h, memoryview(raw), fmt))
 
 
 def read_selection(doc: Document, rect: QRect) -> Optional[bytes]:
@@ -169,11 +167,11 @@ def apply_selection(app: Krita, doc: Document, rect: QRect, mask: Mask, op: Sele
 
 
 def add_result_layer(doc: Document, node: Node, px: LayerPixels, box: tuple[int, int, int, int],
-                     patch_rgba: bytes) -> Node:
-    """A copy of the layer with the patch (box in region coordinates, RGBA) put in, just above the layer."""
+                     patch_bgra: bytes) -> Node:
+    """A copy of the layer with the patch (box in region coordinates, in the layer's BGRA as it went:
+    LayerPixels.image's format) put in, just above the layer."""
     out = bytearray(px.bgra)
-    paste(out, px.rect.width(), swap_red_blue(patch_rgba, box[2], box[3], px.bytes_per_sample), box,
-          4 * px.bytes_per_sample)
+    paste(out, px.rect.width(), patch_bgra, box, 4 * px.bytes_per_sample)
     if node.type() == "paintlayer":         # same colour space, blending, opacity and pixels off the region
         layer = node.duplicate()
         layer.setName(RESULT_LAYER)

@@ -34,21 +34,6 @@ def log(*args) -> None:
 
 
 
-def check_swap(package: str) -> dict:
-    """qt_pixels.swap_red_blue (Qt for 8-bit pixels) against the stdlib's strided swap, on every byte
-    value, odd sizes, 16-bit samples, a buffer of the wrong length and a swap there and back."""
-    qt_pixels = importlib.import_module(package + ".qt_pixels")
-    stdlib = importlib.import_module(package + ".simpson_client.pixels").bgra_to_rgba
-    got = {}
-    for w, h, bps in ((7, 5, 1), (1, 1, 1), (333, 17, 1), (9, 4, 2)):
-        data = bytes((i * 7 + i // 3) % 256 for i in range(w * h * 4 * bps))
-        out = qt_pixels.swap_red_blue(data, w, h, bps)
-        got[f"{w}x{h}x{bps}"] = [type(out).__name__, out == bytes(stdlib(data, bps)),
-                                 qt_pixels.swap_red_blue(out, w, h, bps) == data]
-    short = bytes(range(4 * 6))
-    got["wrong length"] = qt_pixels.swap_red_blue(short, 3, 3, 1) == bytes(stdlib(short, 1))
-    return got
-
 class Runner:
     """Runs a generator script on Krita's event loop: `yield ms` waits, `yield (predicate, seconds)` polls."""
 
@@ -237,9 +222,12 @@ def script(ext, app, report):
     click(canvas, widget_point(view, c1x + 0.5, c1y + 0.5), Qt.ShiftModifier)
     yield (idle(ext), 60)
     save_selection(doc, "shift", report, ext)
-    # the layer is unchanged: the Shift-click's read gives back the first click's pixels, hash and all
+    # the layer is unchanged: the Shift-click's read gives back the first click's pixels, hash and all;
+    # they travel as Krita gives them (BGRA), the very bytes it read
     report["tool_layer"] = {"kept": first_read is not None, "reused": ext._tool_layer is first_read,
-                            "hashed": bool(first_read is not None and first_read.image._hash)}
+                            "hashed": bool(first_read is not None and first_read.image._hash),
+                            "format": first_read.image.format if first_read is not None else None,
+                            "as_read": first_read is not None and first_read.image.data.obj is first_read.bgra}
     click(canvas, widget_point(view, c1x + 0.5, c1y + 0.5), Qt.AltModifier)
     yield (idle(ext), 60)
     save_selection(doc, "alt", report, ext)
@@ -313,7 +301,6 @@ def script(ext, app, report):
 
     # Off the GUI thread: a slow request leaves Krita responsive, shows progress, and the docker's Cancel stops it.
     package = type(ext).__module__.rsplit(".", 1)[0]
-    report["swap"] = check_swap(package)
     Job = importlib.import_module(package + ".worker").Job
     Cancelled = importlib.import_module(package + ".simpson_client").Cancelled
     dock = next(d for d in win.qwindow().findChildren(QDockWidget) if d.windowTitle() == "SimpSON Erase")

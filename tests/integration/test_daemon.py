@@ -62,6 +62,30 @@ def test_select_similar_erase_round_trip(daemon, transport):
     assert red.sum() < 30
 
 
+@pytest.mark.parametrize("depth", [8, 16])
+def test_krita_order_pixels_select_and_erase_as_their_rgba_twin(daemon, depth):
+    """bgra8 / bgra16 (Krita's own channel order, sent unswapped): the daemon sees the same colours as
+    from the same pixels in RGBA (the same masks), and the erase patch comes back in BGRA, channel for
+    channel the RGBA request's patch."""
+    px = scene(seed=1)
+    rgba = px if depth == 8 else px.astype("<u2") * 257
+    bgra = np.ascontiguousarray(rgba[..., [2, 1, 0, 3]])
+    twins = Image(320, 240, rgba.tobytes(), f"rgba{depth}"), Image(320, 240, bgra.tobytes(), f"bgra{depth}")
+    client = Client(daemon.settings("pyzmq"))
+    x, y = disc_centres(320, 240)[0]
+    sel = [client.select(img, [(x, y, True)]) for img in twins]
+    assert sel[0].box == sel[1].box and sel[0].crop == sel[1].crop and sel[0].box[2] > 0
+    sim = [client.similar(img, [(x, y, True)]) for img in twins]
+    assert sim[0].mask.crop == sim[1].mask.crop and len(sim[0].instances) == len(sim[1].instances) >= 4
+    patches = [client.erase(img, sim[0].mask.data) for img in twins]
+    assert [p.format for p in patches] == [f"rgba{depth}", f"bgra{depth}"] and patches[0].box == patches[1].box
+    dtype = np.uint8 if depth == 8 else np.dtype("<u2")
+    w, h = patches[0].box[2:]
+    got = [np.frombuffer(p.data, dtype).reshape(h, w, 4) for p in patches]
+    assert np.array_equal(got[1], got[0][..., [2, 1, 0, 3]])
+    assert not np.array_equal(got[0], got[1])      # the two orders differ (red discs on green)
+
+
 @pytest.fixture
 def sent_bytes(monkeypatch) -> list[int]:
     """The size of every message the pyzmq transport sends while the test runs."""
