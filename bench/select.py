@@ -3,6 +3,7 @@
     python bench/select.py [--n 100] [--max-clicks 8] [--weights PATH]
     python bench/select.py --photos [bench/photos.json]      # a few real photos instead
     python bench/select.py --split realsize --n 300 --compare NEW.pt --json out.json   # two weights, paired
+    python bench/select.py --split realsize --n 300 --compare-refiner NEW.pt   # a new refining model, paired
 
 
 Scenes come from the validation split of backend/training/synth.py (backgrounds and objects
@@ -292,6 +293,10 @@ def main() -> None:
                     help="also the daemon engine with these weights for clicks without a previous mask (first "
                          "clicks, added objects) and --weights for the rest (backend.segment.ClickSegmenter's "
                          "first), paired like --compare")
+    ap.add_argument("--compare-refiner", type=Path, default=None,
+                    help="also the daemon engine with these weights for the clicks with a previous mask or with "
+                         "several clicks (the refining model, dsn-lite0.pt's role) and the shipped first-click "
+                         "model for the rest, paired like --compare")
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: the backend's choice)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -357,14 +362,17 @@ def engine_methods(seg: ClickSegmenter, args: argparse.Namespace) -> dict[str, M
 
 
 def compared(args: argparse.Namespace) -> dict[str, Method]:
-    """The daemon engine with the --compare weights, and with the --compare-first weights for its
-    first clicks, if given."""
+    """The daemon engine with the --compare weights, with the --compare-first weights for its first
+    clicks, and with the --compare-refiner weights for the rest, if given."""
     out: dict[str, Method] = {}
     if args.compare is not None:
         out[f"{COMPARED} {args.compare.name}"] = EngineClicks(ClickSegmenter(args.compare, args.device))
     if args.compare_first is not None:
         out[f"{COMPARED} {(args.weights or weights.path('dsn')).name}, first clicks {args.compare_first.name}"] = \
             EngineClicks(ClickSegmenter(args.weights, args.device, first=args.compare_first))
+    if args.compare_refiner is not None:
+        out[f"{COMPARED} {args.compare_refiner.name} refining, first clicks the shipped first-click model"] = \
+            EngineClicks(ClickSegmenter(args.compare_refiner, args.device, first=True))
     return out
 
 

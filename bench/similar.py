@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     for e in engines if used else []:
         m = summarise(rows[e], secs[e])
         m["encode_sec_mean"] = float(np.mean(enc[e]))
-        out[e] = {**m, "per_scene": rows[e]}   # for comparing two runs scene by scene
+        out[e] = {**m, "per_scene": rows[e],   # for comparing two runs scene by scene
+                  "seconds_per_scene": [round(t, 4) for t in secs[e]]}   # the similar call, in per_scene's order
         print(f"{e:10s} {m['inst_recall']:7.3f} {m['inst_precision']:7.3f} {m['inst_f1']:6.3f} "
               f"{m['other_hit_rate']:6.3f} {m['pix_precision']:6.3f} {m['pix_recall']:6.3f} {m['sec_mean']:8.2f} {m['encode_sec_mean']:7.2f}"
               f"  ({m['targets']}/{m['returned']}/{m['others']}; look-alikes taken {m['lookalike_hit_rate']:.3f})")
