@@ -27,7 +27,6 @@ from PyQt5.QtCore import QByteArray  # noqa: E402
 from PyQt5.QtGui import QImage  # noqa: E402
 
 from simpson_client import Image  # noqa: E402
-from simpson_client.pixels import bgra_to_rgba  # noqa: E402
 
 
 def qt_swap(data: bytes, w: int, h: int) -> bytes:
@@ -63,7 +62,9 @@ def main() -> None:
     raw = bytes(range(256)) * (w * h * 4 // 256) + bytes(w * h * 4 % 256)
     pixel_data = QByteArray(raw)     # what node.pixelData gives
     again = QByteArray(raw)          # a further click's read: equal bytes, another buffer
-    assert qt_swap(raw, w, h) == bytes(bgra_to_rgba(raw, 1)), "Qt's swap differs from the stdlib's"
+    swapped = bytearray(raw)                # the swap the baseline arm must do, by slices
+    swapped[0::4], swapped[2::4] = raw[2::4], raw[0::4]
+    assert qt_swap(raw, w, h) == swapped, "Qt's swap is not a red-blue swap"
     print(f"{w}x{h} 8-bit layer ({w * h / 1e6:.1f} MP, {4 * w * h / 1e6:.0f} MB), {args.rounds} rounds")
     print("a first click (pixelData's buffer to what the client sends and hashes):")
     report(timed({"before: copied, Qt swap to rgba8, hash": lambda: Image(w, h, qt_swap(bytes(pixel_data), w, h),

@@ -1,23 +1,10 @@
-"""Pixel-layout helpers without numpy: colour order, masks and patches as plain bytes.
+"""Pixel-layout helpers without numpy: masks and patches as plain bytes.
 
 Conventions: rows top to bottom, pixels left to right, no row padding. 16-bit samples are
-little-endian. The wire takes RGBA or BGRA (Krita's order, which its plug-in sends as it is).
+little-endian. The wire takes RGBA or BGRA (Krita's order, which its plug-in sends as it is:
+no plug-in swaps channels).
 """
 from __future__ import annotations
-
-
-def bgra_to_rgba(data: bytes, bytes_per_sample: int = 1) -> bytearray:
-    """Swap the blue and red channels (BGRA <-> RGBA). Works both ways."""
-    s = bytes_per_sample
-    px = 4 * s
-    out = bytearray(data)
-    for k in range(s):
-        out[k::px] = data[2 * s + k::px]
-        out[2 * s + k::px] = data[k::px]
-    return out
-
-
-rgba_to_bgra = bgra_to_rgba
 
 
 def paste(dest: bytearray, dest_width: int, patch: bytes, box: tuple[int, int, int, int], bytes_per_pixel: int) -> None:

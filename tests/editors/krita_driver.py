@@ -33,7 +33,6 @@ def log(*args) -> None:
         print(*args, file=f)
 
 
-
 class Runner:
     """Runs a generator script on Krita's event loop: `yield ms` waits, `yield (predicate, seconds)` polls."""
 

@@ -113,7 +113,6 @@ def test_windows_pad_outside_the_image():
     assert out[15:25, 10:30].min() == 7 and out[:15].max() == 0
 
 
-
 def test_a_window_part_crops_as_the_whole_image_does():
     """window_part: crop_resize of a per-pixel function of the part under a window, in the shifted
     window, equals crop_resize of it on the whole image (windows inside, across edges, outside, and
@@ -127,6 +126,7 @@ def test_a_window_part_crops_as_the_whole_image_does():
         assert part.size <= min(side, 130) * min(side, 90)
         assert np.array_equal(crop_resize((part > 127).astype(np.float32), at, 48),
                               crop_resize((mask > 127).astype(np.float32), win, 48))
+
 
 def test_enclosing_region_holds_the_object_and_more():
     from backend.training.samples import enclosing_region

@@ -1,13 +1,6 @@
 from simpson_client import pixels
 
 
-def test_bgra_rgba_8_and_16_bit():
-    assert bytes(pixels.bgra_to_rgba(b"\x01\x02\x03\x04\x05\x06\x07\x08")) == b"\x03\x02\x01\x04\x07\x06\x05\x08"
-    bgra16 = bytes([1, 2, 3, 4, 5, 6, 7, 8])
-    assert bytes(pixels.bgra_to_rgba(bgra16, 2)) == bytes([5, 6, 3, 4, 1, 2, 7, 8])
-    assert bytes(pixels.rgba_to_bgra(pixels.bgra_to_rgba(bgra16, 2), 2)) == bgra16
-
-
 def test_paste_and_crop():
     dest = bytearray(4 * 3)                  # 4x3, 1 byte per pixel
     pixels.paste(dest, 4, b"\x01\x02\x03\x04", (1, 1, 2, 2), 1)
